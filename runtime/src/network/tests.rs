@@ -58,7 +58,10 @@ fn subnet_plan_refuses_overlap(#[case] subnet: &str, #[case] other: &str) {
 fn subnet_plan_refuses_bad_subnets(#[case] subnet: &str, #[case] reason: &str) {
     let err = SubnetPlan::new(net(subnet), &[]).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("subnet") && text.contains(subnet) && text.contains(reason), "{text}");
+    assert!(
+        text.contains("subnet") && text.contains(subnet) && text.contains(reason),
+        "{text}"
+    );
 }
 
 proptest! {
@@ -92,7 +95,9 @@ proptest! {
 
 #[test]
 fn outside_plan_default_is_valid() {
-    OutsidePlan::default().validate(&[net("10.89.0.0/24")]).unwrap();
+    OutsidePlan::default()
+        .validate(&[net("10.89.0.0/24")])
+        .unwrap();
 }
 
 #[rstest]
@@ -128,8 +133,13 @@ fn outside_plan_refuses_internal_overlap(#[case] change: fn(&mut OutsidePlan)) {
 
 #[test]
 fn outside_plan_refuses_overlap_with_container_subnet() {
-    let err = OutsidePlan::default().validate(&[net("203.0.113.0/28")]).unwrap_err();
-    assert_eq!(err.to_string(), "subnet 203.0.113.0/24 overlaps 203.0.113.0/28");
+    let err = OutsidePlan::default()
+        .validate(&[net("203.0.113.0/28")])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "subnet 203.0.113.0/24 overlaps 203.0.113.0/28"
+    );
 }
 
 #[rstest]
@@ -156,8 +166,14 @@ fn masquerade_batch_json() {
 #[test]
 fn publish_batch_json() {
     let forwards = [
-        PortForward { host_port: 8080, container_port: 80 },
-        PortForward { host_port: 2222, container_port: 22 },
+        PortForward {
+            host_port: 8080,
+            container_port: 80,
+        },
+        PortForward {
+            host_port: 2222,
+            container_port: 22,
+        },
     ];
     insta::assert_snapshot!(pretty(&publish_batch(
         Ipv4Addr::new(10, 89, 0, 2),
@@ -169,8 +185,14 @@ fn publish_batch_json() {
 #[test]
 fn unpublish_and_delete_table_batches_json() {
     let rules = [
-        PublishedRule { chain: "prerouting".into(), handle: 7 },
-        PublishedRule { chain: "output".into(), handle: 8 },
+        PublishedRule {
+            chain: "prerouting".into(),
+            handle: 7,
+        },
+        PublishedRule {
+            chain: "output".into(),
+            handle: 8,
+        },
     ];
     insta::assert_snapshot!(pretty(&unpublish_batch(&rules)));
     insta::assert_snapshot!(pretty(&delete_table_batch()));
@@ -178,7 +200,10 @@ fn unpublish_and_delete_table_batches_json() {
 
 #[test]
 fn batches_only_ever_name_our_table() {
-    let forwards = [PortForward { host_port: 1, container_port: 2 }];
+    let forwards = [PortForward {
+        host_port: 1,
+        container_port: 2,
+    }];
     for batch in [
         masquerade_batch(net("10.0.0.0/8"), "x"),
         publish_batch(Ipv4Addr::new(10, 0, 0, 2), &forwards, "c"),
@@ -190,7 +215,10 @@ fn batches_only_ever_name_our_table() {
         assert!(!tables.is_empty());
         assert!(tables.iter().all(|t| t == "isocheck"), "{tables:?}");
         let families = value.to_string().matches("\"family\":\"inet\"").count();
-        assert_eq!(families, value.to_string().matches("\"family\":").count() - nat_families(&value));
+        assert_eq!(
+            families,
+            value.to_string().matches("\"family\":").count() - nat_families(&value)
+        );
     }
 }
 
@@ -228,7 +256,10 @@ fn on_the_wire(message: RouteNetlinkMessage) -> RouteNetlinkMessage {
     packet.finalize();
     let mut buf = vec![0u8; packet.buffer_len()];
     packet.serialize(&mut buf);
-    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap().payload {
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf)
+        .unwrap()
+        .payload
+    {
         NetlinkPayload::InnerMessage(inner) => inner,
         other => panic!("unexpected payload {other:?}"),
     }
@@ -254,9 +285,9 @@ fn infos(message: &LinkMessage) -> &[LinkInfo] {
 
 #[test]
 fn veth_request_puts_the_peer_in_the_container_namespace() {
-    let RouteNetlinkMessage::NewLink(message) =
-        on_the_wire(RouteNetlinkMessage::NewLink(veth_request("isoc-vweb1", Some(7), "eth0", 42)))
-    else {
+    let RouteNetlinkMessage::NewLink(message) = on_the_wire(RouteNetlinkMessage::NewLink(
+        veth_request("isoc-vweb1", Some(7), "eth0", 42),
+    )) else {
         panic!("not RTM_NEWLINK")
     };
     assert_eq!(name_of(&message), Some("isoc-vweb1"));
@@ -264,7 +295,10 @@ fn veth_request_puts_the_peer_in_the_container_namespace() {
     assert!(message.header.flags.contains(LinkFlags::Up));
     assert!(message.header.change_mask.contains(LinkFlags::Up));
     // The host end itself stays in the namespace the socket lives in.
-    assert!(!message.attributes.iter().any(|a| matches!(a, LinkAttribute::NetNsFd(_))));
+    assert!(!message
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::NetNsFd(_))));
 
     let infos = infos(&message);
     assert!(infos.contains(&LinkInfo::Kind(InfoKind::Veth)), "{infos:?}");
@@ -276,13 +310,19 @@ fn veth_request_puts_the_peer_in_the_container_namespace() {
         })
         .expect("VETH_INFO_PEER present");
     assert_eq!(name_of(peer), Some("eth0"));
-    assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(42)), "{peer:?}");
+    assert!(
+        peer.attributes.contains(&LinkAttribute::NetNsFd(42)),
+        "{peer:?}"
+    );
 }
 
 #[test]
 fn detached_veth_has_no_controller() {
     let message = veth_request("isoc-vctl", None, "eth0", 3);
-    assert!(!message.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(_))));
+    assert!(!message
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::Controller(_))));
 }
 
 #[test]
@@ -306,9 +346,9 @@ fn set_up_request_targets_index_with_up_mask() {
 
 #[test]
 fn address_request_carries_local_prefix_and_broadcast() {
-    let RouteNetlinkMessage::NewAddress(message) =
-        on_the_wire(RouteNetlinkMessage::NewAddress(address_request(4, net("10.89.0.2/24"))))
-    else {
+    let RouteNetlinkMessage::NewAddress(message) = on_the_wire(RouteNetlinkMessage::NewAddress(
+        address_request(4, net("10.89.0.2/24")),
+    )) else {
         panic!("not RTM_NEWADDR")
     };
     assert_eq!(message.header.index, 4);
@@ -331,7 +371,9 @@ fn default_route_request_has_gateway_and_no_destination() {
     assert_eq!(message.header.table, 254);
     assert_eq!(
         message.attributes,
-        vec![RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(10, 89, 0, 1)))]
+        vec![RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+            10, 89, 0, 1
+        )))]
     );
 }
 
@@ -341,14 +383,21 @@ fn subnet_route_request_has_destination() {
     assert_eq!(message.header.destination_prefix_length, 24);
     assert!(message
         .attributes
-        .contains(&RouteAttribute::Destination(RouteAddress::Inet(Ipv4Addr::new(203, 0, 113, 0)))));
+        .contains(&RouteAttribute::Destination(RouteAddress::Inet(
+            Ipv4Addr::new(203, 0, 113, 0)
+        ))));
 }
 
 #[test]
 fn teardown_errors_report_every_error() {
     let errors = TeardownErrors(vec![
-        NetworkError::LinkNotFound { name: "isoc-va".into() },
-        NetworkError::Nft { step: "delete table inet isocheck", message: "boom".into() },
+        NetworkError::LinkNotFound {
+            name: "isoc-va".into(),
+        },
+        NetworkError::Nft {
+            step: "delete table inet isocheck",
+            message: "boom".into(),
+        },
     ]);
     let text = errors.to_string();
     assert!(text.starts_with("2 teardown error(s)"), "{text}");
