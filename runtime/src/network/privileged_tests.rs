@@ -2,6 +2,9 @@
 //! `Netns::new_anonymous()`, so nothing reaches the machine's namespaces;
 //! every link, rule and namespace dies with the test.
 
+// In tests a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use super::*;
 use crate::spec::{BridgeAttachment, PortForward};
 use nix::sys::socket::{

@@ -1,5 +1,8 @@
 //! Tests without root: address plans, nft batches, netlink messages.
 
+// In tests a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use super::nat::{delete_table_batch, masquerade_batch, publish_batch, unpublish_batch};
 use super::rtnl::{address_request, bridge_request, route_request, set_up_request, veth_request};
 use super::*;
