@@ -13,6 +13,23 @@
 //!
 //! Starting a networked container spawns no process, except one `nft` when
 //! ports are published (and one per `Nat::enable`/`delete`).
+//!
+//! Kernel notes (checked on 6.18 with /proc/config.gz):
+//! - `CONFIG_BRIDGE_NETFILTER=y` is built in, and a new netns starts with
+//!   `net.bridge.bridge-nf-call-iptables = 1`: bridged IPv4 between
+//!   containers also crosses the inet hooks. Our chains are nat chains with
+//!   policy accept and the DNAT rules match only `fib daddr type local`, so
+//!   container-to-container traffic is untouched; no forward chain is needed
+//!   (nothing else filters in the stand-in), and no module has to be loaded.
+//! - `/proc/sys/net` resolves to the namespace of the thread that opens the
+//!   file, so forwarding is written from a thread inside the host netns
+//!   (a privileged test checks the caller's value is unchanged).
+//! - Not supported: reaching a published port via 127.0.0.1 (would need
+//!   `route_localnet` and a masquerade of loopback sources) and hairpin (a
+//!   container reaching its own published port via the host address: would
+//!   need masquerade of bridge-to-bridge DNATed traffic). The output-chain
+//!   rule does serve connections from the host namespace to its own
+//!   non-loopback addresses.
 
 mod bridge;
 mod nat;

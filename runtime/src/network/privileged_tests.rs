@@ -402,6 +402,22 @@ fn dnat_forwards_the_published_port_from_outside() {
         std::net::IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2))
     );
 
+    // Locally originated: the output chain rule serves the stand-in itself.
+    let server = serve_once(
+        &container,
+        "10.89.0.2:80".parse().unwrap(),
+        Duration::from_secs(5),
+    );
+    let local = connect_echo(
+        &host,
+        "198.51.100.1:8080".parse().unwrap(),
+        Duration::from_secs(2),
+    );
+    let local_peer = server.recv().unwrap();
+    eprintln!("DNAT (output chain): stand-in -> 198.51.100.1:8080 {local:?}; container saw peer {local_peer:?}");
+    local.unwrap();
+    assert!(local_peer.is_some());
+
     // Detach removes the DNAT rules (the table itself stays until deleted).
     veth.detach().unwrap();
     let again = connect_echo(
