@@ -171,7 +171,10 @@ mod tests {
 
     #[test]
     fn write_then_read_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("isocheck-probe-test")
+            .tempdir()
+            .expect("tempdir");
         let path = dir.path().join("f");
         write_file(&path).expect("write");
         assert_eq!(fs::read(&path).expect("read"), CONTENT);
