@@ -85,17 +85,22 @@ pub fn kill(mut args: Args) -> Result<Observation, ProbeError> {
 pub fn hostname(mut args: Args) -> Result<Observation, ProbeError> {
     let set: Option<String> = args.optional("set")?;
     args.finish()?;
+    let read = || -> Result<String, ProbeError> {
+        Ok(unistd::gethostname()
+            .map_err(|e| ProbeError::internal("gethostname", e))?
+            .to_string_lossy()
+            .into_owned())
+    };
+    // Before any change: the name the container was given.
+    let hostname_before = read()?;
     let set_errno = match set {
         Some(name) => output::errno_value(&unistd::sethostname(name)),
         None => Value::Null,
     };
-    let hostname = unistd::gethostname()
-        .map_err(|e| ProbeError::internal("gethostname", e))?
-        .to_string_lossy()
-        .into_owned();
     Ok(Observation::new()
+        .with("hostname_before", hostname_before)
         .with("set_errno", set_errno)
-        .with("hostname", hostname))
+        .with("hostname", read()?))
 }
 
 /// A SysV IPC key, decimal or 0x-prefixed hex (ipcs prints hex).
