@@ -119,6 +119,32 @@ impl Expectation {
     /// Checks the expectation against an observation; `Err` says what was
     /// seen instead.
     pub fn evaluate(&self, doc: &Value) -> Result<(), String> {
+        let resolved = self.resolved(doc);
+        let this = resolved.as_ref().unwrap_or(self);
+        this.evaluate_resolved(doc)
+    }
+
+    /// With `{name}` placeholders in string values filled from the
+    /// observation's `vars` (e.g. an address the run chose).
+    fn resolved(&self, doc: &Value) -> Option<Expectation> {
+        let vars = doc.get("vars")?.as_object()?;
+        let fill = |v: &Option<Value>| match v {
+            Some(Value::String(s)) if s.contains('{') => Some(Value::String(
+                vars.iter().fold(s.clone(), |acc, (k, val)| {
+                    acc.replace(&format!("{{{k}}}"), val.as_str().unwrap_or_default())
+                }),
+            )),
+            other => other.clone(),
+        };
+        let mut e = self.clone();
+        e.eq = fill(&self.eq);
+        e.ne = fill(&self.ne);
+        e.contains = fill(&self.contains);
+        e.excludes = fill(&self.excludes);
+        Some(e)
+    }
+
+    fn evaluate_resolved(&self, doc: &Value) -> Result<(), String> {
         let seen = lookup(doc, &self.field);
         let fail = |what: String| Err(format!("{}: saw {}", self.describe(), what));
         let num = |v: Option<&Value>| v.and_then(number);
@@ -258,6 +284,14 @@ mod tests {
     #[case("field = \"probe.absent\"\nnull = true", false)]
     fn evaluates(#[case] text: &str, #[case] holds: bool) {
         assert_eq!(exp(text).evaluate(&doc()).is_ok(), holds, "{text}");
+    }
+
+    #[test]
+    fn placeholders_in_values_come_from_the_run() {
+        let mut d = doc();
+        d["vars"] = json!({"name": "ct"});
+        assert!(exp("field = \"probe.hostname\"\neq = \"{name}r\"").evaluate(&d).is_ok());
+        assert!(exp("field = \"probe.hostname\"\neq = \"{name}x\"").evaluate(&d).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod cleanup;
 pub mod expect;
 pub mod fixtures;
+pub mod nettestbed;
 pub mod report;
 pub mod requirements;
 pub mod runner;

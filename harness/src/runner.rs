@@ -6,11 +6,14 @@
 
 use crate::expect::{evaluate_all, lookup};
 use crate::fixtures::{self, DecoyProcess, DecoyShm, FixtureError, RoBindSource, RunDir};
+use crate::nettestbed::NetTestbed;
 use crate::report::{ScenarioResult, Verdict};
 use crate::requirements::{HostFacts, Requirement};
 use crate::scenario::{ContainerOverrides, Fixture, Interaction, Scenario};
 use crate::standin;
-use isocheck_runtime::spec::{self as rspec, ContainerSpec, RootEntry, RootfsSource};
+use isocheck_runtime::spec::{
+    self as rspec, BridgeAttachment, ContainerSpec, NetworkMode, PortForward, RootEntry, RootfsSource,
+};
 use isocheck_runtime::{Container, SpawnOptions, StdioMode};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -57,6 +60,8 @@ pub struct Runner {
     marker: PathBuf,
     marker_token: String,
     counter: usize,
+    /// Bridges and the outside world, made on first use.
+    net: Option<NetTestbed>,
     // Last: dropped after the fixtures that live inside it.
     run: RunDir,
 }
@@ -88,6 +93,7 @@ impl Runner {
             marker,
             marker_token,
             counter: 0,
+            net: None,
             run,
         })
     }
@@ -204,21 +210,63 @@ impl Runner {
         vars.insert("host.monotonic".into(), format!("{:.3}", clocks.0));
         vars.insert("host.boottime".into(), format!("{:.3}", clocks.1));
 
-        let spec = self.build_spec(overrides, probe_args, &vars, &image)?;
-        let opts = SpawnOptions {
-            run_id: self.run.run_id.clone(),
-            name: format!("{}-{}", which.name(), self.counter),
-            stdin: StdioMode::Piped,
-            stdout: StdioMode::Piped,
-            stderr: StdioMode::Piped,
-            ..SpawnOptions::default()
-        };
-        let mut container = Container::spawn(&spec, opts).map_err(|e| format!("spawn: {e}"))?;
-        let mut stdin = container.take_stdin();
-        let mut out = LineReader::new(container.take_stdout().ok_or("no stdout pipe")?);
-        let mut err_pipe = container.take_stderr();
         let deadline = Instant::now() + Duration::from_secs(s.timeout_secs);
         let mut doc = Map::new();
+        let mut net = NetHalf::default();
+        let wants_net = overrides.network.as_deref() == Some("bridge") || s.peer.is_some() || s.outside.is_some();
+        if wants_net {
+            if self.net.is_none() {
+                self.net = Some(NetTestbed::create(&self.run.run_id).map_err(|e| e.to_string())?);
+            }
+            let testbed = self.net.as_mut().ok_or("network testbed missing")?;
+            vars.extend(testbed.vars());
+            if overrides.nat {
+                net.nat = Some(testbed.nat()?);
+            }
+        }
+        if let Some(peer_argv) = &s.peer {
+            let testbed = self.net.as_mut().ok_or("network testbed missing")?;
+            let att = testbed.attachment(false, false, None)?;
+            vars.insert("peer.address".into(), address_only(&att.address));
+            let mut spec = self.build_spec(&ContainerOverrides::default(), peer_argv, &vars, &self.image)?;
+            spec.network = NetworkMode::Bridge(att.clone());
+            net.attachments.push(att);
+            let mut peer = self.spawn(&spec, &format!("peer-{}", self.counter))?;
+            peer.out.wait_ready_or_output(deadline)?;
+            net.peer = Some(peer);
+        }
+        if let (Some(argv), false) = (&s.outside, s.interaction == Interaction::OutsideClient) {
+            let testbed = self.net.as_ref().ok_or("network testbed missing")?;
+            let mut child = testbed.spawn_outside(&self.probe, &expand_all(argv, &vars))?;
+            let mut reader = LineReader::new(child_stdout(&mut child)?);
+            reader.wait_ready_or_output(deadline)?;
+            net.outside_server = Some((child, reader));
+        }
+
+        let mut spec = self.build_spec(overrides, probe_args, &vars, &image)?;
+        if overrides.network.as_deref() == Some("bridge") {
+            let publish = match &overrides.publish {
+                Some(p) => Some(parse_publish(p)?),
+                None => None,
+            };
+            let testbed = self.net.as_mut().ok_or("network testbed missing")?;
+            let att = testbed.attachment(overrides.second_bridge, overrides.detached, publish)?;
+            spec.network = NetworkMode::Bridge(att.clone());
+            net.attachments.push(att);
+        }
+        let spawned = self.spawn(&spec, &format!("{}-{}", which.name(), self.counter));
+        let Spawned {
+            mut container,
+            mut stdin,
+            mut out,
+            err: mut err_pipe,
+        } = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                self.release(net);
+                return Err(e);
+            }
+        };
 
         match s.interaction {
             Interaction::None => {}
@@ -275,6 +323,18 @@ impl Runner {
                 std::thread::sleep(Duration::from_millis(300));
                 host.insert("tasks_after_kill".into(), json!(container.cgroup_procs().len()));
             }
+            Interaction::ThenCompanion => {}
+            Interaction::OutsideClient => {
+                out.wait_ready_or_output(deadline)?;
+                let argv = s.outside.as_ref().ok_or("interaction outside-client needs an outside probe")?;
+                let testbed = self.net.as_ref().ok_or("network testbed missing")?;
+                let child = testbed.spawn_outside(&self.probe, &expand_all(argv, &vars))?;
+                let output = child.wait_with_output().map_err(|e| format!("outside client: {e}"))?;
+                doc.insert(
+                    "outside".into(),
+                    last_json(&String::from_utf8_lossy(&output.stdout)).unwrap_or(Value::Null),
+                );
+            }
         }
 
         // Everything the probe prints until it exits; the last JSON object
@@ -308,6 +368,32 @@ impl Runner {
         }
         drop(container);
 
+        if s.interaction == Interaction::ThenCompanion {
+            let argv = companion.ok_or("interaction then-companion needs a companion probe")?;
+            let mut spec = spec.clone();
+            spec.command.truncate(1);
+            spec.command.extend(expand_all(argv, &vars));
+            let mut second = self.spawn(&spec, &format!("{}-{}-companion", which.name(), self.counter))?;
+            let status = second.container.wait_timeout(deadline.saturating_duration_since(Instant::now()));
+            if !matches!(status, Ok(Some(_))) {
+                let _ = second.container.kill();
+            }
+            doc.insert("companion".into(), last_json(&second.out.rest()).unwrap_or(Value::Null));
+        }
+        if let Some(mut peer) = net.peer.take() {
+            if !matches!(peer.container.wait_timeout(Duration::from_secs(3)), Ok(Some(_))) {
+                let _ = peer.container.kill();
+            }
+            doc.insert("peer".into(), last_json(&peer.out.rest()).unwrap_or(Value::Null));
+        }
+        if let Some((mut child, mut reader)) = net.outside_server.take() {
+            let _ = reader.next_json(Instant::now() + Duration::from_secs(3));
+            let _ = child.kill();
+            let _ = child.wait();
+            doc.insert("outside".into(), last_json(&reader.rest()).unwrap_or(Value::Null));
+        }
+        self.release(net);
+
         // What the stand-in host sees afterwards.
         host.insert("decoy_alive".into(), json!(self.decoy.alive()));
         host.insert("hostname".into(), json!(standin::hostname()));
@@ -329,7 +415,51 @@ impl Runner {
         standin::reset_hostname();
         drop(robind);
         doc.insert("host".into(), Value::Object(host));
+        doc.insert("vars".into(), json!(vars));
         Ok(Value::Object(doc))
+    }
+
+    /// Starts a container with all three pipes.
+    fn spawn(&self, spec: &ContainerSpec, name: &str) -> Result<Spawned, String> {
+        let opts = SpawnOptions {
+            run_id: self.run.run_id.clone(),
+            name: name.to_string(),
+            stdin: StdioMode::Piped,
+            stdout: StdioMode::Piped,
+            stderr: StdioMode::Piped,
+            ..SpawnOptions::default()
+        };
+        let mut container = Container::spawn(spec, opts).map_err(|e| format!("spawn {name}: {e}"))?;
+        let stdin = container.take_stdin();
+        let out = LineReader::new(container.take_stdout().ok_or("no stdout pipe")?);
+        let err = container.take_stderr();
+        Ok(Spawned {
+            container,
+            stdin,
+            out,
+            err,
+        })
+    }
+
+    /// Gives back a half's addresses (its containers are gone) and its NAT.
+    fn release(&mut self, half: NetHalf) {
+        let NetHalf {
+            attachments,
+            nat,
+            peer,
+            outside_server,
+        } = half;
+        drop(peer);
+        if let Some((mut child, _)) = outside_server {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(testbed) = self.net.as_mut() {
+            for att in &attachments {
+                testbed.release(att);
+            }
+        }
+        drop(nat);
     }
 
     fn vars(&self) -> BTreeMap<String, String> {
@@ -424,6 +554,42 @@ impl Runner {
         spec.command = std::iter::once(probe).chain(expand_all(probe_args, vars)).collect();
         Ok(spec)
     }
+}
+
+/// A started container with its pipes.
+struct Spawned {
+    container: Container,
+    stdin: Option<File>,
+    out: LineReader,
+    err: Option<File>,
+}
+
+/// The network pieces of one half, released when it ends.
+#[derive(Default)]
+struct NetHalf {
+    attachments: Vec<BridgeAttachment>,
+    nat: Option<isocheck_runtime::network::Nat>,
+    peer: Option<Spawned>,
+    outside_server: Option<(std::process::Child, LineReader)>,
+}
+
+fn address_only(cidr: &str) -> String {
+    cidr.split('/').next().unwrap_or(cidr).to_string()
+}
+
+fn parse_publish(text: &str) -> Result<PortForward, String> {
+    let bad = || format!("container.publish: {text:?} is not HOST:CONTAINER (two ports 1-65535)");
+    let (h, c) = text.split_once(':').ok_or_else(bad)?;
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+    Ok(PortForward {
+        host_port: port(h).ok_or_else(bad)?,
+        container_port: port(c).ok_or_else(bad)?,
+    })
+}
+
+fn child_stdout(child: &mut std::process::Child) -> Result<File, String> {
+    let out = child.stdout.take().ok_or("no stdout pipe")?;
+    Ok(File::from(std::os::fd::OwnedFd::from(out)))
 }
 
 /// A half's result: what was seen and which expectations did not hold.
@@ -550,6 +716,16 @@ impl LineReader {
         Err(format!("the probe never said ready; it printed: {:?}", tail(&self.seen, 400)))
     }
 
+    /// A server says ready, or prints its observation at once when it fails.
+    fn wait_ready_or_output(&mut self, deadline: Instant) -> Result<(), String> {
+        while let Some(line) = self.next_line(deadline) {
+            if serde_json::from_str::<Value>(line.trim()).is_ok_and(|v| v.is_object()) {
+                return Ok(());
+            }
+        }
+        Err(format!("the probe never said ready; it printed: {:?}", tail(&self.seen, 400)))
+    }
+
     fn next_json(&mut self, deadline: Instant) -> Result<Value, String> {
         while let Some(line) = self.next_line(deadline) {
             if let Some(v) = last_json(&line) {
@@ -584,6 +760,15 @@ mod tests {
         let text = "{\"phase\":\"ready\"}\nnoise\n{\"action\":\"pids\",\"pid\":1}\n{\"phase\":\"ready\"}\n";
         assert_eq!(last_json(text).unwrap()["pid"], 1);
         assert_eq!(last_json("{\"phase\":\"ready\"}\n"), None);
+    }
+
+    #[test]
+    fn publish_is_two_ports() {
+        let p = parse_publish("8080:8000").unwrap();
+        assert_eq!((p.host_port, p.container_port), (8080, 8000));
+        for bad in ["8080", "0:80", "a:80", "80:70000"] {
+            assert!(parse_publish(bad).unwrap_err().contains(bad), "{bad}");
+        }
     }
 
     #[test]

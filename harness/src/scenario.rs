@@ -71,6 +71,15 @@ pub struct Scenario {
     /// How the harness interacts with the running container.
     #[serde(default)]
     pub interaction: Interaction,
+    /// A server container started first on the first bridge, with this
+    /// probe argv; its observation is `peer`, its address `{peer.address}`.
+    #[serde(default)]
+    pub peer: Option<Vec<String>>,
+    /// A probe run in the "outside world" namespace: a server started before
+    /// the container, or (interaction outside-client) a client run once the
+    /// container is ready. Its observation is `outside`.
+    #[serde(default)]
+    pub outside: Option<Vec<String>>,
     pub run: Variant,
     pub control: Control,
     /// Where it was loaded from (set by the loader).
@@ -145,6 +154,11 @@ pub enum Interaction {
     /// the whole group in the run, PID 1 only in the control; then counts
     /// the tasks left in the cgroup.
     KillAfterOutput,
+    /// After the container exits, a second container with the same spec runs
+    /// the companion probe.
+    ThenCompanion,
+    /// Once the container says ready, the `outside` probe runs as a client.
+    OutsideClient,
 }
 
 /// A scenario's changes to the default container. Every field is optional;
@@ -178,6 +192,19 @@ pub struct ContainerOverrides {
     pub proc_sys_readonly: Option<bool>,
     pub mask_proc_files: Option<bool>,
     pub host_cgroupfs_rw: Option<bool>,
+    /// "none" (lo only, the default) or "bridge".
+    pub network: Option<String>,
+    /// Attach to the second bridge, which is not connected to the first.
+    #[serde(default)]
+    pub second_bridge: bool,
+    /// Leave the veth's host end off the bridge.
+    #[serde(default)]
+    pub detached: bool,
+    /// "HOST:CONTAINER" TCP port forward (DNAT).
+    pub publish: Option<String>,
+    /// Masquerade the first bridge's subnet out of the uplink.
+    #[serde(default)]
+    pub nat: bool,
 }
 
 /// A scenario file that could not be loaded. The message names the file,
@@ -253,6 +280,8 @@ impl Scenario {
             ("probe", scenario.control.probe.as_ref()),
             ("companion", scenario.run.companion.as_ref()),
             ("companion", scenario.control.companion.as_ref()),
+            ("peer", scenario.peer.as_ref()),
+            ("outside", scenario.outside.as_ref()),
         ];
         for (key, argv) in probes {
             let Some(argv) = argv else { continue };
