@@ -186,6 +186,19 @@ pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes a helper process die with the runner (SIGKILL when its parent
+/// dies), so a killed run leaves no process behind.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl,
+    // which is async-signal-safe; it touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
+        })
+    }
+}
+
 /// A process in the stand-in host for controls to kill or trace: a copy of
 /// the probe named `isocheck-decoy`, blocked reading a pipe nobody writes.
 #[derive(Debug)]
@@ -200,14 +213,19 @@ impl DecoyProcess {
         if !exe.exists() {
             fs::copy(probe, &exe).map_err(io_err("copy the probe as the decoy", &exe))?;
         }
-        let child = Command::new(&exe)
-            .arg("wait")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(io_err("start the decoy process", &exe))?;
+        let child = Self::spawn(&exe).map_err(io_err("start the decoy process", &exe))?;
         Ok(DecoyProcess { child, exe })
+    }
+
+    fn spawn(exe: &Path) -> io::Result<Child> {
+        die_with_parent(
+            Command::new(exe)
+                .arg("wait")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .spawn()
     }
 
     pub fn pid(&self) -> u32 {
@@ -222,14 +240,7 @@ impl DecoyProcess {
     /// Starts a fresh decoy if a control killed this one.
     pub fn ensure_alive(&mut self) -> Result<(), FixtureError> {
         if !self.alive() {
-            let child = Command::new(&self.exe)
-                .arg("wait")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(io_err("restart the decoy process", &self.exe))?;
-            self.child = child;
+            self.child = Self::spawn(&self.exe).map_err(io_err("restart the decoy process", &self.exe))?;
         }
         Ok(())
     }

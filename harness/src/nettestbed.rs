@@ -119,6 +119,7 @@ impl NetTestbed {
     pub fn spawn_outside(&self, probe: &std::path::Path, argv: &[String]) -> Result<Child, String> {
         let mut cmd = Command::new(probe);
         cmd.args(argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        crate::fixtures::die_with_parent(&mut cmd);
         self.outside
             .outside()
             .enter_on_spawn(&mut cmd)

@@ -300,9 +300,10 @@ impl Runner {
                     // The control: the same probe started on the host without
                     // joining anything.
                     Which::Control => {
-                        let output = std::process::Command::new(&self.probe)
-                            .args(&companion)
-                            .output()
+                        let output = fixtures::die_with_parent(
+                            std::process::Command::new(&self.probe).args(&companion),
+                        )
+                        .output()
                             .map_err(|e| format!("run the companion on the host: {e}"))?;
                         String::from_utf8_lossy(&output.stdout).into_owned()
                     }
