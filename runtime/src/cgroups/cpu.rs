@@ -69,15 +69,27 @@ mod tests {
     fn cgroup_cpu_v2_apply_writes_quota_and_period() {
         let tmp = fake_dir(&[("cpu.max", "max 100000\n")]);
         apply(&dir_of(&tmp, Version::V2), &QUOTA).expect("apply");
-        assert_eq!(read_to_string(tmp.path().join("cpu.max")).expect("read"), "20000 100000");
+        assert_eq!(
+            read_to_string(tmp.path().join("cpu.max")).expect("read"),
+            "20000 100000"
+        );
     }
 
     #[test]
     fn cgroup_cpu_v1_apply_writes_period_and_quota() {
-        let tmp = fake_dir(&[("cpu.cfs_period_us", "100000\n"), ("cpu.cfs_quota_us", "-1\n")]);
+        let tmp = fake_dir(&[
+            ("cpu.cfs_period_us", "100000\n"),
+            ("cpu.cfs_quota_us", "-1\n"),
+        ]);
         apply(&dir_of(&tmp, Version::V1), &QUOTA).expect("apply");
-        assert_eq!(read_to_string(tmp.path().join("cpu.cfs_period_us")).expect("read"), "100000");
-        assert_eq!(read_to_string(tmp.path().join("cpu.cfs_quota_us")).expect("read"), "20000");
+        assert_eq!(
+            read_to_string(tmp.path().join("cpu.cfs_period_us")).expect("read"),
+            "100000"
+        );
+        assert_eq!(
+            read_to_string(tmp.path().join("cpu.cfs_quota_us")).expect("read"),
+            "20000"
+        );
     }
 
     #[test]
@@ -105,7 +117,10 @@ mod tests {
         let mut s = CgroupStats::default();
         stats(&dir_of(&tmp, Version::V2), None, &mut s).expect("stats");
         assert_eq!(s.cpu_usage_usec, Some(1500));
-        assert_eq!((s.nr_periods, s.nr_throttled, s.throttled_usec), (None, None, None));
+        assert_eq!(
+            (s.nr_periods, s.nr_throttled, s.throttled_usec),
+            (None, None, None)
+        );
     }
 
     #[test]

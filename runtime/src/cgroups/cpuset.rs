@@ -49,8 +49,14 @@ mod tests {
 
     #[test]
     fn cgroup_cpuset_v1_seeds_mems_from_parent_then_writes_cpus() {
-        let tmp = tempfile::Builder::new().prefix("isocheck-").tempdir().expect("tempdir");
-        write_files(tmp.path(), &[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")]);
+        let tmp = tempfile::Builder::new()
+            .prefix("isocheck-")
+            .tempdir()
+            .expect("tempdir");
+        write_files(
+            tmp.path(),
+            &[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")],
+        );
         let child = tmp.path().join("c");
         std::fs::create_dir(&child).expect("mkdir");
         write_files(&child, &[("cpuset.cpus", "\n"), ("cpuset.mems", "\n")]);
@@ -66,8 +72,14 @@ mod tests {
             &set,
         )
         .expect("apply");
-        assert_eq!(read_to_string(child.join("cpuset.cpus")).expect("read"), "1");
-        assert_eq!(read_to_string(child.join("cpuset.mems")).expect("read"), "0");
+        assert_eq!(
+            read_to_string(child.join("cpuset.cpus")).expect("read"),
+            "1"
+        );
+        assert_eq!(
+            read_to_string(child.join("cpuset.mems")).expect("read"),
+            "0"
+        );
     }
 
     #[test]
@@ -78,7 +90,13 @@ mod tests {
             mems: Some("0".into()),
         };
         apply(&dir_of(&tmp, Version::V2), &set).expect("apply");
-        assert_eq!(read_to_string(tmp.path().join("cpuset.cpus")).expect("read"), "0");
-        assert_eq!(read_to_string(tmp.path().join("cpuset.mems")).expect("read"), "0");
+        assert_eq!(
+            read_to_string(tmp.path().join("cpuset.cpus")).expect("read"),
+            "0"
+        );
+        assert_eq!(
+            read_to_string(tmp.path().join("cpuset.mems")).expect("read"),
+            "0"
+        );
     }
 }

@@ -59,7 +59,11 @@ pub(crate) fn read_single_u64(dir: &Path, file: &str) -> Result<Option<u64>, Cgr
 /// The value of `key` in a file of "key value" lines (memory.events,
 /// cpu.stat, pids.events, memory.oom_control). `None` when the file or the
 /// key is absent.
-pub(crate) fn read_keyed_u64(dir: &Path, file: &str, key: &str) -> Result<Option<u64>, CgroupError> {
+pub(crate) fn read_keyed_u64(
+    dir: &Path,
+    file: &str,
+    key: &str,
+) -> Result<Option<u64>, CgroupError> {
     let Some(text) = read_optional(dir, file)? else {
         return Ok(None);
     };
@@ -232,7 +236,10 @@ mod tests {
             read_single_u64(dir.path(), "memory.max").expect("read"),
             Some(33_554_432)
         );
-        assert_eq!(read_single_u64(dir.path(), "cpu.cfs_quota_us").expect("read"), None);
+        assert_eq!(
+            read_single_u64(dir.path(), "cpu.cfs_quota_us").expect("read"),
+            None
+        );
         assert_eq!(read_single_u64(dir.path(), "absent").expect("read"), None);
     }
 

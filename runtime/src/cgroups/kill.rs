@@ -25,7 +25,11 @@ const FREEZE_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(5);
 
 pub(crate) fn kill_all(nodes: &Nodes) -> Result<(), CgroupError> {
-    if let Some(node) = nodes.unified.as_deref().filter(|n| n.join("cgroup.kill").exists()) {
+    if let Some(node) = nodes
+        .unified
+        .as_deref()
+        .filter(|n| n.join("cgroup.kill").exists())
+    {
         fs::write(node, "cgroup.kill", "1")?;
         return wait_empty(&nodes.dirs);
     }

@@ -67,8 +67,14 @@ mod tests {
         let tmp = fake_dir(&[("memory.max", "max\n"), ("memory.swap.max", "max\n")]);
         let dir = dir_of(&tmp, Version::V2);
         apply(&dir, 32 << 20).expect("apply");
-        assert_eq!(read_to_string(tmp.path().join("memory.max")).expect("read"), "33554432");
-        assert_eq!(read_to_string(tmp.path().join("memory.swap.max")).expect("read"), "0");
+        assert_eq!(
+            read_to_string(tmp.path().join("memory.max")).expect("read"),
+            "33554432"
+        );
+        assert_eq!(
+            read_to_string(tmp.path().join("memory.swap.max")).expect("read"),
+            "0"
+        );
     }
 
     #[test]
@@ -81,9 +87,15 @@ mod tests {
         let dir = dir_of(&tmp, Version::V1);
         apply(&dir, 64 << 20).expect("apply");
         for file in ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"] {
-            assert_eq!(read_to_string(tmp.path().join(file)).expect("read"), "67108864");
+            assert_eq!(
+                read_to_string(tmp.path().join(file)).expect("read"),
+                "67108864"
+            );
         }
-        assert_eq!(read_to_string(tmp.path().join("memory.swappiness")).expect("read"), "0");
+        assert_eq!(
+            read_to_string(tmp.path().join("memory.swappiness")).expect("read"),
+            "0"
+        );
     }
 
     #[test]
@@ -96,7 +108,10 @@ mod tests {
     #[test]
     fn cgroup_memory_v2_stats_parse_real_formats() {
         let tmp = fake_dir(&[
-            ("memory.events", "low 0\nhigh 0\nmax 112\noom 2\noom_kill 1\noom_group_kill 0\n"),
+            (
+                "memory.events",
+                "low 0\nhigh 0\nmax 112\noom 2\noom_kill 1\noom_group_kill 0\n",
+            ),
             ("memory.peak", "33554432\n"),
             ("memory.max", "33554432\n"),
         ]);
@@ -111,7 +126,10 @@ mod tests {
     #[test]
     fn cgroup_memory_v1_stats_parse_real_formats() {
         let tmp = fake_dir(&[
-            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n"),
+            (
+                "memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n",
+            ),
             ("memory.max_usage_in_bytes", "33505280\n"),
             ("memory.limit_in_bytes", "9223372036854771712\n"),
         ]);

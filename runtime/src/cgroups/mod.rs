@@ -279,7 +279,10 @@ impl CgroupManager {
             .parents()
             .into_iter()
             .find(|p| path.parent() == Some(p.as_path()))
-            .filter(|_| path.components().all(|c| matches!(c, Component::Normal(_) | Component::RootDir)))
+            .filter(|_| {
+                path.components()
+                    .all(|c| matches!(c, Component::Normal(_) | Component::RootDir))
+            })
             .ok_or_else(|| CgroupError::NotOurs {
                 path: path.to_path_buf(),
             })?;
@@ -436,9 +439,16 @@ pub(crate) fn validate_name(name: &str) -> Result<(), CgroupError> {
 }
 
 /// Refuse limits whose controller this host lacks, before anything is made.
-pub(crate) fn require_controllers(available: &[Controller], limits: &Limits) -> Result<(), CgroupError> {
+pub(crate) fn require_controllers(
+    available: &[Controller],
+    limits: &Limits,
+) -> Result<(), CgroupError> {
     let asked = [
-        (Controller::Memory, limits.memory_bytes.is_some(), "limits.memory_bytes"),
+        (
+            Controller::Memory,
+            limits.memory_bytes.is_some(),
+            "limits.memory_bytes",
+        ),
         (Controller::Pids, limits.pids.is_some(), "limits.pids"),
         (Controller::Cpu, limits.cpu.is_some(), "limits.cpu"),
         (Controller::Cpuset, limits.cpuset.is_some(), "limits.cpuset"),
@@ -463,10 +473,16 @@ pub(crate) fn apply_limits(nodes: &Nodes, limits: &Limits) -> Result<(), CgroupE
         })
     };
     if let Some(set) = &limits.cpuset {
-        cpuset::apply(&dir(&nodes.cpuset, Controller::Cpuset, "limits.cpuset")?, set)?;
+        cpuset::apply(
+            &dir(&nodes.cpuset, Controller::Cpuset, "limits.cpuset")?,
+            set,
+        )?;
     }
     if let Some(bytes) = limits.memory_bytes {
-        memory::apply(&dir(&nodes.memory, Controller::Memory, "limits.memory_bytes")?, bytes)?;
+        memory::apply(
+            &dir(&nodes.memory, Controller::Memory, "limits.memory_bytes")?,
+            bytes,
+        )?;
     }
     if let Some(max) = limits.pids {
         pids::apply(&dir(&nodes.pids, Controller::Pids, "limits.pids")?, max)?;
@@ -507,7 +523,9 @@ pub(crate) fn make_child(
 /// rmdir our `isocheck` parent; fails harmlessly (EBUSY, ENOTEMPTY) while
 /// another cgroup of ours is still under it.
 fn remove_parent_if_empty(parent: &Path) {
-    if parent.file_name() == Some(PARENT.as_ref()) && fs::child_dirs(parent).is_ok_and(|c| c.is_empty()) {
+    if parent.file_name() == Some(PARENT.as_ref())
+        && fs::child_dirs(parent).is_ok_and(|c| c.is_empty())
+    {
         let _ = std::fs::remove_dir(parent);
     }
 }

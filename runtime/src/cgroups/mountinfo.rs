@@ -11,7 +11,8 @@ use super::{CgroupError, CgroupMode};
 /// v1 controllers this module uses. Other v1 hierarchies (devices, blkio,
 /// name=systemd...) are ignored: their presence alone does not make a host
 /// v1 or hybrid for us.
-pub(crate) const V1_CONTROLLERS: [&str; 6] = ["memory", "pids", "cpu", "cpuacct", "cpuset", "freezer"];
+pub(crate) const V1_CONTROLLERS: [&str; 6] =
+    ["memory", "pids", "cpu", "cpuacct", "cpuset", "freezer"];
 
 /// The cgroup mounts found in a mount table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,7 +60,10 @@ pub(crate) fn parse(mountinfo: &str, fs_root: &Path) -> CgroupMounts {
                 let super_opts = right.get(2).copied().unwrap_or_default();
                 for opt in super_opts.split(',') {
                     if V1_CONTROLLERS.contains(&opt) {
-                        mounts.v1.entry(opt.to_string()).or_insert_with(|| path.clone());
+                        mounts
+                            .v1
+                            .entry(opt.to_string())
+                            .or_insert_with(|| path.clone());
                     }
                 }
             }
@@ -75,8 +79,14 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let code = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let code =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(code);
             i += 4;
         } else {
@@ -144,7 +154,10 @@ mod tests {
     fn cgroup_mode_of_this_hybrid_host() {
         let m = parse(HYBRID_THIS_HOST, Path::new("/"));
         assert_eq!(m.mode().expect("mode"), CgroupMode::Hybrid);
-        assert_eq!(m.unified.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            m.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
         assert_eq!(m.v1["cpu"], Path::new("/sys/fs/cgroup/cpu"));
         assert_eq!(m.v1["cpuacct"], Path::new("/sys/fs/cgroup/cpuacct"));
         assert_eq!(m.v1["freezer"], Path::new("/sys/fs/cgroup/freezer"));
@@ -156,7 +169,10 @@ mod tests {
     fn cgroup_mode_of_v2_only_host() {
         let m = parse(V2_ONLY, Path::new("/tmp/isocheck-root"));
         assert_eq!(m.mode().expect("mode"), CgroupMode::V2);
-        assert_eq!(m.unified.as_deref(), Some(Path::new("/tmp/isocheck-root/sys/fs/cgroup")));
+        assert_eq!(
+            m.unified.as_deref(),
+            Some(Path::new("/tmp/isocheck-root/sys/fs/cgroup"))
+        );
         assert!(m.v1.is_empty());
     }
 
@@ -172,7 +188,10 @@ mod tests {
     #[test]
     fn cgroup_mode_without_cgroup_mounts_is_an_error() {
         let text = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n";
-        assert!(matches!(parse(text, Path::new("/")).mode(), Err(CgroupError::NoCgroupFs)));
+        assert!(matches!(
+            parse(text, Path::new("/")).mode(),
+            Err(CgroupError::NoCgroupFs)
+        ));
     }
 
     #[test]

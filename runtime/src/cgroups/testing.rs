@@ -80,7 +80,10 @@ fn v1_memory(point: &'static str) -> FakeMount {
             ("memory.limit_in_bytes", V1_UNLIMITED),
             ("memory.memsw.limit_in_bytes", V1_UNLIMITED),
             ("memory.swappiness", "60\n"),
-            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"),
+            (
+                "memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+            ),
             ("memory.max_usage_in_bytes", "0\n"),
         ],
     }
@@ -105,7 +108,10 @@ const V1_CPU_FILES: [(&str, &str); 4] = [
     ("cgroup.procs", ""),
     ("cpu.cfs_period_us", "100000\n"),
     ("cpu.cfs_quota_us", "-1\n"),
-    ("cpu.stat", "nr_periods 0\nnr_throttled 0\nthrottled_time 0\nnr_bursts 0\nburst_time 0\n"),
+    (
+        "cpu.stat",
+        "nr_periods 0\nnr_throttled 0\nthrottled_time 0\nnr_bursts 0\nburst_time 0\n",
+    ),
 ];
 
 fn v1_cpuset(point: &'static str) -> FakeMount {
@@ -113,9 +119,17 @@ fn v1_cpuset(point: &'static str) -> FakeMount {
         point,
         fstype: "cgroup",
         opts: "rw,cpuset",
-        root_files: vec![("cgroup.procs", "1\n"), ("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")],
+        root_files: vec![
+            ("cgroup.procs", "1\n"),
+            ("cpuset.cpus", "0-1\n"),
+            ("cpuset.mems", "0\n"),
+        ],
         // A new v1 cpuset cgroup starts empty.
-        child_files: vec![("cgroup.procs", ""), ("cpuset.cpus", "\n"), ("cpuset.mems", "\n")],
+        child_files: vec![
+            ("cgroup.procs", ""),
+            ("cpuset.cpus", "\n"),
+            ("cpuset.mems", "\n"),
+        ],
     }
 }
 
@@ -212,7 +226,10 @@ pub(crate) fn fake_hybrid_host() -> (TempDir, String) {
                 ("cgroup.events", "populated 0\nfrozen 0\n"),
                 ("cgroup.controllers", ""),
                 ("cgroup.subtree_control", ""),
-                ("cpu.stat", "usage_usec 0\nuser_usec 0\nsystem_usec 0\nnice_usec 0\n"),
+                (
+                    "cpu.stat",
+                    "usage_usec 0\nuser_usec 0\nsystem_usec 0\nnice_usec 0\n",
+                ),
             ],
         },
     ])

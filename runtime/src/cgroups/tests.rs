@@ -86,7 +86,10 @@ fn cgroup_v1_kill_freezes_thaws_and_remove_leaves_nothing() {
     let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
     let cgroup = manager.create("k", &all_limits()).expect("create");
     cgroup.kill_all().expect("kill");
-    assert_eq!(read(cg(&root, "freezer/isocheck/k/freezer.state")), "THAWED");
+    assert_eq!(
+        read(cg(&root, "freezer/isocheck/k/freezer.state")),
+        "THAWED"
+    );
     let paths = cgroup.paths();
     cgroup.remove().expect("remove");
     for p in paths {
@@ -98,7 +101,10 @@ fn cgroup_v1_kill_freezes_thaws_and_remove_leaves_nothing() {
 #[test]
 fn cgroup_v2_fake_tree_create_enables_and_writes() {
     // A systemd host: the root already delegates every controller.
-    let (root, mountinfo) = fake_v2_host("cpuset cpu io memory hugetlb pids\n", "cpuset cpu io memory pids\n");
+    let (root, mountinfo) = fake_v2_host(
+        "cpuset cpu io memory hugetlb pids\n",
+        "cpuset cpu io memory pids\n",
+    );
     let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
     assert_eq!(manager.mode(), CgroupMode::V2);
     let cgroup = manager.create("run1-db", &all_limits()).expect("create");
@@ -112,7 +118,10 @@ fn cgroup_v2_fake_tree_create_enables_and_writes() {
     assert_eq!(read(node.join("cpu.max")), "20000 100000");
     assert_eq!(read(node.join("cpuset.cpus")), "1");
     // Root untouched; the parent got writes (the fake keeps only the last).
-    assert_eq!(read(cg(&root, "cgroup.subtree_control")), "cpuset cpu io memory pids\n");
+    assert_eq!(
+        read(cg(&root, "cgroup.subtree_control")),
+        "cpuset cpu io memory pids\n"
+    );
     assert!(read(cg(&root, "isocheck/cgroup.subtree_control")).starts_with('+'));
 
     cgroup.kill_all().expect("kill");
@@ -125,7 +134,10 @@ fn cgroup_v2_fake_tree_create_enables_and_writes() {
 fn cgroup_v2_bare_root_gets_controllers_enabled() {
     let (root, mountinfo) = fake_v2_host("memory pids\n", "");
     let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
-    assert_eq!(manager.available_controllers(), vec![Controller::Memory, Controller::Pids]);
+    assert_eq!(
+        manager.available_controllers(),
+        vec![Controller::Memory, Controller::Pids]
+    );
     let _cgroup = manager.create("c", &Limits::default()).expect("create");
     assert_eq!(read(cg(&root, "cgroup.subtree_control")), "+pids");
 }
@@ -134,9 +146,17 @@ fn cgroup_v2_bare_root_gets_controllers_enabled() {
 fn cgroup_v2_missing_controller_is_refused_before_anything_is_made() {
     let (root, mountinfo) = fake_v2_host("memory pids\n", "memory pids\n");
     let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
-    let err = manager.create("c", &all_limits()).expect_err("no cpu controller");
+    let err = manager
+        .create("c", &all_limits())
+        .expect_err("no cpu controller");
     assert!(
-        matches!(err, CgroupError::ControllerUnavailable { controller: Controller::Cpu, .. }),
+        matches!(
+            err,
+            CgroupError::ControllerUnavailable {
+                controller: Controller::Cpu,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(!cg(&root, "isocheck").exists());
@@ -154,19 +174,33 @@ fn cgroup_hybrid_fake_tree_limits_on_v1_kill_on_unified() {
     assert_eq!(cgroup.unified_path(), Some(unified.as_path()));
     // cpuset, memory, pids, cpu, cpuacct, freezer + unified.
     assert_eq!(cgroup.paths().len(), 7, "{:?}", cgroup.paths());
-    assert_eq!(read(cg(&root, "memory/isocheck/run1-app/memory.limit_in_bytes")), "33554432");
+    assert_eq!(
+        read(cg(&root, "memory/isocheck/run1-app/memory.limit_in_bytes")),
+        "33554432"
+    );
     assert_eq!(read(cg(&root, "pids/isocheck/run1-app/pids.max")), "16");
-    assert_eq!(read(cg(&root, "cpu/isocheck/run1-app/cpu.cfs_quota_us")), "20000");
+    assert_eq!(
+        read(cg(&root, "cpu/isocheck/run1-app/cpu.cfs_quota_us")),
+        "20000"
+    );
     assert_eq!(read(cg(&root, "cpuset/isocheck/run1-app/cpuset.cpus")), "1");
     // The unified root offers no controller of ours: nothing enabled there.
     assert_eq!(read(cg(&root, "unified/cgroup.subtree_control")), "");
     // Usage comes from the separate cpuacct hierarchy.
-    std::fs::write(cg(&root, "cpuacct/isocheck/run1-app/cpuacct.usage"), "2500000\n").expect("write");
+    std::fs::write(
+        cg(&root, "cpuacct/isocheck/run1-app/cpuacct.usage"),
+        "2500000\n",
+    )
+    .expect("write");
     assert_eq!(cgroup.stats().expect("stats").cpu_usage_usec, Some(2500));
 
     cgroup.kill_all().expect("kill");
     assert_eq!(read(unified.join("cgroup.kill")), "1");
-    assert_eq!(read(cg(&root, "freezer/isocheck/run1-app/freezer.state")), "THAWED\n", "freezer not needed");
+    assert_eq!(
+        read(cg(&root, "freezer/isocheck/run1-app/freezer.state")),
+        "THAWED\n",
+        "freezer not needed"
+    );
 }
 
 #[test]
@@ -210,7 +244,9 @@ fn cgroup_existing_name_is_an_error_not_a_takeover() {
     let (root, mountinfo) = fake_hybrid_host();
     let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
     let first = manager.create("same", &Limits::default()).expect("create");
-    let err = manager.create("same", &Limits::default()).expect_err("exists");
+    let err = manager
+        .create("same", &Limits::default())
+        .expect_err("exists");
     assert!(matches!(err, CgroupError::CreateDir { .. }), "{err}");
     // The failed second create must not have removed the first one's dirs.
     for p in first.paths() {
@@ -228,13 +264,24 @@ fn cgroup_leftovers_are_listed_and_removed_only_under_our_parent() {
 
     let found = manager.leftovers();
     assert_eq!(found.len(), made.len());
-    assert_eq!(found[0], cg(&root, "unified/isocheck/crashed"), "unified first");
+    assert_eq!(
+        found[0],
+        cg(&root, "unified/isocheck/crashed"),
+        "unified first"
+    );
 
     let outside = cg(&root, "memory/process_api");
     std::fs::create_dir(&outside).expect("mkdir");
-    for bad in [outside.clone(), cg(&root, "memory/isocheck/../process_api"), cg(&root, "memory/isocheck")] {
+    for bad in [
+        outside.clone(),
+        cg(&root, "memory/isocheck/../process_api"),
+        cg(&root, "memory/isocheck"),
+    ] {
         assert!(
-            matches!(manager.remove_leftover(&bad), Err(CgroupError::NotOurs { .. })),
+            matches!(
+                manager.remove_leftover(&bad),
+                Err(CgroupError::NotOurs { .. })
+            ),
             "{} accepted",
             bad.display()
         );

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    cpuset, make_child, CgroupBackend, CgroupError, CgroupMode, Controller,
-    ControllerDir, Nodes, Version, PARENT,
+    cpuset, make_child, CgroupBackend, CgroupError, CgroupMode, Controller, ControllerDir, Nodes,
+    Version, PARENT,
 };
 use crate::spec::Limits;
 
@@ -108,4 +108,3 @@ impl CgroupBackend for V1Backend {
         super::apply_limits(nodes, limits)
     }
 }
-

@@ -31,7 +31,11 @@ impl V2Backend {
 
     /// The unified node `<root>/isocheck/<name>`, no controllers enabled:
     /// what the hybrid backend adds beside its v1 directories.
-    pub(crate) fn create_bare_node(&self, name: &str, nodes: &mut Nodes) -> Result<PathBuf, CgroupError> {
+    pub(crate) fn create_bare_node(
+        &self,
+        name: &str,
+        nodes: &mut Nodes,
+    ) -> Result<PathBuf, CgroupError> {
         make_child(&self.root.join(PARENT), name, nodes, |_| Ok(()))
     }
 }
