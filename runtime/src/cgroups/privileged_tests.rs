@@ -314,3 +314,71 @@ fn cgroup_privileged_v2_private_mount_inner() {
     assert!(!node.exists());
     umount2(dir.path(), MntFlags::MNT_DETACH).expect("umount");
 }
+
+/// v1 cpuset for real: the shared parent and the new cgroup start empty and
+/// must be seeded before a task may join. Then a crashed run is simulated
+/// (the cgroup is leaked with a task inside) and `isocheck cleanup`'s calls
+/// remove it.
+#[test]
+fn cgroup_privileged_cpuset_and_leftover_cleanup() {
+    let _serial = serial();
+    let manager = CgroupManager::detect().expect("detect");
+    let name = format!("test-{}-cpuset", std::process::id());
+    let limits = Limits {
+        memory_bytes: Some(32 * MIB),
+        pids: Some(8),
+        cpuset: Some(crate::spec::CpuSet {
+            cpus: "0".into(),
+            mems: None,
+        }),
+        ..Limits::default()
+    };
+    let cgroup = manager.create(&name, &limits).expect("create");
+    let cpuset_dir = cgroup
+        .paths()
+        .into_iter()
+        .find(|p| p.starts_with("/sys/fs/cgroup/cpuset"))
+        .expect("a cpuset dir");
+    assert_eq!(
+        fs::read(&cpuset_dir, "cpuset.cpus").expect("read").trim(),
+        "0"
+    );
+    assert!(!fs::read(&cpuset_dir, "cpuset.mems")
+        .expect("read")
+        .trim()
+        .is_empty());
+
+    let mut child = spawn_held("sleep 60 & exec sleep 60");
+    cgroup
+        .add_process(child.id() as i32)
+        .expect("add_process (ENOSPC if cpuset not seeded)");
+    release(&mut child);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("status");
+    let allowed = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list");
+    assert_eq!(allowed.split_whitespace().last(), Some("0"), "{allowed}");
+    wait_until("two tasks", Duration::from_secs(10), || {
+        cgroup.procs().map(|p| p.len() == 2).unwrap_or(false)
+    });
+
+    // A crash: nobody removes it.
+    let paths = cgroup.paths();
+    std::mem::forget(cgroup);
+    let ours: Vec<PathBuf> = manager
+        .leftovers()
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+        .collect();
+    assert_eq!(ours.len(), paths.len(), "{ours:?} vs {paths:?}");
+    for p in &ours {
+        manager.remove_leftover(p).expect("remove_leftover");
+    }
+    child.wait().expect("wait");
+    assert_gone(&manager, &name, &paths);
+    assert!(matches!(
+        manager.remove_leftover(Path::new("/sys/fs/cgroup/memory/process_api")),
+        Err(CgroupError::NotOurs { .. })
+    ));
+}
