@@ -60,6 +60,13 @@ fn run_dirs(tmp: &Path) -> Vec<(PathBuf, Option<i32>)> {
         .collect()
 }
 
+/// A container's own temp dir (`isocheck-<run_id>-<name>-*`, made by the
+/// runtime) belongs to its run while that run lives.
+fn belongs_to_live_run(dir: &Path, live: &[String]) -> bool {
+    let name = run_id_of(dir);
+    live.iter().any(|run| name.starts_with(&format!("{run}-")))
+}
+
 fn pid_alive(pid: i32) -> bool {
     pid > 0 && Path::new("/proc").join(pid.to_string()).exists()
 }
@@ -70,7 +77,7 @@ pub fn find() -> Vec<Leftover> {
     let live = live_runs(&tmp);
     let mut found: Vec<Leftover> = run_dirs(&tmp)
         .into_iter()
-        .filter(|(_, owner)| !owner.is_some_and(pid_alive))
+        .filter(|(dir, owner)| !owner.is_some_and(pid_alive) && !belongs_to_live_run(dir, &live))
         .map(|(dir, _)| Leftover::RunDir(dir))
         .collect();
     if let Ok(manager) = CgroupManager::detect() {
@@ -138,6 +145,9 @@ mod tests {
         let mut dirs = run_dirs(tmp.path());
         dirs.sort();
         assert_eq!(dirs.len(), 2);
-        assert_eq!(live_runs(tmp.path()), vec!["live1".to_string()]);
+        let live = live_runs(tmp.path());
+        assert_eq!(live, vec!["live1".to_string()]);
+        assert!(belongs_to_live_run(&tmp.path().join("isocheck-live1-ctr-x"), &live));
+        assert!(!belongs_to_live_run(&tmp.path().join("isocheck-dead1-ctr-x"), &live));
     }
 }

@@ -279,11 +279,9 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     };
     spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     require_root("container run")?;
-    let opts = SpawnOptions {
-        run_id: format!("c{:x}", std::process::id()),
-        name: "manual".into(),
-        ..SpawnOptions::default()
-    };
+    // Registers the run so `isocheck cleanup` leaves its resources alone.
+    let run = isocheck_harness::fixtures::RunDir::create()?;
+    let opts = SpawnOptions::new(run.run_id.clone(), "manual");
     let mut container = Container::spawn(&spec, opts)?;
     let status = container.wait()?;
     Ok(match (status.code, status.signal) {

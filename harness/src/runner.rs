@@ -422,14 +422,10 @@ impl Runner {
 
     /// Starts a container with all three pipes.
     fn spawn(&self, spec: &ContainerSpec, name: &str) -> Result<Spawned, String> {
-        let opts = SpawnOptions {
-            run_id: self.run.run_id.clone(),
-            name: name.to_string(),
-            stdin: StdioMode::Piped,
-            stdout: StdioMode::Piped,
-            stderr: StdioMode::Piped,
-            ..SpawnOptions::default()
-        };
+        let mut opts = SpawnOptions::new(self.run.run_id.clone(), name);
+        opts.stdin = StdioMode::Piped;
+        opts.stdout = StdioMode::Piped;
+        opts.stderr = StdioMode::Piped;
         let mut container = Container::spawn(spec, opts).map_err(|e| format!("spawn {name}: {e}"))?;
         let stdin = container.take_stdin();
         let out = LineReader::new(container.take_stdout().ok_or("no stdout pipe")?);
