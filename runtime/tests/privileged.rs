@@ -1,0 +1,231 @@
+//! Root tests: real containers from a minimal busybox rootfs. Run with
+//! `cargo test -p isocheck-runtime --features privileged` as root. Each
+//! test checks that it left no temp dir behind.
+#![cfg(feature = "privileged")]
+#![allow(clippy::unwrap_used)]
+
+use isocheck_runtime::spec::{BindMount, RootfsSource};
+use isocheck_runtime::{
+    minimal_rootfs, Container, ContainerSpec, Error, SpawnOptions, StdioMode, Step,
+};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const BUSYBOX: &str = "/usr/bin/busybox";
+/// Spawns share kernel state (mount table reads, /tmp): one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    rootfs: PathBuf,
+    run_id: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::Builder::new()
+        .prefix("isocheck-test-")
+        .tempdir()
+        .unwrap();
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    minimal_rootfs(&rootfs, &[(Path::new(BUSYBOX), "/bin/busybox")]).unwrap();
+    for applet in [
+        "sh", "cat", "hostname", "ls", "echo", "touch", "grep", "mount", "id", "readlink",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let run_id = format!("t{}", std::process::id());
+    Fixture {
+        _dir: dir,
+        rootfs,
+        run_id,
+    }
+}
+
+fn spec(rootfs: &Path, script: &str) -> ContainerSpec {
+    ContainerSpec {
+        rootfs: isocheck_runtime::spec::Rootfs {
+            source: RootfsSource::Dir(rootfs.to_path_buf()),
+            ..Default::default()
+        },
+        hostname: Some("isoc-test".into()),
+        command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+fn temp_dirs(run_id: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("isocheck-{run_id}-")))
+        })
+        .collect()
+}
+
+/// Runs `script` in a container, returns (status, stdout).
+fn run(f: &Fixture, spec: &ContainerSpec, name: &str) -> (isocheck_runtime::ExitStatus, String) {
+    let mut opts = SpawnOptions::new(&f.run_id, name);
+    opts.stdout = StdioMode::Piped;
+    let mut c = Container::spawn(spec, opts).unwrap();
+    let mut out = String::new();
+    c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    let status = c
+        .wait_timeout(Duration::from_secs(20))
+        .unwrap()
+        .expect("container exits");
+    drop(c);
+    assert!(temp_dirs(&f.run_id).is_empty(), "temp dir left behind");
+    (status, out)
+}
+
+#[test]
+fn pid1_hostname_and_dropped_caps() {
+    let _g = SERIAL.lock();
+    let f = fixture();
+    let s = spec(
+        &f.rootfs,
+        "echo pid=$$; hostname; grep CapEff /proc/self/status; ls /proc | grep -c '^[0-9]'",
+    );
+    let (status, out) = run(&f, &s, "basic");
+    assert_eq!(status.code, Some(0), "{out}");
+    assert!(out.contains("pid=1\n"), "{out}");
+    assert!(out.contains("isoc-test\n"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+}
+
+#[test]
+fn missing_command_names_the_execve_step() {
+    let _g = SERIAL.lock();
+    let f = fixture();
+    let mut s = spec(&f.rootfs, "");
+    s.command = vec!["/bin/does-not-exist".into()];
+    let err = Container::spawn(&s, SpawnOptions::new(&f.run_id, "nocmd")).unwrap_err();
+    match &err {
+        Error::Child(c) => {
+            assert_eq!(c.step, Step::Execve);
+            assert_eq!(c.path, "/bin/does-not-exist");
+        }
+        other => panic!("expected a child error, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("execve /bin/does-not-exist"),
+        "{err}"
+    );
+    assert!(temp_dirs(&f.run_id).is_empty());
+}
+
+#[test]
+fn overlay_leaves_the_image_untouched() {
+    let _g = SERIAL.lock();
+    let f = fixture();
+    let s = spec(
+        &f.rootfs,
+        "touch /etc/written && echo hi > /bin/new && ls /etc",
+    );
+    let (status, out) = run(&f, &s, "overlay");
+    assert_eq!(status.code, Some(0), "{out}");
+    assert!(out.contains("written"), "{out}");
+    assert!(!f.rootfs.join("etc/written").exists());
+    assert!(!f.rootfs.join("bin/new").exists());
+}
+
+#[test]
+fn readonly_bind_is_readonly_with_its_submounts() {
+    let _g = SERIAL.lock();
+    let f = fixture();
+    // A source with a tmpfs submount, made in our own mount namespace.
+    let src = tempfile::Builder::new()
+        .prefix("isocheck-test-src-")
+        .tempdir()
+        .unwrap();
+    let sub = src.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let mut s = spec(
+        &f.rootfs,
+        "touch /data/x 2>/dev/null && echo top-writable; touch /data/sub/y 2>/dev/null && echo sub-writable; grep ' /data' /proc/self/mountinfo",
+    );
+    s.mounts.push(BindMount {
+        source: src.path().to_path_buf(),
+        destination: "/data".into(),
+        readonly: true,
+    });
+    let (status, out) = run(&f, &s, "robind");
+    nix::mount::umount(&sub).unwrap();
+    assert_eq!(status.code, Some(0), "{out}");
+    assert!(!out.contains("writable"), "{out}");
+    let data: Vec<&str> = out.lines().filter(|l| l.contains(" /data")).collect();
+    assert_eq!(data.len(), 2, "{out}");
+    for line in data {
+        assert!(
+            line.split(' ')
+                .nth(5)
+                .unwrap()
+                .split(',')
+                .any(|o| o == "ro"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn exec_joins_the_namespaces() {
+    let _g = SERIAL.lock();
+    let f = fixture();
+    let s = spec(&f.rootfs, "sleep 30");
+    let mut opts = SpawnOptions::new(&f.run_id, "exec");
+    opts.stdout = StdioMode::Null;
+    let c = Container::spawn(&s, opts).unwrap();
+    let mut e = c
+        .exec(&["/bin/sh".into(), "-c".into(), "hostname; echo $$; for n in mnt pid net uts ipc cgroup; do readlink /proc/self/ns/$n; done".into()], StdioMode::Piped)
+        .unwrap();
+    let mut out = String::new();
+    e.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(e.wait().unwrap().code, Some(0), "{out}");
+    let inodes = c.namespace_inodes();
+    assert!(out.starts_with("isoc-test\n"), "{out}");
+    for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup"] {
+        let want = format!("{ns}:[{}]", inodes[ns]);
+        assert!(out.contains(&want), "{want} not in {out}");
+    }
+    c.kill_init().unwrap();
+    drop(c);
+    assert!(temp_dirs(&f.run_id).is_empty());
+}
+
+#[test]
+fn time_namespace_shifts_boottime() {
+    let _g = SERIAL.lock();
+    let f = fixture();
+    let mut s = spec(&f.rootfs, "cat /proc/uptime");
+    s.namespaces.time = true;
+    s.time_offsets.boottime_secs = 100_000;
+    s.time_offsets.monotonic_secs = 100_000;
+    let (status, out) = run(&f, &s, "timens");
+    assert_eq!(status.code, Some(0), "{out}");
+    let up: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(up > 100_000.0, "uptime {up} has no offset");
+}
