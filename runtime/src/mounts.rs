@@ -686,3 +686,383 @@ pub fn set_hostname<S: Syscalls>(sys: &mut S, name: &CStr) -> Result<(), StepFai
     sys.sethostname(name.to_bytes())
         .map_err(|e| fail(Step::SetHostname, e, name))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{Call, RecordingSyscalls};
+
+    const ROOT: &str = "/tmp/isocheck-r-c-x/root";
+
+    fn plan() -> RootPlan {
+        RootPlan {
+            new_root: CString::new(ROOT).expect("no NUL"),
+            image: ImageMount::Overlay {
+                options: c"lowerdir=/img,upperdir=/u,workdir=/w".into(),
+            },
+            binds: vec![
+                PlannedBind {
+                    source: c"/srv/data".into(),
+                    destination: c"/data".into(),
+                    readonly: true,
+                    source_is_dir: true,
+                },
+                PlannedBind {
+                    source: c"/etc/resolv.conf".into(),
+                    destination: c"/etc/resolv.conf".into(),
+                    readonly: false,
+                    source_is_dir: false,
+                },
+            ],
+            kernel_files: KernelFiles::default(),
+            fresh_sysfs: true,
+            entry: RootEntry::PivotRoot,
+        }
+    }
+
+    /// mountinfo as the kernel would show it after the mounts, every
+    /// interesting one read-only unless listed in `rw`.
+    fn mountinfo(rw: &[&str]) -> String {
+        let mut s = String::from("1 0 8:1 / / rw,relatime - ext4 /dev/sda rw\n");
+        for (i, mp) in [
+            "/proc",
+            "/proc/sys",
+            "/sys",
+            "/data",
+            "/data/sub",
+            "/data/sub/deeper",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let id = 10 + i;
+            let parent = match *mp {
+                "/proc/sys" => 10,
+                "/data/sub" => 13,
+                "/data/sub/deeper" => 14,
+                _ => 1,
+            };
+            let opts = if rw.contains(mp) || *mp == "/proc" {
+                "rw"
+            } else {
+                "ro"
+            };
+            s.push_str(&format!(
+                "{id} {parent} 0:{id} / {ROOT}{mp} {opts},nosuid - x x rw\n"
+            ));
+        }
+        s
+    }
+
+    fn run(sys: &mut RecordingSyscalls, plan: &RootPlan) -> Result<(), StepFailure> {
+        let mut scratch = vec![0u8; 1 << 16];
+        build_root(sys, plan, &mut scratch)
+    }
+
+    fn position(calls: &[Call], pred: impl Fn(&Call) -> bool) -> usize {
+        calls.iter().position(pred).expect("call present")
+    }
+
+    fn is_mount_at(c: &Call, at: &str) -> bool {
+        matches!(c, Call::Mount { target, .. } if target == at)
+    }
+
+    #[test]
+    fn root_is_built_in_bubblewrap_order() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        let calls = &sys.calls;
+        assert_eq!(
+            calls[0],
+            Call::Mount {
+                source: None,
+                target: "/".into(),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                data: None
+            }
+        );
+        assert_eq!(
+            calls[1],
+            Call::Mount {
+                source: Some("overlay".into()),
+                target: ROOT.into(),
+                fstype: Some("overlay".into()),
+                flags: MsFlags::empty(),
+                data: Some("lowerdir=/img,upperdir=/u,workdir=/w".into())
+            }
+        );
+        let dev = position(calls, |c| is_mount_at(c, &format!("{ROOT}/dev")));
+        let proc_ = position(calls, |c| is_mount_at(c, &format!("{ROOT}/proc")));
+        let sys_ = position(calls, |c| is_mount_at(c, &format!("{ROOT}/sys")));
+        let tmp = position(calls, |c| is_mount_at(c, &format!("{ROOT}/tmp")));
+        let data = position(calls, |c| is_mount_at(c, &format!("{ROOT}/data")));
+        let data_ro = position(
+            calls,
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == format!("{ROOT}/data")),
+        );
+        let pivot = position(calls, |c| matches!(c, Call::PivotRoot { .. }));
+        let detach = position(calls, |c| matches!(c, Call::Umount2 { .. }));
+        let rmdir = position(calls, |c| matches!(c, Call::Rmdir { .. }));
+        assert!(
+            1 < dev && dev < proc_ && proc_ < sys_ && sys_ < tmp && tmp < data,
+            "{calls:#?}"
+        );
+        assert!(
+            data < data_ro && data_ro < pivot,
+            "ro remount after the bind, before pivot_root"
+        );
+        assert!(
+            pivot < detach && detach < rmdir,
+            "pivot_root before detaching the old root"
+        );
+        assert_eq!(calls.last(), Some(&Call::Chdir { path: "/".into() }));
+        assert_eq!(
+            calls[pivot],
+            Call::PivotRoot {
+                new_root: ROOT.into(),
+                put_old: format!("{ROOT}{PUT_OLD}")
+            }
+        );
+        assert_eq!(
+            calls[detach],
+            Call::Umount2 {
+                target: PUT_OLD.into(),
+                flags: MntFlags::MNT_DETACH
+            }
+        );
+    }
+
+    #[test]
+    fn binds_are_recursive_and_sources_kept() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        let data = sys
+            .calls
+            .iter()
+            .find(|c| is_mount_at(c, &format!("{ROOT}/data")))
+            .expect("bind");
+        assert_eq!(
+            *data,
+            Call::Mount {
+                source: Some("/srv/data".into()),
+                target: format!("{ROOT}/data"),
+                fstype: None,
+                flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+                data: None
+            }
+        );
+        // A file source gets an empty file to bind onto, not a directory.
+        let file = format!("{ROOT}/etc/resolv.conf");
+        assert!(sys.calls.contains(&Call::CreateFile { path: file.clone() }));
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::Mkdir { path, .. } if *path == file)));
+        // The rw bind is not made read-only.
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::MountSetattrReadonly { target } if *target == file)));
+    }
+
+    #[test]
+    fn proc_sys_is_bound_readonly_and_host_files_masked() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        let ps = format!("{ROOT}/proc/sys");
+        let bind = position(&sys.calls, |c| is_mount_at(c, &ps));
+        let ro = position(
+            &sys.calls,
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == ps),
+        );
+        assert!(bind < ro);
+        for f in ["sysrq-trigger", "kmsg"] {
+            let t = format!("{ROOT}/proc/{f}");
+            assert!(
+                sys.calls.iter().any(
+                    |c| matches!(c, Call::Mount { source: Some(s), target, flags, .. }
+                if s == "/dev/null" && *target == t && *flags == MsFlags::MS_BIND)
+                ),
+                "{f} masked"
+            );
+        }
+        let sysfs = sys
+            .calls
+            .iter()
+            .find(|c| is_mount_at(c, &format!("{ROOT}/sys")))
+            .expect("sysfs");
+        assert!(
+            matches!(sysfs, Call::Mount { fstype: Some(t), flags, .. } if t == "sysfs" && flags.contains(MsFlags::MS_RDONLY))
+        );
+    }
+
+    #[test]
+    fn controls_switch_protections_off() {
+        let mut p = plan();
+        p.kernel_files = KernelFiles {
+            proc_sys_readonly: false,
+            sys_readonly: false,
+            host_cgroupfs_rw: true,
+            mask_proc_files: false,
+        };
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| is_mount_at(c, &format!("{ROOT}/proc/sys"))));
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| is_mount_at(c, &format!("{ROOT}/proc/kmsg"))));
+        let cg = sys
+            .calls
+            .iter()
+            .find(|c| is_mount_at(c, &format!("{ROOT}/sys/fs/cgroup")))
+            .expect("cgroupfs");
+        assert!(
+            matches!(cg, Call::Mount { source: Some(s), flags, .. } if s == "/sys/fs/cgroup" && *flags == MsFlags::MS_BIND | MsFlags::MS_REC)
+        );
+    }
+
+    #[test]
+    fn without_a_net_namespace_the_host_sys_is_bound_readonly() {
+        let mut p = plan();
+        p.fresh_sysfs = false;
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        let t = format!("{ROOT}/sys");
+        let bind = position(
+            &sys.calls,
+            |c| matches!(c, Call::Mount { source: Some(s), target, .. } if s == "/sys" && *target == t),
+        );
+        let ro = position(
+            &sys.calls,
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == t),
+        );
+        assert!(bind < ro);
+    }
+
+    #[test]
+    fn old_kernels_remount_every_submount_readonly() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            no_mount_setattr: true,
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        let remounts: Vec<&str> =
+            sys.calls
+                .iter()
+                .filter_map(|c| match c {
+                    Call::Mount { target, flags, .. } if flags.contains(MsFlags::MS_REMOUNT) => {
+                        assert!(flags
+                            .contains(MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+                        Some(target.strip_prefix(ROOT).unwrap_or(target))
+                    }
+                    _ => None,
+                })
+                .collect();
+        // A fresh sysfs is mounted read-only directly, not remounted.
+        assert_eq!(
+            remounts,
+            ["/proc/sys", "/data", "/data/sub", "/data/sub/deeper"]
+        );
+    }
+
+    #[test]
+    fn a_writable_submount_fails_the_read_back() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&["/data/sub/deeper"]),
+            ..Default::default()
+        };
+        let err = run(&mut sys, &plan()).expect_err("verification fails");
+        assert_eq!(err.step, Step::VerifyReadonly);
+        assert_eq!(err.path(), format!("{ROOT}/data/sub/deeper").as_bytes());
+        assert!(
+            !sys.calls
+                .iter()
+                .any(|c| matches!(c, Call::PivotRoot { .. })),
+            "stops at the failure"
+        );
+    }
+
+    #[test]
+    fn chroot_only_skips_pivot_root() {
+        let mut p = plan();
+        p.entry = RootEntry::ChrootOnly;
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        let n = sys.calls.len();
+        assert_eq!(sys.calls[n - 2], Call::Chroot { path: ROOT.into() });
+        assert_eq!(sys.calls[n - 1], Call::Chdir { path: "/".into() });
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::PivotRoot { .. } | Call::Umount2 { .. })));
+    }
+
+    #[test]
+    fn a_failing_mount_names_its_step_and_path() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            fail_target: Some((ROOT.into(), Errno::EINVAL)),
+            ..Default::default()
+        };
+        let err = run(&mut sys, &plan()).expect_err("overlay fails");
+        assert_eq!(
+            (err.step, err.path()),
+            (Step::MountOverlay, ROOT.as_bytes())
+        );
+        assert_eq!(Errno::from_raw(err.errno), Errno::EINVAL);
+    }
+
+    #[test]
+    fn existing_directories_are_fine() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            existing: vec![
+                format!("{ROOT}/dev"),
+                format!("{ROOT}/proc"),
+                format!("{ROOT}/data"),
+            ],
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("EEXIST is not an error");
+    }
+
+    #[test]
+    fn subtree_takes_the_mount_on_top() {
+        let info = b"1 0 0:1 / / rw - x x rw\n5 1 0:5 / /m rw - x x rw\n6 1 0:6 / /m ro - x x rw\n7 6 0:7 / /m/a ro - x x rw\n8 5 0:8 / /m/b rw - x x rw\n";
+        let mut ids = [0u64; SUBTREE_MAX];
+        let n = subtree_ids(info, b"/m", &mut ids).expect("found");
+        assert_eq!(&ids[..n], &[6, 7]);
+        assert_eq!(subtree_ids(info, b"/nope", &mut ids), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        let mut buf = [0u8; PATH_MAX];
+        let p = unescape(br"/a\040b\134c", &mut buf).expect("fits");
+        assert_eq!(p.to_bytes(), br"/a b\c");
+    }
+}

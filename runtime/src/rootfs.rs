@@ -502,3 +502,320 @@ pub fn minimal_rootfs(dir: &Path, binaries: &[(&Path, &str)]) -> Result<(), Root
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use tar::{EntryType, Header};
+
+    /// Appends an entry with a raw name, as a hostile archive would carry it
+    /// (tar::Builder's path setters refuse these names).
+    fn raw(ar: &mut tar::Builder<Vec<u8>>, name: &str, kind: EntryType, link: &str, data: &[u8]) {
+        let mut h = Header::new_gnu();
+        {
+            let gnu = h.as_gnu_mut().expect("gnu header");
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_mode(if kind == EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_size(data.len() as u64);
+        h.set_uid(u64::from(nix::unistd::geteuid().as_raw()));
+        h.set_gid(u64::from(nix::unistd::getegid().as_raw()));
+        h.set_mtime(0);
+        h.set_cksum();
+        ar.append(&h, data).expect("append to memory");
+    }
+
+    struct Sandbox {
+        dir: TempDir,
+    }
+
+    impl Sandbox {
+        fn new() -> Sandbox {
+            let dir = tempfile::Builder::new()
+                .prefix("isocheck-unit-")
+                .tempdir()
+                .expect("temp dir");
+            fs::create_dir(dir.path().join("dest")).expect("dest");
+            fs::create_dir(dir.path().join("outside")).expect("outside");
+            fs::write(dir.path().join("outside/sentinel"), "keep").expect("sentinel");
+            Sandbox { dir }
+        }
+        fn dest(&self) -> PathBuf {
+            self.dir.path().join("dest")
+        }
+        fn unpack(&self, bytes: &[u8]) -> Result<(), RootfsError> {
+            unpack_tar_reader(bytes, Path::new("test.tar"), &self.dest(), false)
+        }
+        /// Everything outside dest/, without following symlinks.
+        fn outside_entries(&self) -> BTreeSet<PathBuf> {
+            let mut out = BTreeSet::new();
+            let mut stack = vec![self.dir.path().to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in fs::read_dir(&d).expect("readable") {
+                    let p = e.expect("entry").path();
+                    if p == self.dest() {
+                        continue;
+                    }
+                    if fs::symlink_metadata(&p).expect("stat").is_dir() {
+                        stack.push(p.clone());
+                    }
+                    out.insert(
+                        p.strip_prefix(self.dir.path())
+                            .expect("inside")
+                            .to_path_buf(),
+                    );
+                }
+            }
+            out
+        }
+        fn untouched(&self) -> bool {
+            let want: BTreeSet<PathBuf> = ["outside", "outside/sentinel"]
+                .iter()
+                .map(PathBuf::from)
+                .collect();
+            self.outside_entries() == want
+                && fs::read_to_string(self.dir.path().join("outside/sentinel"))
+                    .ok()
+                    .as_deref()
+                    == Some("keep")
+        }
+    }
+
+    fn archive(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut ar = tar::Builder::new(Vec::new());
+        build(&mut ar);
+        ar.into_inner().expect("finish")
+    }
+
+    #[test]
+    fn a_plain_archive_unpacks() {
+        let s = Sandbox::new();
+        let bytes = archive(|ar| {
+            raw(ar, "bin/", EntryType::Directory, "", b"");
+            raw(ar, "bin/busybox", EntryType::Regular, "", b"ELF");
+            raw(ar, "bin/sh", EntryType::Symlink, "busybox", b"");
+            raw(ar, "bin/abs", EntryType::Symlink, "/bin/busybox", b"");
+            raw(ar, "bin/hard", EntryType::Link, "bin/busybox", b"");
+        });
+        s.unpack(&bytes).expect("unpacks");
+        assert_eq!(fs::read(s.dest().join("bin/sh")).expect("via link"), b"ELF");
+        assert_eq!(
+            fs::read(s.dest().join("bin/hard")).expect("hard link"),
+            b"ELF"
+        );
+        assert!(s.untouched());
+    }
+
+    #[test]
+    fn gzip_is_sniffed() {
+        let s = Sandbox::new();
+        let bytes = archive(|ar| raw(ar, "f", EntryType::Regular, "", b"x"));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &bytes).expect("compress");
+        let path = s.dir.path().join("img.tar.gz");
+        fs::write(&path, gz.finish().expect("finish")).expect("write");
+        unpack_tar(&path, &s.dest()).expect("unpacks");
+        assert_eq!(fs::read(s.dest().join("f")).expect("file"), b"x");
+    }
+
+    #[rstest::rstest]
+    #[case("../outside/evil", EntryType::Regular, "", "path contains ..")]
+    #[case("/abs", EntryType::Regular, "", "absolute path")]
+    #[case("a/../../x", EntryType::Regular, "", "path contains ..")]
+    #[case(
+        "l",
+        EntryType::Symlink,
+        "../outside",
+        "symlink to ../outside leaves the root"
+    )]
+    #[case(
+        "a/l",
+        EntryType::Symlink,
+        "../../x",
+        "symlink to ../../x leaves the root"
+    )]
+    #[case(
+        "h",
+        EntryType::Link,
+        "/etc/passwd",
+        "hard link target /etc/passwd: absolute path"
+    )]
+    #[case(
+        "h",
+        EntryType::Link,
+        "../outside/sentinel",
+        "hard link target ../outside/sentinel: path contains .."
+    )]
+    #[case("dev/sda", EntryType::Block, "", "device nodes are not unpacked")]
+    #[case("dev/mem", EntryType::Char, "", "device nodes are not unpacked")]
+    fn escapes_are_refused_by_name(
+        #[case] name: &str,
+        #[case] kind: EntryType,
+        #[case] link: &str,
+        #[case] reason: &str,
+    ) {
+        let s = Sandbox::new();
+        let bytes = archive(|ar| raw(ar, name, kind, link, b""));
+        let err = s.unpack(&bytes).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            format!("test.tar: entry {name:?} refused: {reason}")
+        );
+        assert!(s.untouched());
+    }
+
+    #[test]
+    fn writing_through_an_absolute_symlink_is_refused() {
+        let s = Sandbox::new();
+        let outside = s.dir.path().join("outside");
+        // Absolute symlinks are fine in an image (they resolve inside the
+        // container) but must never be followed while unpacking.
+        let bytes = archive(|ar| {
+            raw(
+                ar,
+                "l",
+                EntryType::Symlink,
+                outside.to_str().expect("utf8"),
+                b"",
+            );
+            raw(ar, "l/evil", EntryType::Regular, "", b"x");
+        });
+        let err = s.unpack(&bytes).expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("would be written through the symlink"),
+            "{err}"
+        );
+        assert!(s.untouched());
+    }
+
+    #[test]
+    fn overlay_options_put_the_top_layer_first() {
+        let opts = overlay_options(
+            &["/l/0".into(), "/l/1".into()],
+            Path::new("/u"),
+            Path::new("/w"),
+        )
+        .expect("valid");
+        assert_eq!(
+            opts.to_str(),
+            Ok("lowerdir=/l/1:/l/0,upperdir=/u,workdir=/w")
+        );
+        let err =
+            overlay_options(&["/a:b".into()], Path::new("/u"), Path::new("/w")).expect_err("colon");
+        assert_eq!(
+            err.to_string(),
+            "/a:b: overlay paths cannot contain ':', ',' or '\\'"
+        );
+    }
+
+    #[test]
+    fn oci_layout_layers_unpack_in_order() {
+        let s = Sandbox::new();
+        let layout = s.dir.path().join("oci");
+        fs::create_dir_all(layout.join("blobs/sha256")).expect("mkdir");
+        let blob = |name: &str, bytes: &[u8]| {
+            fs::write(layout.join("blobs/sha256").join(name), bytes).expect("blob");
+            format!("sha256:{name}")
+        };
+        let l0 = blob(
+            "aa",
+            &archive(|ar| raw(ar, "etc/os", EntryType::Regular, "", b"base")),
+        );
+        let l1 = blob(
+            "bb",
+            &archive(|ar| raw(ar, "etc/app", EntryType::Regular, "", b"app")),
+        );
+        let manifest = blob(
+            "cc",
+            format!(r#"{{"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{l0}"}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{l1}"}}]}}"#).as_bytes(),
+        );
+        fs::write(
+            layout.join("index.json"),
+            format!(r#"{{"manifests":[{{"digest":"{manifest}"}}]}}"#),
+        )
+        .expect("index");
+        let dirs = unpack_oci_layout(&layout, &s.dest().join("layers")).expect("unpacks");
+        assert_eq!(dirs.len(), 2);
+        assert_eq!(fs::read(dirs[0].join("etc/os")).expect("l0"), b"base");
+        assert_eq!(fs::read(dirs[1].join("etc/app")).expect("l1"), b"app");
+
+        fs::write(
+            layout.join("index.json"),
+            r#"{"manifests":[{"digest":"sha256:../../x"}]}"#,
+        )
+        .expect("index");
+        let err = unpack_oci_layout(&layout, &s.dest().join("layers2")).expect_err("bad digest");
+        assert!(err.to_string().contains("is not algo:hex"), "{err}");
+    }
+
+    #[test]
+    fn minimal_rootfs_has_the_skeleton_and_the_binary() {
+        let s = Sandbox::new();
+        let bin = s.dir.path().join("outside/sentinel");
+        minimal_rootfs(&s.dest(), &[(&bin, "/probe"), (&bin, "/usr/bin/tool")]).expect("builds");
+        for d in ["bin", "dev", "proc", "sys", "tmp", "etc", "mnt"] {
+            assert!(s.dest().join(d).is_dir(), "{d}");
+        }
+        assert!(fs::read_to_string(s.dest().join("etc/passwd"))
+            .expect("passwd")
+            .starts_with("root:x:0:0:"));
+        let mode = fs::metadata(s.dest().join("probe"))
+            .expect("probe")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        assert!(s.dest().join("usr/bin/tool").is_file());
+        let err = minimal_rootfs(&s.dest(), &[(&bin, "../x")]).expect_err("relative");
+        assert!(err.to_string().contains("must be absolute"), "{err}");
+    }
+
+    fn entry() -> impl Strategy<Value = (String, u8, String)> {
+        let prefix = prop::sample::select(vec![
+            "", "../", "/", "a/", "a/../../", "l/", "./", "a/b/", "la/",
+        ]);
+        let leaf = "[a-c]{1,2}";
+        let target = prop::sample::select(vec![
+            "../../outside",
+            "..",
+            "../x",
+            "a",
+            "/",
+            "/etc",
+            "../../../outside/sentinel",
+            "b/../..",
+            "outside",
+        ]);
+        (prefix, leaf, 0u8..4, target)
+            .prop_map(|(p, l, k, t)| (format!("{p}{l}"), k, t.to_string()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn nothing_is_ever_written_outside(entries in prop::collection::vec(entry(), 1..8)) {
+            let s = Sandbox::new();
+            let abs_outside = s.dir.path().join("outside");
+            let bytes = archive(|ar| {
+                // A symlink to the absolute outside dir first, so later
+                // entries under `la/` try to write through it.
+                raw(ar, "la", EntryType::Symlink, abs_outside.to_str().unwrap_or("/"), b"");
+                for (name, kind, target) in &entries {
+                    let kind = [EntryType::Regular, EntryType::Directory, EntryType::Symlink, EntryType::Link][*kind as usize];
+                    let link = if matches!(kind, EntryType::Symlink | EntryType::Link) { target.as_str() } else { "" };
+                    raw(ar, name, kind, link, b"data");
+                }
+            });
+            let _ = s.unpack(&bytes);
+            prop_assert!(s.untouched(), "outside changed: {:?}", s.outside_entries());
+        }
+    }
+}
