@@ -347,3 +347,67 @@ fn without_a_net_namespace_sys_is_the_hosts_read_only() {
     assert!(out.contains(" ro,"), "{out}");
     assert!(!out.contains("writable"), "{out}");
 }
+
+#[test]
+fn oci_layout_whiteouts_hide_lower_files() {
+    let _g = SERIAL.lock();
+    let f = fixture();
+    let layout = f._dir.path().join("oci");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let layer = |name: &str, base: Option<&Path>, extra: &[(&str, &[u8])]| {
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        if let Some(base) = base {
+            b.append_dir_all(".", base).unwrap();
+        }
+        for (path, data) in extra {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        std::fs::write(
+            layout.join("blobs/sha256").join(name),
+            b.into_inner().unwrap(),
+        )
+        .unwrap();
+        format!("sha256:{name}")
+    };
+    let l0 = layer(
+        "aa",
+        Some(&f.rootfs),
+        &[("etc/gone", b"x"), ("opaque/old", b"x")],
+    );
+    let l1 = layer(
+        "bb",
+        None,
+        &[
+            ("etc/.wh.gone", b""),
+            ("opaque/.wh..wh..opq", b""),
+            ("opaque/new", b"y"),
+        ],
+    );
+    let t = "application/vnd.oci.image.layer.v1.tar";
+    std::fs::write(
+        layout.join("blobs/sha256/cc"),
+        format!(r#"{{"layers":[{{"mediaType":"{t}","digest":"{l0}"}},{{"mediaType":"{t}","digest":"{l1}"}}]}}"#),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        r#"{"manifests":[{"digest":"sha256:cc"}]}"#,
+    )
+    .unwrap();
+    let mut s = spec(&f.rootfs, "ls /etc /opaque");
+    s.rootfs.source = RootfsSource::OciLayout(layout);
+    let (status, out) = run(&f, &s, "oci");
+    assert_eq!(status.code, Some(0), "{out}");
+    assert!(out.contains("passwd"), "{out}");
+    assert!(!out.contains("gone"), "{out}");
+    assert!(!out.contains("old"), "{out}");
+    assert!(out.contains("new"), "{out}");
+}
