@@ -32,6 +32,10 @@ pub enum Error {
     Nul { what: &'static str, value: String },
     #[error("capabilities: {0}")]
     Caps(#[from] crate::caps::CapsError),
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("network: {0}")]
+    Network(#[from] crate::network::NetworkError),
 }
 
 impl Error {
@@ -108,10 +112,11 @@ pub enum Step {
     JoinNamespaces,
     ForkIntoPidNamespace,
     PathTooLong,
+    JoinCgroup,
 }
 
 impl Step {
-    const ALL: [Step; 47] = [
+    const ALL: [Step; 48] = [
         Step::Stdio,
         Step::ParentDeathSignal,
         Step::WaitForParent,
@@ -159,6 +164,7 @@ impl Step {
         Step::JoinNamespaces,
         Step::ForkIntoPidNamespace,
         Step::PathTooLong,
+        Step::JoinCgroup,
     ];
 
     pub fn from_u8(b: u8) -> Option<Step> {
@@ -215,6 +221,7 @@ impl Step {
             Step::JoinNamespaces => "join_namespaces",
             Step::ForkIntoPidNamespace => "fork_into_pid_namespace",
             Step::PathTooLong => "path_too_long",
+            Step::JoinCgroup => "join_cgroup",
         }
     }
 }

@@ -37,10 +37,12 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use crate::caps::CapPlan;
+use crate::cgroups::{Cgroup, CgroupError, CgroupManager, CgroupStats};
 use crate::error::{ChildError, Error, Step, StepFailure, FAILURE_WIRE_LEN};
 use crate::mounts::{self, RootPlan};
+use crate::network::{self, Netns, VethAttachment};
 use crate::rootfs::{self, PreparedRootfs};
-use crate::spec::{ContainerSpec, IdMap, SpecError, UserMapping};
+use crate::spec::{BridgeAttachment, ContainerSpec, IdMap, NetworkMode, SpecError, UserMapping};
 use crate::sys::{self, Forked, RealSyscalls};
 
 /// How long the parent waits for each handshake message.
@@ -80,6 +82,9 @@ pub struct SpawnOptions {
     /// Run in order after clone; the first error aborts the spawn (the child
     /// is killed and reaped).
     pub parent_setup: Vec<ParentSetup>,
+    /// The network namespace the bridge of a bridged container lives in
+    /// ("the host"); `None` is the caller's own.
+    pub host_netns: Option<Netns>,
 }
 
 impl SpawnOptions {
@@ -92,6 +97,7 @@ impl SpawnOptions {
             stdout: StdioMode::Inherit,
             stderr: StdioMode::Inherit,
             parent_setup: Vec::new(),
+            host_netns: None,
         }
     }
 }
@@ -105,6 +111,7 @@ impl fmt::Debug for SpawnOptions {
             .field("stdout", &self.stdout)
             .field("stderr", &self.stderr)
             .field("parent_setup", &self.parent_setup.len())
+            .field("host_netns", &self.host_netns.is_some())
             .finish()
     }
 }
@@ -337,6 +344,17 @@ fn enter_time_namespace(offsets: &CStr) -> Result<(), StepFailure> {
 }
 
 /// open(2) flags, named here so this module stays free of libc.
+/// The host's cgroup layout, probed once per process (mountinfo does not
+/// change under a running harness).
+fn cgroup_manager() -> Result<&'static CgroupManager, CgroupError> {
+    static MANAGER: std::sync::OnceLock<CgroupManager> = std::sync::OnceLock::new();
+    if let Some(m) = MANAGER.get() {
+        return Ok(m);
+    }
+    let m = CgroupManager::detect()?;
+    Ok(MANAGER.get_or_init(|| m))
+}
+
 mod libc_flags {
     pub const RDONLY: i32 = nix::fcntl::OFlag::O_RDONLY.bits();
     pub const WRONLY: i32 = nix::fcntl::OFlag::O_WRONLY.bits();
@@ -541,6 +559,10 @@ pub struct Container {
     env: Vec<String>,
     /// The run's temp dir; removed after PID 1 is reaped.
     rootfs: Option<PreparedRootfs>,
+    /// Every task of the container; killed and removed on drop.
+    cgroup: Option<Cgroup>,
+    /// The veth to the bridge; detached on drop.
+    network: Option<VethAttachment>,
 }
 
 impl fmt::Debug for Container {
@@ -596,6 +618,12 @@ impl Container {
             ),
             None => None,
         };
+
+        // Every container gets its own cgroup (limits, evidence, group kill),
+        // made before the clone so a refusal creates no process.
+        let cgroup = Some(
+            cgroup_manager()?.create(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?,
+        );
 
         let stdin = stdio(opts.stdin, true)?;
         let stdout = stdio(opts.stdout, false)?;
@@ -675,11 +703,20 @@ impl Container {
             no_new_privs: spec.no_new_privs,
             env: spec.env.clone(),
             rootfs,
+            cgroup,
+            network: None,
+        };
+        let bridge = match (&spec.network, spec.namespaces.net) {
+            (NetworkMode::Bridge(att), true) => {
+                Some((att, opts.host_netns.take(), opts.name.as_str()))
+            }
+            _ => None,
         };
         container.handshake(
             parent_sock.as_fd(),
             &mut opts.parent_setup,
             mapping.as_ref(),
+            bridge,
         )?;
         Ok(container)
     }
@@ -689,12 +726,26 @@ impl Container {
         sock: BorrowedFd<'_>,
         hooks: &mut [ParentSetup],
         mapping: Option<&UserMapping>,
+        bridge: Option<(&BridgeAttachment, Option<Netns>, &str)>,
     ) -> Result<(), Error> {
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match receive(sock, deadline, "ready")? {
             Received::Message(m) if m == [MSG_READY] => {}
             Received::Message(m) => return Err(self.child_failed(&m)),
             Received::Eof => return Err(self.child_vanished("ready")),
+        }
+        // Into its cgroup before it can run anything of its own, and before
+        // it unshares its cgroup namespace (whose root is where it is then).
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.add_process(self.pid)?;
+        }
+        // The veth is created with its peer already in the child's netns.
+        if let Some((att, host, name)) = bridge {
+            let host = match host {
+                Some(h) => h,
+                None => Netns::current()?,
+            };
+            self.network = Some(network::attach(&host, self.pid, att, name)?);
         }
         for (index, hook) in hooks.iter_mut().enumerate() {
             hook(self.pid).map_err(|message| Error::ParentSetup { index, message })?;
@@ -789,6 +840,40 @@ impl Container {
         }
     }
 
+    /// The container's cgroup.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// The kernel's counters for the container (OOM kills, pids-limit hits,
+    /// throttling, usage); `None` when they cannot be read.
+    pub fn cgroup_stats(&self) -> Option<CgroupStats> {
+        self.cgroup.as_ref().and_then(|c| c.stats().ok())
+    }
+
+    /// Every task still in the container's cgroup.
+    pub fn cgroup_procs(&self) -> Vec<i32> {
+        self.cgroup
+            .as_ref()
+            .and_then(|c| c.procs().ok())
+            .unwrap_or_default()
+    }
+
+    /// The veth attachment of a bridged container.
+    pub fn network(&self) -> Option<&VethAttachment> {
+        self.network.as_ref()
+    }
+
+    /// Kills the whole container: every task in its cgroup, strays that
+    /// left the process tree included (cgroup.kill, or freeze + SIGKILL +
+    /// thaw), then PID 1 through its pidfd.
+    pub fn kill(&self) -> Result<(), Error> {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill_all()?;
+        }
+        self.kill_init()
+    }
+
     /// Inode numbers of /proc/<pid>/ns/* of PID 1 (missing entries are left
     /// out, e.g. after it exited).
     pub fn namespace_inodes(&self) -> BTreeMap<String, u64> {
@@ -813,8 +898,22 @@ impl Container {
         let stdin = stdio(StdioMode::Null, true)?;
         let out = stdio(stdout, false)?;
         let (parent_sock, child_sock) = seqpacket_pair()?;
+        let procs: Vec<OwnedFd> = match &self.cgroup {
+            Some(cgroup) => cgroup
+                .paths()
+                .iter()
+                .map(|dir| {
+                    let path = dir.join("cgroup.procs");
+                    let c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
+                    sys::open(&c, libc_flags::WRONLY)
+                        .map_err(|e| Error::os_path("open the container's cgroup.procs", path, e))
+                })
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
         let helper = ExecHelper {
             sock: child_sock.as_raw_fd(),
+            cgroup_procs: procs.iter().map(AsRawFd::as_raw_fd).collect(),
             stdin: stdin.child.as_ref().map(AsRawFd::as_raw_fd),
             stdout: out.child.as_ref().map(AsRawFd::as_raw_fd),
             pidfd: self.pidfd.as_raw_fd(),
@@ -833,7 +932,7 @@ impl Container {
             Forked::Parent { pid, .. } => pid,
         };
         drop(child_sock);
-        drop((stdin.child, out.child, root));
+        drop((stdin.child, out.child, root, procs));
         let reap_helper = || {
             let _ = waitpid(nix::unistd::Pid::from_raw(helper_pid), None);
         };
@@ -879,6 +978,11 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
+        // The whole group first: without a pid namespace, strays would
+        // outlive PID 1.
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.kill_all();
+        }
         if self.status.is_none() {
             let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), Signal::SIGKILL as i32);
             let _ = self.wait();
@@ -916,6 +1020,8 @@ pub fn namespace_inodes_of(pid: i32) -> BTreeMap<String, u64> {
 /// What the exec helper needs, prepared before clone.
 struct ExecHelper<'a> {
     sock: RawFd,
+    /// cgroup.procs of each of the container's cgroups, opened for writing.
+    cgroup_procs: Vec<RawFd>,
     stdin: Option<RawFd>,
     stdout: Option<RawFd>,
     pidfd: RawFd,
@@ -936,6 +1042,13 @@ fn exec_helper_main(h: &ExecHelper<'_>) -> ! {
     let result = (|| -> Result<(), StepFailure> {
         sys::reset_signals();
         step(Step::ParentDeathSignal, b"", sys::set_parent_death_kill())?;
+        // Into the container's cgroups ("0" is the writer itself), so the
+        // process forked below is born there.
+        for fd in &h.cgroup_procs {
+            // SAFETY: an fd the parent opened before the clone.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+            step(Step::JoinCgroup, b"cgroup.procs", sys::write_all(fd, b"0"))?;
+        }
         for (target, fd) in [(0, h.stdin), (1, h.stdout)] {
             if let Some(fd) = fd {
                 step(Step::Stdio, b"", sys::dup2(fd, target))?;
