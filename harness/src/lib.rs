@@ -1,1 +1,3 @@
+pub mod matrix;
 pub mod report;
+pub mod vm;
