@@ -43,10 +43,7 @@ pub struct Matrix {
 /// "6.12.48+deb13-amd64" → [6, 12, 48]. Missing parts count as 0.
 pub fn kernel_release(kernel: &str) -> [u32; 3] {
     let mut out = [0; 3];
-    let release = kernel
-        .split(|c: char| c == '-' || c == '+')
-        .next()
-        .unwrap_or("");
+    let release = kernel.split(['-', '+']).next().unwrap_or("");
     for (slot, part) in out.iter_mut().zip(release.split('.')) {
         let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
         *slot = digits.parse().unwrap_or(0);

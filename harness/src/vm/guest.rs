@@ -10,7 +10,7 @@ pub const BOOT_MARKER: &str = "===ISOCHECK-INIT-START===";
 pub const REPORT_BEGIN: &str = "===ISOCHECK-REPORT-BEGIN===";
 pub const REPORT_END: &str = "===ISOCHECK-REPORT-END===";
 /// The 9p mount tag of the host directory the report is copied to.
-pub const SHARE_TAG: &str = "isocheck";
+pub const SHARE_TAG: &str = "isocheck-out";
 
 /// The v1 controllers the suite uses, each mounted as its own hierarchy as
 /// on this project's hybrid host (cpu and cpuacct separately).
@@ -106,8 +106,10 @@ pub fn init_script(cfg: &InitConfig) -> String {
         }
     }
     s.push_str(&format!(
-        "# virtio devices bind asynchronously after insmod: retry the 9p mount\n\
-         # for a few seconds before settling for the console.\n\
+        "# Mount from /tmp: busybox mount treats a source name that exists as\n\
+         # a file in the cwd as a loop image. virtio devices bind\n\
+         # asynchronously after insmod: retry for a few seconds.\n\
+         cd /tmp\n\
          share=0\n\
          for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do\n\
          \x20 mount -t 9p -o trans=virtio,version=9p2000.L {SHARE_TAG} /out 2>/dev/null \
@@ -116,7 +118,6 @@ pub fn init_script(cfg: &InitConfig) -> String {
          done\n\
          [ $share = 1 ] || echo 'isocheck-init: no 9p share, the report goes over the console only'\n\
          echo \"isocheck-init: suite starts at $(cut -d' ' -f1 /proc/uptime)s\"\n\
-         cd /tmp\n\
          {cmd}\n\
          echo \"isocheck-init: suite exited $? at $(cut -d' ' -f1 /proc/uptime)s\"\n\
          if [ -s /tmp/report.json ]; then\n\

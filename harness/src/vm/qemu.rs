@@ -241,7 +241,7 @@ mod tests {
             "{s}"
         );
         assert!(s.contains(
-            "-virtfs local,path=/tmp/isocheck-x/share,mount_tag=isocheck,security_model=none"
+            "-virtfs local,path=/tmp/isocheck-x/share,mount_tag=isocheck-out,security_model=none"
         ));
         assert!(s.contains("-append console=ttyS0 cgroup_no_v1=all"), "{s}");
     }
