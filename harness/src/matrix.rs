@@ -56,6 +56,16 @@ pub fn compare_kernels(a: &str, b: &str) -> Ordering {
     kernel_release(a).cmp(&kernel_release(b))
 }
 
+/// Within one kernel, columns go v1, hybrid, v2 (old layout to new).
+fn mode_rank(mode: &str) -> u8 {
+    match mode {
+        "v1" => 0,
+        "hybrid" => 1,
+        "v2" => 2,
+        _ => 3,
+    }
+}
+
 /// "reports/bookworm-6.1-v2.json" → "bookworm-6.1-v2"; leg names unchanged.
 fn column_name(name: &str) -> String {
     let base = name.rsplit('/').next().unwrap_or(name);
@@ -70,15 +80,14 @@ fn verdict_word(v: Verdict) -> &'static str {
     }
 }
 
-/// Merge reports into one matrix. Legs are sorted by kernel release (ties
-/// keep the order given); rows by scenario id.
+/// Merge reports into one matrix. Legs are sorted by kernel release, then
+/// cgroup mode (further ties keep the order given); rows by scenario id.
 pub fn merge(reports: &[(String, Report)]) -> Matrix {
     let mut order: Vec<usize> = (0..reports.len()).collect();
     order.sort_by(|&a, &b| {
-        compare_kernels(
-            &reports[a].1.environment.kernel,
-            &reports[b].1.environment.kernel,
-        )
+        let (ea, eb) = (&reports[a].1.environment, &reports[b].1.environment);
+        compare_kernels(&ea.kernel, &eb.kernel)
+            .then_with(|| mode_rank(&ea.cgroup_mode).cmp(&mode_rank(&eb.cgroup_mode)))
     });
     let mut legs = Vec::new();
     let mut rows: BTreeMap<String, MatrixRow> = BTreeMap::new();
@@ -374,6 +383,18 @@ mod tests {
             (m.legs[1].pass, m.legs[1].fail, m.legs[1].unsupported),
             (1, 1, 0)
         );
+    }
+
+    #[test]
+    fn same_kernel_legs_go_v1_hybrid_v2() {
+        let k = "6.1.0-37-amd64";
+        let m = merge(&[
+            ("b-v2".to_owned(), report(k, "v2", vec![])),
+            ("b-hybrid".to_owned(), report(k, "hybrid", vec![])),
+            ("b-v1".to_owned(), report(k, "v1", vec![])),
+        ]);
+        let names: Vec<_> = m.legs.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["b-v1", "b-hybrid", "b-v2"]);
     }
 
     #[test]
