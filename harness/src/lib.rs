@@ -1,7 +1,7 @@
-
-//! guarantee with its control, the stand-in host, reports, and the kernel
 //! isocheck-harness: scenarios (TOML data), the runner that proves each
+//! guarantee with its control, the stand-in host, reports, and the kernel
 //! matrix. The `isocheck` binary is a thin CLI over this library.
+
 pub mod cleanup;
 pub mod expect;
 pub mod fixtures;

@@ -35,6 +35,45 @@ enum Command {
     /// One container by hand.
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// The kernel matrix: the suite in qemu guests with Debian kernels.
+    #[command(subcommand)]
+    Vm(VmCommand),
+    /// Merge JSON reports into one kernel x guarantee table.
+    Matrix {
+        /// Reports written by `isocheck run --json` or `isocheck vm run`.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Also write the table as HTML (reasons on hover).
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VmCommand {
+    /// The legs: suite, kernel and cgroup mode.
+    List,
+    /// Boot a leg (or every leg) and run the suite inside.
+    Run {
+        /// A leg from `isocheck vm list`.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        leg: Option<String>,
+        /// Every leg, one after another.
+        #[arg(long)]
+        all: bool,
+        /// Write the leg's JSON report here (one leg).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// With --all: write <leg>.json for each leg in this directory.
+        #[arg(long, default_value = "isocheck-reports")]
+        out_dir: PathBuf,
+        /// Only these scenario ids (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Whole-boot deadline per leg, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -135,7 +174,125 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Container(ContainerCommand::Run(args)) => container_run(args),
+        Command::Vm(VmCommand::List) => {
+            for leg in isocheck_harness::vm::list_legs() {
+                println!("{leg}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Vm(VmCommand::Run {
+            leg,
+            all,
+            json,
+            out_dir,
+            only,
+            timeout,
+        }) => vm_run(leg, all, json, out_dir, only, timeout),
+        Command::Matrix { reports, html } => {
+            let mut loaded = Vec::new();
+            for path in &reports {
+                let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+                let report: Report =
+                    serde_json::from_str(&text).with_context(|| format!("{}: not an isocheck JSON report", path.display()))?;
+                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                loaded.push((name, report));
+            }
+            let matrix = isocheck_harness::matrix::merge(&loaded);
+            print!("{}", matrix.to_text());
+            if let Some(html) = html {
+                std::fs::write(&html, matrix.to_html()).with_context(|| format!("--html: write {}", html.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn vm_run(
+    leg: Option<String>,
+    all: bool,
+    json: Option<PathBuf>,
+    out_dir: PathBuf,
+    only: Vec<String>,
+    timeout: u64,
+) -> Result<ExitCode> {
+    use isocheck_harness::vm::{self, VmError, VmRunOptions};
+    let legs: Vec<String> = if all {
+        vm::list_legs().into_iter().map(|l| l.name.to_string()).collect()
+    } else {
+        let name = leg.unwrap_or_default();
+        if vm::find_leg(&name).is_none() {
+            bail!("vm run: no leg {name:?} (see `isocheck vm list`)");
+        }
+        vec![name]
+    };
+    let exe = std::env::current_exe()?;
+    let opts = VmRunOptions {
+        isocheck_bin: exe.clone(),
+        probe_bin: isocheck_harness::fixtures::probe_binary()?,
+        scenarios_dir: scenario::default_dir(),
+        cache_dir: vm::default_cache_dir(),
+        timeout: std::time::Duration::from_secs(timeout),
+        only: (!only.is_empty()).then(|| only.clone()),
+    };
+    let mut failed = false;
+    let mut reports = Vec::new();
+    for name in &legs {
+        let target = match (&json, all) {
+            (Some(j), false) => j.clone(),
+            _ => {
+                std::fs::create_dir_all(&out_dir)?;
+                out_dir.join(format!("{name}.json"))
+            }
+        };
+        eprintln!("isocheck vm: {name} ...");
+        let report = match vm::run_leg(name, &opts) {
+            Err(VmError::HostLeg) => {
+                // The host leg is this machine, no VM: the suite in a child
+                // process of our own (it enters its own stand-in host).
+                let mut cmd = std::process::Command::new(&exe);
+                cmd.args(["run", "--json"]).arg(&target);
+                if !only.is_empty() {
+                    cmd.args(["--only", &only.join(",")]);
+                }
+                let status = cmd.status()?;
+                failed |= !status.success();
+                std::fs::read_to_string(&target)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Report>(&t).ok())
+            }
+            Err(e) => {
+                eprintln!("isocheck vm: {name}: {e}");
+                failed = true;
+                None
+            }
+            Ok(outcome) => {
+                eprintln!(
+                    "isocheck vm: {name}: accel {:?}, boot {:.1} s, total {:.1} s{}",
+                    outcome.accel,
+                    outcome.boot_secs.unwrap_or(f64::NAN),
+                    outcome.total_secs,
+                    outcome.error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default()
+                );
+                if outcome.report.is_none() {
+                    eprintln!("isocheck vm: {name}: console tail:\n{}", outcome.console_tail);
+                    failed = true;
+                }
+                if let Some(r) = &outcome.report {
+                    std::fs::write(&target, serde_json::to_string_pretty(r)?)?;
+                    failed |= r.failed() > 0;
+                    print!("{}", r.to_table());
+                }
+                outcome.report
+            }
+        };
+        if let Some(r) = report {
+            reports.push((name.clone(), r));
+        }
+    }
+    if reports.len() > 1 {
+        print!("{}", isocheck_harness::matrix::merge(&reports).to_text());
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn require_root(what: &str) -> Result<()> {
