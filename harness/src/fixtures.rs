@@ -336,6 +336,37 @@ impl Drop for RoBindSource {
     }
 }
 
+/// A directory (world-writable, so a mapped uid can create files) holding
+/// a root-owned 0600 secret.
+#[derive(Debug)]
+pub struct SecretDir {
+    pub path: PathBuf,
+}
+
+impl SecretDir {
+    pub fn create(path: PathBuf) -> Result<SecretDir, FixtureError> {
+        fs::create_dir_all(&path).map_err(io_err("create the secret dir", &path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
+            .map_err(io_err("chmod", &path))?;
+        let secret = path.join("secret.txt");
+        fs::write(&secret, "isocheck secret\n").map_err(io_err("write", &secret))?;
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600))
+            .map_err(io_err("chmod", &secret))?;
+        Ok(SecretDir { path })
+    }
+
+    /// Owner uid (on the host) of a file the container created, if any.
+    pub fn created_uid(&self, name: &str) -> Option<u32> {
+        fs::metadata(self.path.join(name)).ok().map(|m| m.uid())
+    }
+}
+
+impl Drop for SecretDir {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.path);
+    }
+}
+
 /// A random-enough token (no crate needed for a marker's content).
 pub fn token() -> String {
     let nanos = std::time::SystemTime::now()

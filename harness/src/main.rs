@@ -191,16 +191,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Matrix { reports, html } => {
             let mut loaded = Vec::new();
             for path in &reports {
-                let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-                let report: Report =
-                    serde_json::from_str(&text).with_context(|| format!("{}: not an isocheck JSON report", path.display()))?;
-                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read {}", path.display()))?;
+                let report: Report = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not an isocheck JSON report", path.display()))?;
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 loaded.push((name, report));
             }
             let matrix = isocheck_harness::matrix::merge(&loaded);
             print!("{}", matrix.to_text());
             if let Some(html) = html {
-                std::fs::write(&html, matrix.to_html()).with_context(|| format!("--html: write {}", html.display()))?;
+                std::fs::write(&html, matrix.to_html())
+                    .with_context(|| format!("--html: write {}", html.display()))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -217,7 +222,10 @@ fn vm_run(
 ) -> Result<ExitCode> {
     use isocheck_harness::vm::{self, VmError, VmRunOptions};
     let legs: Vec<String> = if all {
-        vm::list_legs().into_iter().map(|l| l.name.to_string()).collect()
+        vm::list_legs()
+            .into_iter()
+            .map(|l| l.name.to_string())
+            .collect()
     } else {
         let name = leg.unwrap_or_default();
         if vm::find_leg(&name).is_none() {
@@ -271,10 +279,17 @@ fn vm_run(
                     outcome.accel,
                     outcome.boot_secs.unwrap_or(f64::NAN),
                     outcome.total_secs,
-                    outcome.error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default()
+                    outcome
+                        .error
+                        .as_ref()
+                        .map(|e| format!(", error: {e}"))
+                        .unwrap_or_default()
                 );
                 if outcome.report.is_none() {
-                    eprintln!("isocheck vm: {name}: console tail:\n{}", outcome.console_tail);
+                    eprintln!(
+                        "isocheck vm: {name}: console tail:\n{}",
+                        outcome.console_tail
+                    );
                     failed = true;
                 }
                 if let Some(r) = &outcome.report {
@@ -292,7 +307,11 @@ fn vm_run(
     if reports.len() > 1 {
         print!("{}", isocheck_harness::matrix::merge(&reports).to_text());
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn require_root(what: &str) -> Result<()> {

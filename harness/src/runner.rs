@@ -46,6 +46,8 @@ impl Which {
 /// house rule is that nothing runs without a pids and a memory limit.
 pub const DEFAULT_MEMORY: &str = "256M";
 pub const DEFAULT_PIDS: u64 = 128;
+/// Where uid/gid 0 of a user-namespaced container lands on the host.
+pub const USERNS_BASE: u32 = 100_000;
 /// Hostname given to containers that have a UTS namespace.
 pub const CONTAINER_HOSTNAME: &str = "isocheck-ctr";
 
@@ -195,6 +197,7 @@ impl Runner {
 
         // Fixtures asked for by the scenario, fresh for each half.
         let mut robind = None;
+        let mut secret = None;
         let mut image = self.image.clone();
         for fixture in &s.fixtures {
             match fixture {
@@ -212,7 +215,15 @@ impl Runner {
                         .map_err(|e| format!("copy the image: {e}"))?;
                     image = copy;
                 }
-                Fixture::ImageCopy | Fixture::EscapeMarker | Fixture::SecretFile => {}
+                Fixture::SecretFile => {
+                    let dir = fixtures::SecretDir::create(
+                        self.run.join(&format!("secret-{}", self.counter)),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    vars.insert("secret".into(), dir.path.display().to_string());
+                    secret = Some(dir);
+                }
+                Fixture::ImageCopy | Fixture::EscapeMarker => {}
             }
         }
         let image_hash_before =
@@ -468,6 +479,10 @@ impl Runner {
             "image_unchanged".into(),
             json!(image_hash_before == image_hash_after),
         );
+        if let Some(dir) = &secret {
+            host.insert("created_uid".into(), json!(dir.created_uid("created")));
+        }
+        drop(secret);
         if let Some(src) = &robind {
             host.insert(
                 "robind_unchanged".into(),
@@ -644,6 +659,18 @@ impl Runner {
         }
         if let Some(v) = o.host_cgroupfs_rw {
             spec.kernel_files.host_cgroupfs_rw = v;
+        }
+        if o.userns {
+            let map = vec![rspec::IdMap {
+                inside: 0,
+                outside: USERNS_BASE,
+                count: 65536,
+            }];
+            spec.namespaces.user = true;
+            spec.user = Some(rspec::UserMapping {
+                uid_map: map.clone(),
+                gid_map: map,
+            });
         }
         // Without a mount namespace the container sees the host's files, so
         // the probe is named by its host path.

@@ -205,6 +205,9 @@ pub struct ContainerOverrides {
     /// Masquerade the first bridge's subnet out of the uplink.
     #[serde(default)]
     pub nat: bool,
+    /// A user namespace mapping uid/gid 0-65535 inside to 100000-165535 outside.
+    #[serde(default)]
+    pub userns: bool,
 }
 
 /// A scenario file that could not be loaded. The message names the file,

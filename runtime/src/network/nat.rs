@@ -319,6 +319,11 @@ pub(crate) fn delete_table(host: &Netns) -> Result<(), NetworkError> {
 
 /// Whether `inet isocheck` exists in `host`.
 pub(crate) fn table_exists(host: &Netns) -> Result<bool, NetworkError> {
+    // Our table is only ever made with `nft`: where it is not installed,
+    // there is none of ours to find.
+    if !nft_installed() {
+        return Ok(false);
+    }
     let listed = host
         .run_in(|| {
             helper::get_current_ruleset_with_args(helper::DEFAULT_NFT, ["list", "tables"])
@@ -332,6 +337,11 @@ pub(crate) fn table_exists(host: &Netns) -> Result<bool, NetworkError> {
         matches!(object, NfObject::ListObject(NfListObject::Table(t))
             if t.family == NfFamily::INet && t.name == TABLE)
     }))
+}
+
+fn nft_installed() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("nft").is_file()))
 }
 
 fn apply(host: &Netns, step: &'static str, batch: &Nftables<'_>) -> Result<(), NetworkError> {
