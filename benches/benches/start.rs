@@ -1,0 +1,162 @@
+//! Container start latency, one criterion run: the kernel's floor, each
+//! namespace alone, the peers; then the summary with the issue-7 ratios.
+//!
+//! The whole process first moves into a stand-in host (own net, mount, UTS,
+//! IPC namespaces) so nothing a bench creates reaches the real host.
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode};
+use isocheck_benches::cgroup_tree::{BenchCgroups, CGROUP_ROOT};
+use isocheck_benches::peers::{self, Peer};
+use isocheck_benches::probe::{self, NOOP_ARG};
+use isocheck_benches::rootfs::MinimalRootfs;
+use isocheck_benches::spawn::{all_container_flags, PreparedExec, CONTAINER_NAMESPACES};
+use isocheck_benches::{standin, summary, workspace_root};
+use std::time::Duration;
+
+/// What every bench shares; dropping it removes what the run created.
+struct Run {
+    root: MinimalRootfs,
+    cgroups: BenchCgroups,
+    /// (id, reason) for every id not measured in this run.
+    skipped: Vec<(String, String)>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        for error in self.cgroups.remove() {
+            eprintln!("isocheck-benches cleanup: {error}");
+        }
+    }
+}
+
+impl Run {
+    fn skip(&mut self, id: &str, reason: String) {
+        eprintln!("skip {id}: {reason}");
+        self.skipped.push((id.to_string(), reason));
+    }
+}
+
+/// Slow starts (milliseconds each): flat sampling, fewer samples, so a
+/// full run stays in minutes.
+fn slow_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group
+}
+
+/// `start/floor`: clone3 with the six namespaces of a full container, exec
+/// the probe's no-op, wait.
+fn bench_floor(c: &mut Criterion, run: &Run) {
+    let exec = PreparedExec::new(&run.root.probe(), &[NOOP_ARG]).expect("prepare the probe's exec");
+    let flags = all_container_flags();
+    exec.clone_exec_wait(flags)
+        .expect("one floor start before timing");
+    let mut group = slow_group(c, "start");
+    group.bench_function("floor", |b| {
+        b.iter(|| exec.clone_exec_wait(flags).expect("floor start"))
+    });
+    group.finish();
+}
+
+/// `ns/<name>`: one namespace alone; `ns/none`: plain fork + exec.
+fn bench_namespaces(c: &mut Criterion, run: &Run) {
+    let exec = PreparedExec::new(&run.root.probe(), &[NOOP_ARG]).expect("prepare the probe's exec");
+    let mut group = slow_group(c, "ns");
+    group.bench_function("none", |b| {
+        b.iter(|| exec.clone_exec_wait(0).expect("fork+exec"))
+    });
+    for ns in CONTAINER_NAMESPACES {
+        group.bench_function(ns.name, |b| {
+            b.iter(|| exec.clone_exec_wait(ns.clone_flag).expect("clone+exec"))
+        });
+    }
+    group.finish();
+}
+
+/// Every peer that is installed and passes one trial start.
+fn ready_peers(run: &mut Run) -> Vec<Peer> {
+    let candidates: Vec<(&str, Result<Peer, peers::PeerError>)> = vec![
+        (
+            "peers/runc",
+            Peer::oci("peers/runc", "runc", &run.root, &run.cgroups),
+        ),
+        (
+            "peers/crun",
+            Peer::oci("peers/crun", "crun", &run.root, &run.cgroups),
+        ),
+        (
+            "peers/youki",
+            Peer::oci("peers/youki", "youki", &run.root, &run.cgroups),
+        ),
+        ("peers/bwrap", Peer::bwrap(&run.root)),
+        ("peers/unshare-chroot", Peer::unshare_chroot(&run.root)),
+    ];
+    let mut ready = Vec::new();
+    for (id, candidate) in candidates {
+        match candidate.and_then(|mut peer| peer.trial().map(|()| peer)) {
+            Ok(peer) => {
+                eprintln!("{id} ({}): {}", peer.program().display(), peer.asked);
+                ready.push(peer);
+            }
+            Err(reason) => run.skip(id, reason.to_string()),
+        }
+    }
+    ready
+}
+
+fn bench_peers(c: &mut Criterion, run: &mut Run) {
+    let mut ready = ready_peers(run);
+    let mut group = slow_group(c, "peers");
+    for peer in &mut ready {
+        let name = peer.id.trim_start_matches("peers/").to_string();
+        group.bench_function(name, |b| b.iter(|| peer.run_once().expect("peer start")));
+    }
+    group.finish();
+}
+
+fn main() {
+    // First, before criterion exists or any thread runs.
+    if let Err(e) = standin::enter() {
+        eprintln!("isocheck-benches needs root to create namespaces: {e}");
+        std::process::exit(1);
+    }
+    let workspace = workspace_root();
+    let probe = match probe::find_or_build(&workspace) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("isocheck-benches: no probe: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("isocheck-benches: probe {}", probe.display());
+    let mut run = Run {
+        root: MinimalRootfs::new(&probe).expect("minimal rootfs"),
+        cgroups: BenchCgroups::new(
+            std::path::Path::new(CGROUP_ROOT),
+            &std::process::id().to_string(),
+        ),
+        skipped: Vec::new(),
+    };
+
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_floor(&mut criterion, &run);
+    bench_namespaces(&mut criterion, &run);
+    bench_peers(&mut criterion, &mut run);
+    criterion.final_summary();
+
+    let criterion_dir = summary::criterion_dir(&workspace);
+    if let Err(e) = summary::write_skipped(&criterion_dir, &run.skipped) {
+        eprintln!("isocheck-benches: {e}");
+    }
+    drop(run);
+    let (measurements, skipped) = summary::last_run(&criterion_dir);
+    if !measurements.is_empty() {
+        println!();
+        print!("{}", summary::render(&measurements, &skipped));
+    }
+}
