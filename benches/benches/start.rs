@@ -27,6 +27,9 @@ impl Drop for Run {
         for error in self.cgroups.remove() {
             eprintln!("isocheck-benches cleanup: {error}");
         }
+        for left in self.cgroups.leftovers() {
+            eprintln!("isocheck-benches cleanup: left behind {}", left.display());
+        }
     }
 }
 

@@ -160,7 +160,7 @@ impl Peer {
     /// One start of the no-op, waited for and cleaned up.
     pub fn run_once(&mut self) -> Result<(), PeerError> {
         match &mut self.driver {
-            Driver::Argv(argv) => run(Command::new(&self.program).args(argv.iter())),
+            Driver::Argv(argv) => run(self.id, Command::new(&self.program).args(argv.iter())),
             Driver::Oci {
                 bundle,
                 state,
@@ -168,19 +168,26 @@ impl Peer {
             } => {
                 let id = format!("isocheck-bench-{}-{next_id}", std::process::id());
                 *next_id += 1;
-                let result = run(Command::new(&self.program)
-                    .arg("--root")
-                    .arg(state.path())
-                    .args(["run", "--bundle"])
-                    .arg(bundle.path())
-                    .arg(&id));
+                let label = format!("{} run", self.program.display());
+                let result = run(
+                    &label,
+                    Command::new(&self.program)
+                        .arg("--root")
+                        .arg(state.path())
+                        .args(["run", "--bundle"])
+                        .arg(bundle.path())
+                        .arg(&id),
+                );
                 // A foreground `run` deletes the container when it exits;
                 // if state remains (a failure), force the delete.
                 if state.path().join(&id).exists() {
-                    let _ = run(Command::new(&self.program)
-                        .arg("--root")
-                        .arg(state.path())
-                        .args(["delete", "--force", &id]));
+                    let _ = run(
+                        "delete",
+                        Command::new(&self.program)
+                            .arg("--root")
+                            .arg(state.path())
+                            .args(["delete", "--force", &id]),
+                    );
                 }
                 result
             }
@@ -198,8 +205,9 @@ impl Peer {
 }
 
 /// Run a command with stdout discarded and stderr captured for the error.
-fn run(command: &mut Command) -> Result<(), PeerError> {
-    let rendered = format!("{command:?}");
+/// `label` names the command in errors (`runc run`), without temp paths.
+fn run(label: &str, command: &mut Command) -> Result<(), PeerError> {
+    let rendered = label.to_string();
     let output = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -232,8 +240,11 @@ mod tests {
 
     #[test]
     fn a_failing_command_reports_status_and_stderr() {
-        let err = run(Command::new("sh").args(["-c", "echo refused >&2; exit 3"]))
-            .expect_err("must fail");
+        let err = run(
+            "sh",
+            Command::new("sh").args(["-c", "echo refused >&2; exit 3"]),
+        )
+        .expect_err("must fail");
         let text = err.to_string();
         assert!(text.contains("refused"), "{text}");
         assert!(text.contains('3'), "{text}");
