@@ -1,1 +1,13 @@
+//! isocheck-harness: scenarios (TOML data), the runner that proves each
+//! guarantee with its control, the stand-in host, reports, and the kernel
+//! matrix. The `isocheck` binary is a thin CLI over this library.
+
+pub mod cleanup;
+pub mod expect;
+pub mod fixtures;
+pub mod nettestbed;
 pub mod report;
+pub mod requirements;
+pub mod runner;
+pub mod scenario;
+pub mod standin;

@@ -46,3 +46,225 @@ pub struct ScenarioResult {
     /// Why it failed or is unsupported; `None` on a pass.
     pub reason: Option<String>,
 }
+
+impl Environment {
+    /// Reads the environment of the machine the suite runs on.
+    pub fn gather(cgroup_mode: &str) -> Environment {
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        let distro = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("PRETTY_NAME=")
+                        .map(|v| v.trim_matches('"').to_string())
+                })
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Environment {
+            kernel,
+            cgroup_mode: cgroup_mode.to_string(),
+            distro,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            isocheck_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.count(Verdict::Fail)
+    }
+
+    pub fn count(&self, verdict: Verdict) -> usize {
+        self.results.iter().filter(|r| r.verdict == verdict).count()
+    }
+
+    /// The table for people: passes and fails first, unsupported shown apart
+    /// so it never hides a fail.
+    pub fn to_table(&self) -> String {
+        let env = &self.environment;
+        let mut out = format!(
+            "isocheck {} on {} (kernel {}, cgroup {}, {} cpus)\n\n",
+            env.isocheck_version, env.distro, env.kernel, env.cgroup_mode, env.cpus
+        );
+        let width = self.results.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+        out.push_str(&format!(
+            "{:<width$}  {:<7}  {:<7}  {:>8}  detail\n",
+            "id", "verdict", "control", "time"
+        ));
+        let (supported, unsupported): (Vec<_>, Vec<_>) = self
+            .results
+            .iter()
+            .partition(|r| r.verdict != Verdict::Unsupported);
+        for r in &supported {
+            let control = if r.control_violation_observed { "seen" } else { "NOT seen" };
+            let detail = match r.verdict {
+                Verdict::Pass => r.guarantee.clone(),
+                _ => r.reason.clone().unwrap_or_default(),
+            };
+            out.push_str(&format!(
+                "{:<width$}  {:<7}  {:<7}  {:>6}ms  {}\n",
+                r.id,
+                r.verdict.label(),
+                control,
+                r.duration_ms,
+                detail
+            ));
+        }
+        if !unsupported.is_empty() {
+            out.push_str("\nunsupported here:\n");
+            for r in &unsupported {
+                out.push_str(&format!(
+                    "{:<width$}  {}\n",
+                    r.id,
+                    r.reason.as_deref().unwrap_or("no reason given")
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "\n{} passed, {} failed, {} unsupported\n",
+            self.count(Verdict::Pass),
+            self.failed(),
+            self.count(Verdict::Unsupported)
+        ));
+        out
+    }
+
+    /// JUnit XML: one test case per guarantee; unsupported is "skipped"
+    /// with its reason.
+    pub fn to_junit(&self) -> String {
+        use quick_junit::{NonSuccessKind, Property, Report as JReport, TestCase, TestCaseStatus, TestSuite};
+        let mut suite = TestSuite::new("isocheck");
+        let env = &self.environment;
+        for (k, v) in [
+            ("kernel", &env.kernel),
+            ("cgroup_mode", &env.cgroup_mode),
+            ("distro", &env.distro),
+        ] {
+            suite.add_property(Property::new(k, v.as_str()));
+        }
+        for r in &self.results {
+            let status = match r.verdict {
+                Verdict::Pass => TestCaseStatus::success(),
+                Verdict::Fail => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(r.reason.clone().unwrap_or_default());
+                    s
+                }
+                Verdict::Unsupported => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(r.reason.clone().unwrap_or_default());
+                    s
+                }
+            };
+            let mut case = TestCase::new(r.id.as_str(), status);
+            case.set_classname("isocheck.guarantees")
+                .set_time(std::time::Duration::from_millis(r.duration_ms))
+                .set_system_out(
+                    serde_json::to_string_pretty(&r.observed).unwrap_or_default(),
+                );
+            suite.add_test_case(case);
+        }
+        let mut report = JReport::new("isocheck");
+        report.add_test_suite(suite);
+        report.to_string().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Report {
+        Report {
+            environment: Environment {
+                kernel: "6.18.0".into(),
+                cgroup_mode: "hybrid".into(),
+                distro: "Debian GNU/Linux 12 (bookworm)".into(),
+                cpus: 2,
+                isocheck_version: "0.1.0".into(),
+            },
+            results: vec![
+                ScenarioResult {
+                    id: "pid-namespace-init".into(),
+                    guarantee: "The first process is PID 1 & sees only its own.".into(),
+                    verdict: Verdict::Pass,
+                    control_violation_observed: true,
+                    observed: json!({"run": {"probe": {"pid": 1}}, "control": {"probe": {"pid": 4242}}}),
+                    expected: json!({"run": ["probe.pid == 1"], "control": ["probe.pid != 1"]}),
+                    duration_ms: 42,
+                    reason: None,
+                },
+                ScenarioResult {
+                    id: "memory-oom-kill".into(),
+                    guarantee: "A memory hog is OOM-killed at the limit.".into(),
+                    verdict: Verdict::Fail,
+                    control_violation_observed: true,
+                    observed: json!({}),
+                    expected: json!({}),
+                    duration_ms: 900,
+                    reason: Some("run: exit.signal == 9: saw null".into()),
+                },
+                ScenarioResult {
+                    id: "time-namespace".into(),
+                    guarantee: "Clocks carry offsets.".into(),
+                    verdict: Verdict::Unsupported,
+                    control_violation_observed: false,
+                    observed: json!({}),
+                    expected: json!({}),
+                    duration_ms: 0,
+                    reason: Some("this kernel has no time namespace".into()),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn json_has_exactly_the_contract_fields() {
+        let v = serde_json::to_value(sample()).unwrap();
+        let mut env: Vec<_> = v["environment"].as_object().unwrap().keys().cloned().collect();
+        env.sort();
+        assert_eq!(env, ["cgroup_mode", "cpus", "distro", "isocheck_version", "kernel"]);
+        let mut fields: Vec<_> = v["results"][0].as_object().unwrap().keys().cloned().collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "control_violation_observed",
+                "duration_ms",
+                "expected",
+                "guarantee",
+                "id",
+                "observed",
+                "reason",
+                "verdict"
+            ]
+        );
+        assert_eq!(v["results"][2]["verdict"], "unsupported");
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn table_snapshot() {
+        insta::assert_snapshot!(sample().to_table());
+    }
+
+    #[test]
+    fn junit_snapshot() {
+        insta::assert_snapshot!(sample().to_junit());
+    }
+}

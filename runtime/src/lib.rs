@@ -6,6 +6,8 @@
 //! One module per kernel concept: `spec`, `process`, `rootfs`, `mounts`,
 //! `cgroups`, `network`, `caps`, and `sys` (the one home of raw libc calls).
 
+pub mod cgroups;
+pub mod network;
 pub mod spec;
 
 pub use spec::ContainerSpec;

@@ -1,0 +1,242 @@
+//! The classic ways out of a badly built container. Each is tried exactly as
+//! far as needed to see whether the kernel allows it, and no further: the
+//! probe opens dangerous files without writing them, reads instead of
+//! writing outside its root, and undoes what it can.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+
+use nix::errno::Errno;
+use nix::fcntl::{self, OFlag};
+use nix::mount;
+use nix::sched::{setns, CloneFlags};
+use nix::sys::ptrace;
+use nix::sys::stat::{makedev, mknod as mknod_at, Mode, SFlag};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::{self, Gid, Pid, Uid};
+
+use crate::args::Args;
+use crate::fs_actions::mount_tmpfs;
+use crate::output::{self, Observation};
+use crate::ProbeError;
+
+/// The directory the chroot escape chroots into first.
+const ESCAPE_DIR: &str = "/tmp/isocheck-escape";
+/// More `..` steps than any real path is deep.
+const ESCAPE_CLIMB: usize = 64;
+/// The owner `caps` gives a file: never the owner it had, so chown always
+/// changes something and needs CAP_CHOWN.
+const FOREIGN_ID: u32 = 4242;
+const SYSLOG_ACTION_READ_ALL: libc::c_int = 3;
+const SYSLOG_ACTION_SIZE_BUFFER: libc::c_int = 10;
+
+/// chroot into a subdirectory while keeping the cwd outside it, climb, and
+/// chroot again: works wherever the root is only a chroot (and CAP_SYS_CHROOT
+/// is held); pivot_root with the old root detached leaves nothing to climb to.
+fn escape_chroot() -> Result<(), Errno> {
+    match fs::create_dir_all(ESCAPE_DIR) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(output::io_errno(&e))
+        }
+        _ => {}
+    }
+    unistd::chroot(ESCAPE_DIR)?;
+    for _ in 0..ESCAPE_CLIMB {
+        unistd::chdir("..")?;
+    }
+    unistd::chroot(".")
+}
+
+pub fn chroot_escape(mut args: Args) -> Result<Observation, ProbeError> {
+    let marker: String = args.required("marker")?;
+    let token: String = args.required("token")?;
+    args.finish()?;
+    let chrooted = escape_chroot();
+    // Read only: whatever root we ended up in, nothing is written there.
+    let read = fs::read(&marker);
+    let escaped = read
+        .as_ref()
+        .is_ok_and(|content| String::from_utf8_lossy(content).contains(&token));
+    Ok(Observation::new()
+        .errno("chroot_errno", &chrooted)
+        .io_errno("read_errno", &read)
+        .with("escaped", escaped))
+}
+
+/// The CapEff line of /proc/self/status, as the kernel prints it.
+fn effective_caps() -> Result<String, ProbeError> {
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| ProbeError::internal("read /proc/self/status", e))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .map(|caps| caps.trim().to_owned())
+        .ok_or_else(|| ProbeError::internal("read /proc/self/status", "no CapEff line"))
+}
+
+pub fn caps(mut args: Args) -> Result<Observation, ProbeError> {
+    let chown_path: String = args.required("chown")?;
+    let mount_dir: String = args.required("mount-dir")?;
+    args.finish()?;
+    let cap_eff = effective_caps()?;
+    let chowned = unistd::chown(
+        chown_path.as_str(),
+        Some(Uid::from_raw(FOREIGN_ID)),
+        Some(Gid::from_raw(FOREIGN_ID)),
+    );
+    let mounted = mount_tmpfs(&mount_dir);
+    if mounted.is_ok() {
+        let _ = mount::umount(mount_dir.as_str());
+    }
+    Ok(Observation::new()
+        .with("cap_eff", cap_eff)
+        .errno("chown_errno", &chowned)
+        .errno("mount_errno", &mounted))
+}
+
+/// A /proc/sys name such as "kernel/hostname"; never a way out of /proc/sys.
+fn sysctl_path(name: &str) -> Option<String> {
+    let clean = !name.is_empty()
+        && !name.starts_with('/')
+        && name.split('/').all(|part| !part.is_empty() && part != "..");
+    clean.then(|| format!("/proc/sys/{name}"))
+}
+
+pub fn sysctl_write(mut args: Args) -> Result<Observation, ProbeError> {
+    let name: String = args.required("name")?;
+    let value: String = args.required("value")?;
+    args.finish()?;
+    let path = sysctl_path(&name).ok_or_else(|| crate::args::UsageError::Invalid {
+        key: "name",
+        value: name.clone(),
+        why: "must be a relative path under /proc/sys without `..`".into(),
+    })?;
+    let written = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(value.as_bytes()));
+    Ok(Observation::new().io_errno("errno", &written))
+}
+
+pub fn mknod(mut args: Args) -> Result<Observation, ProbeError> {
+    let path: String = args.required("path")?;
+    let major: u64 = args.required("major")?;
+    let minor: u64 = args.required("minor")?;
+    args.finish()?;
+    let made = mknod_at(
+        path.as_str(),
+        SFlag::S_IFBLK,
+        Mode::from_bits_truncate(0o600),
+        makedev(major, minor),
+    );
+    // Opening shows whether the device cgroup lets us at the device; the
+    // descriptor is closed at once, never read or written.
+    let opened = match made {
+        Ok(()) => fcntl::open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(drop),
+        Err(errno) => Err(errno),
+    };
+    if made.is_ok() {
+        let _ = unistd::unlink(path.as_str());
+    }
+    Ok(Observation::new()
+        .errno("mknod_errno", &made)
+        .errno("open_errno", &opened))
+}
+
+pub fn setns_net(mut args: Args) -> Result<Observation, ProbeError> {
+    let path: String = args.required("path")?;
+    args.finish()?;
+    let opened = fcntl::open(
+        path.as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    );
+    let joined = match &opened {
+        Ok(fd) => setns(fd, CloneFlags::CLONE_NEWNET),
+        Err(errno) => Err(*errno),
+    };
+    Ok(Observation::new()
+        .errno("open_errno", &opened)
+        .errno("setns_errno", &joined))
+}
+
+pub fn ptrace(mut args: Args) -> Result<Observation, ProbeError> {
+    let target = Pid::from_raw(args.pid("pid")?);
+    args.finish()?;
+    let attached = ptrace::attach(target);
+    if attached.is_ok() {
+        // The attach stops the target; let it go at once.
+        let _ = waitpid(target, Some(WaitPidFlag::__WALL));
+        let _ = ptrace::detach(target, None);
+    }
+    Ok(Observation::new().errno("attach_errno", &attached))
+}
+
+pub fn cgroup_move(mut args: Args) -> Result<Observation, ProbeError> {
+    let procs: String = args.required("procs")?;
+    args.finish()?;
+    let moved = OpenOptions::new()
+        .write(true)
+        .open(procs)
+        .and_then(|mut file| file.write_all(format!("{}\n", unistd::getpid()).as_bytes()));
+    Ok(Observation::new().io_errno("errno", &moved))
+}
+
+/// Reads the kernel log buffer without consuming it, as `dmesg` does.
+fn read_kernel_log() -> Result<(), Errno> {
+    // SAFETY: SIZE_BUFFER takes no buffer (null, length 0) and returns a size.
+    let size = Errno::result(unsafe {
+        libc::klogctl(SYSLOG_ACTION_SIZE_BUFFER, std::ptr::null_mut(), 0)
+    })?;
+    let mut buf = vec![0u8; usize::try_from(size).unwrap_or(0).max(1)];
+    let len = libc::c_int::try_from(buf.len()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the kernel writes at most `len` bytes into `buf`, which is a
+    // live allocation of at least that size.
+    Errno::result(unsafe { libc::klogctl(SYSLOG_ACTION_READ_ALL, buf.as_mut_ptr().cast(), len) })
+        .map(drop)
+}
+
+pub fn sysrq_kmsg(args: Args) -> Result<Observation, ProbeError> {
+    args.finish()?;
+    // Opening for write is the whole test: a single byte written here could
+    // reboot the machine, so none ever is.
+    let sysrq = fcntl::open(
+        "/proc/sysrq-trigger",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(drop);
+    let kmsg = fcntl::open(
+        "/proc/kmsg",
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(drop);
+    let syslog = read_kernel_log();
+    Ok(Observation::new()
+        .errno("sysrq_open_errno", &sysrq)
+        .errno("kmsg_open_errno", &kmsg)
+        .errno("syslog_errno", &syslog))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_names_stay_under_proc_sys() {
+        assert_eq!(
+            sysctl_path("kernel/hostname").as_deref(),
+            Some("/proc/sys/kernel/hostname")
+        );
+        assert_eq!(sysctl_path("../sysrq-trigger"), None);
+        assert_eq!(sysctl_path("/etc/passwd"), None);
+        assert_eq!(sysctl_path("kernel//x"), None);
+        assert_eq!(sysctl_path(""), None);
+    }
+}

@@ -1,0 +1,187 @@
+//! What the probe can do to files and mounts: write, read, change the
+//! overlay, mount privately, try to make a read-only mount writable.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{self, MsFlags};
+use serde_json::json;
+
+use crate::args::Args;
+use crate::output::{self, Observation};
+use crate::ProbeError;
+
+/// What every write of the probe puts in a file.
+const CONTENT: &[u8] = b"isocheck\n";
+
+/// Creates (or truncates) `path` and writes the probe's line into it.
+fn write_file(path: &Path) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(CONTENT)
+}
+
+pub fn write(mut args: Args) -> Result<Observation, ProbeError> {
+    let paths: Vec<String> = args.at_least_one("path")?;
+    args.finish()?;
+    let writes: Vec<_> = paths
+        .iter()
+        .map(|path| {
+            let result = write_file(Path::new(path));
+            json!({"path": path, "errno": output::io_errno_value(&result)})
+        })
+        .collect();
+    Ok(Observation::new().with("writes", writes))
+}
+
+pub fn read(mut args: Args) -> Result<Observation, ProbeError> {
+    let path: String = args.required("path")?;
+    args.finish()?;
+    let result = fs::File::open(&path).and_then(|mut file| {
+        let mut content = Vec::new();
+        file.read_to_end(&mut content).map(|_| content.len())
+    });
+    Ok(Observation::new()
+        .io_errno("errno", &result)
+        .with("bytes", result.ok()))
+}
+
+pub fn overlay_write(mut args: Args) -> Result<Observation, ProbeError> {
+    let create: String = args.required("create")?;
+    let modify: String = args.required("modify")?;
+    let delete: String = args.required("delete")?;
+    args.finish()?;
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&create)
+        .and_then(|mut file| file.write_all(CONTENT));
+    let modified = OpenOptions::new()
+        .append(true)
+        .open(&modify)
+        .and_then(|mut file| file.write_all(CONTENT));
+    let deleted = fs::remove_file(&delete);
+    Ok(Observation::new()
+        .io_errno("create_errno", &created)
+        .io_errno("modify_errno", &modified)
+        .io_errno("delete_errno", &deleted))
+}
+
+/// Mounts a fresh tmpfs on `dir`, creating the directory first.
+pub fn mount_tmpfs(dir: &str) -> Result<(), Errno> {
+    fs::create_dir_all(dir).map_err(|e| output::io_errno(&e))?;
+    mount::mount(
+        Some("isocheck-probe"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("size=64k"),
+    )
+}
+
+/// Undoes the `\NNN` octal escapes mountinfo uses for spaces and the like.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
+            let text = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount points listed in a mountinfo text (the fifth field).
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .collect()
+}
+
+pub fn mount_private(mut args: Args) -> Result<Observation, ProbeError> {
+    let inside: String = args.required("inside")?;
+    let marker: String = args.required("host-marker")?;
+    args.finish()?;
+    let mounted = mount_tmpfs(&inside);
+    output::print_ready().map_err(|e| ProbeError::internal("print ready", e))?;
+    output::wait_for_go();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| ProbeError::internal("read /proc/self/mountinfo", e))?;
+    let own = inside.trim_end_matches('/');
+    let sees_host_mount = mount_points(&mountinfo)
+        .iter()
+        .any(|point| point != own && point.contains(&marker));
+    Ok(Observation::new()
+        .errno("inside_mount_errno", &mounted)
+        .with("sees_host_mount", sees_host_mount))
+}
+
+pub fn remount_rw(mut args: Args) -> Result<Observation, ProbeError> {
+    let path: String = args.required("path")?;
+    args.finish()?;
+    // A bind remount without MS_RDONLY asks the kernel to make the mount
+    // writable again; a locked read-only mount must refuse.
+    let remounted = mount::mount(
+        None::<&str>,
+        path.as_str(),
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+        None::<&str>,
+    );
+    let test_file = Path::new(&path).join("isocheck-remount-test");
+    let written = write_file(&test_file);
+    if written.is_ok() {
+        // The observation is the errno; leave nothing behind.
+        let _ = fs::remove_file(&test_file);
+    }
+    Ok(Observation::new()
+        .errno("remount_errno", &remounted)
+        .io_errno("write_errno", &written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_points_are_unescaped() {
+        let text = "36 35 98:0 / /mnt/with\\040space rw - ext3 /dev/root rw\n\
+                    37 35 0:5 / /proc rw - proc proc rw\n";
+        assert_eq!(mount_points(text), ["/mnt/with space", "/proc"]);
+    }
+
+    #[test]
+    fn write_then_read_back() {
+        let dir = tempfile::Builder::new()
+            .prefix("isocheck-probe-test")
+            .tempdir()
+            .expect("tempdir");
+        let path = dir.path().join("f");
+        write_file(&path).expect("write");
+        assert_eq!(fs::read(&path).expect("read"), CONTENT);
+        let missing = write_file(&dir.path().join("no/such/dir"));
+        assert_eq!(
+            output::io_errno_value(&missing),
+            serde_json::Value::from("ENOENT")
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! What the probe sees of the network: its links and addresses, ICMP echo,
+//! a TCP client and a TCP echo server. Addresses are parsed by std only: the
+//! probe never resolves a name.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::ifaddrs::getifaddrs;
+use nix::net::if_::InterfaceFlags;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
+    SockaddrStorage,
+};
+use nix::sys::time::TimeVal;
+use serde_json::{json, Value};
+
+use crate::args::{Args, UsageError};
+use crate::output::{self, Observation};
+use crate::ProbeError;
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+const PING_PAYLOAD: &[u8] = b"isocheck-ping-01";
+const MAX_PINGS: u16 = 1000;
+const MAX_CONNECTIONS: u32 = 10_000;
+
+/// The prefix length of a netmask (the number of one bits).
+fn prefix_len(netmask: Option<&SockaddrStorage>) -> u32 {
+    let Some(mask) = netmask else { return 0 };
+    if let Some(v4) = mask.as_sockaddr_in() {
+        return v4.ip().to_bits().count_ones();
+    }
+    if let Some(v6) = mask.as_sockaddr_in6() {
+        return v6.ip().to_bits().count_ones();
+    }
+    0
+}
+
+fn address_text(address: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+}
+
+pub fn links(args: Args) -> Result<Observation, ProbeError> {
+    args.finish()?;
+    // getifaddrs yields one entry per (link, address), plus an AF_PACKET one
+    // per link; gather them per link in the kernel's order.
+    let mut links: Vec<(String, bool, Vec<String>)> = Vec::new();
+    for entry in getifaddrs().map_err(|e| ProbeError::internal("getifaddrs", e))? {
+        let index = match links
+            .iter()
+            .position(|(name, ..)| *name == entry.interface_name)
+        {
+            Some(index) => index,
+            None => {
+                links.push((entry.interface_name.clone(), false, Vec::new()));
+                links.len() - 1
+            }
+        };
+        let link = &mut links[index];
+        link.1 |= entry.flags.contains(InterfaceFlags::IFF_UP);
+        if let Some(ip) = entry.address.as_ref().and_then(address_text) {
+            let prefix = prefix_len(entry.netmask.as_ref());
+            link.2.push(format!("{ip}/{prefix}"));
+        }
+    }
+    let links: Vec<Value> = links
+        .into_iter()
+        .map(|(name, up, addrs)| json!({"name": name, "up": up, "addrs": addrs}))
+        .collect();
+    Ok(Observation::new().with("links", links))
+}
+
+/// The internet checksum (RFC 1071) of an ICMP message.
+fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn echo_request(id: u16, seq: u16) -> Vec<u8> {
+    let mut packet = vec![ICMP_ECHO_REQUEST, 0, 0, 0];
+    packet.extend_from_slice(&id.to_be_bytes());
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(PING_PAYLOAD);
+    let checksum = internet_checksum(&packet);
+    packet[2..4].copy_from_slice(&checksum.to_be_bytes());
+    packet
+}
+
+/// Which kind of ICMP socket the probe got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IcmpSocket {
+    /// An unprivileged "ping socket": the kernel sets the id and strips the
+    /// IP header from replies. Needs ping_group_range to cover our gid.
+    Datagram,
+    /// A raw socket: needs CAP_NET_RAW; sees every ICMP packet, IP header
+    /// included.
+    Raw,
+}
+
+fn open_icmp_socket() -> Result<(OwnedFd, IcmpSocket), Errno> {
+    let open = |ty| {
+        socket::socket(
+            AddressFamily::Inet,
+            ty,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::Icmp,
+        )
+    };
+    match open(SockType::Datagram) {
+        Ok(fd) => Ok((fd, IcmpSocket::Datagram)),
+        Err(_) => open(SockType::Raw).map(|fd| (fd, IcmpSocket::Raw)),
+    }
+}
+
+/// If `packet` (as received on a socket of `kind`) is the echo reply to
+/// (`id`, `seq`), true.
+fn is_our_reply(packet: &[u8], kind: IcmpSocket, id: u16, seq: u16) -> bool {
+    let icmp = match kind {
+        IcmpSocket::Datagram => packet,
+        IcmpSocket::Raw => {
+            let header_len = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
+            packet.get(header_len..).unwrap_or_default()
+        }
+    };
+    if icmp.len() < 8 || icmp[0] != ICMP_ECHO_REPLY {
+        return false;
+    }
+    let reply_id = u16::from_be_bytes([icmp[4], icmp[5]]);
+    let reply_seq = u16::from_be_bytes([icmp[6], icmp[7]]);
+    // A ping socket rewrites the id to its own port: only the sequence is ours.
+    reply_seq == seq && (kind == IcmpSocket::Datagram || reply_id == id)
+}
+
+/// Waits up to `timeout` for the reply to (`id`, `seq`) from `target`.
+/// Ok(true) on a reply, Ok(false) on timeout.
+fn await_reply(
+    fd: &OwnedFd,
+    kind: IcmpSocket,
+    target: Ipv4Addr,
+    id: u16,
+    seq: u16,
+    timeout: Duration,
+) -> Result<bool, Errno> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        // A zero SO_RCVTIMEO means "forever": never set less than 1 µs.
+        let left = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1) as _);
+        socket::setsockopt(fd, sockopt::ReceiveTimeout, &left)?;
+        match socket::recvfrom::<SockaddrIn>(fd.as_raw_fd(), &mut buf) {
+            Ok((len, from)) => {
+                let from_target = from.is_some_and(|addr| addr.ip() == target);
+                if from_target && is_our_reply(&buf[..len], kind, id, seq) {
+                    return Ok(true);
+                }
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(errno) => return Err(errno),
+        }
+    }
+}
+
+pub fn ping(mut args: Args) -> Result<Observation, ProbeError> {
+    let target: IpAddr = args.required("addr")?;
+    let IpAddr::V4(target) = target else {
+        return Err(UsageError::Invalid {
+            key: "addr",
+            value: target.to_string(),
+            why: "only IPv4 is supported".into(),
+        }
+        .into());
+    };
+    let count: u16 = args.required("count")?;
+    if count > MAX_PINGS {
+        return Err(UsageError::Invalid {
+            key: "count",
+            value: count.to_string(),
+            why: format!("must be at most {MAX_PINGS}"),
+        }
+        .into());
+    }
+    let timeout = args.millis("timeout-ms")?;
+    args.finish()?;
+
+    let (mut sent, mut received) = (0u32, 0u32);
+    let mut rtt_ms: Vec<f64> = Vec::new();
+    let mut first_errno: Option<Errno> = None;
+    let mut socket_kind = Value::Null;
+    match open_icmp_socket() {
+        Err(errno) => first_errno = Some(errno),
+        Ok((fd, kind)) => {
+            socket_kind = match kind {
+                IcmpSocket::Datagram => "dgram",
+                IcmpSocket::Raw => "raw",
+            }
+            .into();
+            let id = (std::process::id() & 0xffff) as u16;
+            let to = SockaddrIn::from(SocketAddrV4::new(target, 0));
+            for seq in 1..=count {
+                let start = Instant::now();
+                let outcome = socket::sendto(
+                    fd.as_raw_fd(),
+                    &echo_request(id, seq),
+                    &to,
+                    MsgFlags::empty(),
+                )
+                .and_then(|_| {
+                    sent += 1;
+                    await_reply(&fd, kind, target, id, seq, timeout)
+                });
+                match outcome {
+                    Ok(true) => {
+                        received += 1;
+                        rtt_ms.push(start.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Ok(false) => {}
+                    Err(errno) => {
+                        first_errno.get_or_insert(errno);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Observation::new()
+        .with("sent", sent)
+        .with("received", received)
+        .with("rtt_ms", rtt_ms)
+        .with("errno", first_errno.map(output::errno_name))
+        .with("socket", socket_kind))
+}
+
+/// Reads until `expected` bytes arrived, the peer closed, or the read
+/// timeout set on `stream` passed.
+fn read_echo(stream: &mut TcpStream, expected: usize) -> (Vec<u8>, io::Result<()>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < expected {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (got, Err(e)),
+        }
+    }
+    (got, Ok(()))
+}
+
+pub fn tcp_connect(mut args: Args) -> Result<Observation, ProbeError> {
+    let addr: SocketAddr = args.required("addr")?;
+    let timeout = args.millis("timeout-ms")?;
+    let text: String = args
+        .optional("send")?
+        .unwrap_or_else(|| "isocheck".to_owned());
+    args.finish()?;
+    // A zero timeout is refused by std; treat it as the shortest one.
+    let timeout = timeout.max(Duration::from_millis(1));
+    let mut observation = Observation::new();
+    let exchange = TcpStream::connect_timeout(&addr, timeout).map(|mut stream| {
+        let local = stream.local_addr().ok().map(|a| a.to_string());
+        let talked = stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .and_then(|()| stream.write_all(text.as_bytes()));
+        let (echoed, read) = match talked {
+            Ok(()) => read_echo(&mut stream, text.len()),
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        (local, String::from_utf8_lossy(&echoed).into_owned(), read)
+    });
+    observation = match exchange {
+        Ok((local, echoed, read)) => observation
+            .with("connected", true)
+            .io_errno("errno", &read)
+            .with("local_addr", local)
+            .with("echoed", echoed),
+        Err(e) => observation
+            .with("connected", false)
+            .with("errno", output::errno_name(output::io_errno(&e)))
+            .with("local_addr", Value::Null)
+            .with("echoed", Value::Null),
+    };
+    Ok(observation)
+}
+
+/// Serves one accepted connection: read once, echo it back, close.
+fn echo_once(mut stream: TcpStream, deadline: Instant) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    stream.set_read_timeout(Some(left))?;
+    stream.set_write_timeout(Some(left))?;
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf)?;
+    stream.write_all(&buf[..n])
+}
+
+/// Waits until `listener` has a connection to accept or `deadline` passes.
+fn wait_readable(listener: &TcpListener, deadline: Instant) -> Result<bool, Errno> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(millis)) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::EINTR) => Ok(false),
+        Err(errno) => Err(errno),
+    }
+}
+
+pub fn tcp_serve(mut args: Args) -> Result<Observation, ProbeError> {
+    let port: u16 = args.required("port")?;
+    let bind: IpAddr = args
+        .optional("bind")?
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let count: u32 = args.required("count")?;
+    if count > MAX_CONNECTIONS {
+        return Err(UsageError::Invalid {
+            key: "count",
+            value: count.to_string(),
+            why: format!("must be at most {MAX_CONNECTIONS}"),
+        }
+        .into());
+    }
+    let timeout = args.millis("timeout-ms")?;
+    args.finish()?;
+
+    let listener = match TcpListener::bind(SocketAddr::new(bind, port)) {
+        Ok(listener) => listener,
+        // No ready line: the harness reads this observation instead.
+        Err(e) => {
+            return Ok(Observation::new()
+                .with("accepted", 0)
+                .with("peers", Vec::<String>::new())
+                .with("errno", output::errno_name(output::io_errno(&e))))
+        }
+    };
+    output::print_ready().map_err(|e| ProbeError::internal("print ready", e))?;
+    let deadline = Instant::now() + timeout;
+    let mut peers: Vec<String> = Vec::new();
+    let mut first_errno: Option<Errno> = None;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ProbeError::internal("make the listener non-blocking", e))?;
+    while (peers.len() as u32) < count {
+        if Instant::now() >= deadline {
+            first_errno.get_or_insert(Errno::ETIMEDOUT);
+            break;
+        }
+        match wait_readable(&listener, deadline) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(errno) => {
+                first_errno.get_or_insert(errno);
+                break;
+            }
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                peers.push(peer.to_string());
+                if let Err(e) = echo_once(stream, deadline) {
+                    first_errno.get_or_insert(output::io_errno(&e));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                first_errno.get_or_insert(output::io_errno(&e));
+            }
+        }
+    }
+    Ok(Observation::new()
+        .with("accepted", peers.len())
+        .with("peers", peers)
+        .with("errno", first_errno.map(output::errno_name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_of_an_echo_request_verifies() {
+        let packet = echo_request(0x1234, 7);
+        // A packet carrying its own checksum sums to zero.
+        assert_eq!(internet_checksum(&packet), 0);
+        assert_eq!(packet[0], ICMP_ECHO_REQUEST);
+    }
+
+    #[test]
+    fn matches_replies_by_id_and_seq() {
+        let mut reply = echo_request(9, 3);
+        reply[0] = ICMP_ECHO_REPLY;
+        assert!(is_our_reply(&reply, IcmpSocket::Datagram, 1, 3));
+        assert!(!is_our_reply(&reply, IcmpSocket::Datagram, 1, 4));
+        let mut raw = vec![0x45u8];
+        raw.resize(20, 0);
+        raw.extend_from_slice(&reply);
+        assert!(is_our_reply(&raw, IcmpSocket::Raw, 9, 3));
+        assert!(!is_our_reply(&raw, IcmpSocket::Raw, 8, 3));
+        // Our own request, seen on a raw socket over loopback, is no reply.
+        let request = echo_request(9, 3);
+        assert!(!is_our_reply(&request, IcmpSocket::Datagram, 9, 3));
+    }
+}

@@ -1,0 +1,325 @@
+//! What the probe sees of processes and namespaces: pids, signals, hostname,
+//! SysV IPC, namespace inodes, clocks, cgroup membership, identity.
+
+use std::fs;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, Signal};
+use nix::time::{clock_gettime, ClockId};
+use nix::unistd::{self, ForkResult, Pid};
+use serde_json::Value;
+
+use crate::args::{Args, UsageError};
+use crate::output::{self, Afterwards, Observation};
+use crate::ProbeError;
+
+/// The kernel keeps at most 15 bytes of a command name (TASK_COMM_LEN - 1).
+const COMM_LEN: usize = 15;
+
+/// The namespaces listed under /proc/self/ns that the scenarios compare.
+const NAMESPACES: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
+
+/// Reads a small text file, or None when it cannot be read.
+fn read_text(path: impl AsRef<Path>) -> Option<String> {
+    fs::read_to_string(path).ok()
+}
+
+pub fn noop(args: Args) -> Result<Observation, ProbeError> {
+    args.finish()?;
+    Ok(Observation::new())
+}
+
+/// The numeric entries of /proc: the pids this pid namespace lets us see.
+fn visible_pids() -> Result<Vec<i32>, ProbeError> {
+    let entries = fs::read_dir("/proc").map_err(|e| ProbeError::internal("list /proc", e))?;
+    let mut pids: Vec<i32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// Whether process `pid` is the decoy: its comm (as the kernel truncates it)
+/// or the basename of its argv[0] equals `name`.
+fn is_decoy(pid: i32, name: &str) -> bool {
+    let truncated: String = name.chars().take(COMM_LEN).collect();
+    if let Some(comm) = read_text(format!("/proc/{pid}/comm")) {
+        if comm.trim_end_matches('\n') == truncated {
+            return true;
+        }
+    }
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let basename = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    !basename.is_empty() && basename == name.as_bytes()
+}
+
+pub fn pids(mut args: Args) -> Result<Observation, ProbeError> {
+    let decoy: Option<String> = args.optional("decoy-comm")?;
+    args.finish()?;
+    let visible = visible_pids()?;
+    let me = unistd::getpid().as_raw();
+    let sees_decoy =
+        decoy.is_some_and(|name| visible.iter().any(|&pid| pid != me && is_decoy(pid, &name)));
+    Ok(Observation::new()
+        .with("pid", me)
+        .with("ppid", unistd::getppid().as_raw())
+        .with("visible_pids", visible)
+        .with("sees_decoy", sees_decoy))
+}
+
+pub fn kill(mut args: Args) -> Result<Observation, ProbeError> {
+    let target = args.pid("pid")?;
+    args.finish()?;
+    let result = signal::kill(Pid::from_raw(target), Signal::SIGKILL);
+    Ok(Observation::new()
+        .with("target", target)
+        .errno("errno", &result))
+}
+
+pub fn hostname(mut args: Args) -> Result<Observation, ProbeError> {
+    let set: Option<String> = args.optional("set")?;
+    args.finish()?;
+    let read = || -> Result<String, ProbeError> {
+        Ok(unistd::gethostname()
+            .map_err(|e| ProbeError::internal("gethostname", e))?
+            .to_string_lossy()
+            .into_owned())
+    };
+    // Before any change: the name the container was given.
+    let hostname_before = read()?;
+    let set_errno = match set {
+        Some(name) => output::errno_value(&unistd::sethostname(name)),
+        None => Value::Null,
+    };
+    Ok(Observation::new()
+        .with("hostname_before", hostname_before)
+        .with("set_errno", set_errno)
+        .with("hostname", read()?))
+}
+
+/// A SysV IPC key, decimal or 0x-prefixed hex (ipcs prints hex).
+fn parse_ipc_key(text: &str) -> Result<libc::key_t, UsageError> {
+    let invalid = |why: &str| UsageError::Invalid {
+        key: "key",
+        value: text.to_owned(),
+        why: why.to_owned(),
+    };
+    if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        let raw = u32::from_str_radix(hex, 16).map_err(|e| invalid(&e.to_string()))?;
+        // key_t is an int; ipcs shows keys above 0x7fffffff as their bits.
+        return Ok(raw as libc::key_t);
+    }
+    text.parse()
+        .map_err(|e: std::num::ParseIntError| invalid(&e.to_string()))
+}
+
+pub fn shm(mut args: Args) -> Result<Observation, ProbeError> {
+    let key_text: String = args.required("key")?;
+    let key = parse_ipc_key(&key_text)?;
+    args.finish()?;
+    // SAFETY: shmget only looks the key up (size 0, no IPC_CREAT): it takes
+    // plain integers and touches no memory of ours.
+    let id = unsafe { libc::shmget(key, 0, 0) };
+    let result = Errno::result(id);
+    Ok(Observation::new()
+        .with("found", result.is_ok())
+        .errno("errno", &result))
+}
+
+/// The inode of a namespace link such as "net:[4026531840]".
+fn namespace_inode(name: &str) -> Option<u64> {
+    let link = fs::read_link(format!("/proc/self/ns/{name}")).ok()?;
+    let text = link.to_str()?;
+    text.strip_prefix(name)?
+        .strip_prefix(":[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+pub fn ns(args: Args) -> Result<Observation, ProbeError> {
+    args.finish()?;
+    let mut inodes = serde_json::Map::new();
+    for name in NAMESPACES {
+        if let Some(inode) = namespace_inode(name) {
+            inodes.insert(name.to_owned(), inode.into());
+        }
+    }
+    let pid1_comm = read_text("/proc/1/comm").map(|c| c.trim().to_owned());
+    Ok(Observation::new()
+        .with("ns", inodes)
+        .with("pid", unistd::getpid().as_raw())
+        .with("pid1_comm", pid1_comm))
+}
+
+fn clock_seconds(clock: ClockId) -> Result<f64, ProbeError> {
+    let now = clock_gettime(clock).map_err(|e| ProbeError::internal("clock_gettime", e))?;
+    Ok(now.tv_sec() as f64 + now.tv_nsec() as f64 / 1e9)
+}
+
+pub fn clocks(mut args: Args) -> Result<Observation, ProbeError> {
+    let host_monotonic: f64 = args.required("host-monotonic")?;
+    let host_boottime: f64 = args.required("host-boottime")?;
+    args.finish()?;
+    let monotonic = clock_seconds(ClockId::CLOCK_MONOTONIC)?;
+    let boottime = clock_seconds(ClockId::CLOCK_BOOTTIME)?;
+    Ok(Observation::new()
+        .with("monotonic_s", monotonic)
+        .with("boottime_s", boottime)
+        .with("monotonic_offset_s", monotonic - host_monotonic)
+        .with("boottime_offset_s", boottime - host_boottime))
+}
+
+pub fn wait(args: Args) -> Result<Observation, ProbeError> {
+    args.finish()?;
+    output::print_ready().map_err(|e| ProbeError::internal("print ready", e))?;
+    output::wait_for_go();
+    Ok(Observation::new())
+}
+
+pub fn cgroup(args: Args) -> Result<Observation, ProbeError> {
+    args.finish()?;
+    let text = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| ProbeError::internal("read /proc/self/cgroup", e))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let shows_isocheck = lines.iter().any(|line| line.contains("isocheck"));
+    Ok(Observation::new()
+        .with("lines", lines)
+        .with("shows_isocheck", shows_isocheck))
+}
+
+/// Sleeps with nanosleep alone: safe to call in a child after fork.
+pub fn sleep_in_child(duration: Duration) {
+    let mut request = libc::timespec {
+        tv_sec: duration.as_secs() as libc::time_t,
+        tv_nsec: duration.subsec_nanos() as libc::c_long,
+    };
+    let mut remaining = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both pointers are to live, initialised timespecs on our stack;
+    // nanosleep is async-signal-safe. On EINTR we sleep what is left.
+    while unsafe { libc::nanosleep(&request, &mut remaining) } == -1
+        && Errno::last() == Errno::EINTR
+    {
+        request = remaining;
+    }
+}
+
+/// Leaves a forked child without running atexit handlers or flushing stdio
+/// buffers inherited from the parent.
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit takes an int and never returns; it is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// The grandchild of `daemon`: a new session, stdio detached so the
+/// harness's pipes close, then a sleep.
+fn become_daemon(hold: Duration) -> ! {
+    let _ = unistd::setsid();
+    match nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(null) => {
+            let _ = unistd::dup2_stdin(null.as_fd());
+            let _ = unistd::dup2_stdout(null.as_fd());
+            let _ = unistd::dup2_stderr(null.as_fd());
+        }
+        // No /dev/null in this rootfs: closing the descriptors frees the
+        // pipes just as well.
+        Err(_) => {
+            for fd in 0..3 {
+                // SAFETY: closing our own stdio descriptors; nothing in this
+                // child uses them afterwards.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+    sleep_in_child(hold);
+    exit_child(0)
+}
+
+pub fn daemon(mut args: Args) -> Result<Observation, ProbeError> {
+    let hold = args.seconds("seconds")?;
+    args.finish()?;
+    // SAFETY: the probe is single-threaded here, so the child may run any
+    // code; it only forks again and exits.
+    match unsafe { unistd::fork() }.map_err(|e| ProbeError::internal("fork", e))? {
+        ForkResult::Child => {
+            // SAFETY: as above, the middle child is single-threaded too.
+            if let Ok(ForkResult::Child) = unsafe { unistd::fork() } {
+                become_daemon(hold);
+            }
+            exit_child(0)
+        }
+        ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None)
+                .map_err(|e| ProbeError::internal("wait for the middle child", e))?;
+        }
+    }
+    Ok(Observation::new()
+        .with("daemon_forked", true)
+        .then(Afterwards::AwaitStdin))
+}
+
+pub fn id(mut args: Args) -> Result<Observation, ProbeError> {
+    let create: Option<String> = args.optional("create")?;
+    args.finish()?;
+    let create_errno = match create {
+        Some(path) => output::io_errno_value(&fs::File::create(path)),
+        None => Value::Null,
+    };
+    Ok(Observation::new()
+        .with("uid", unistd::getuid().as_raw())
+        .with("gid", unistd::getgid().as_raw())
+        .with("euid", unistd::geteuid().as_raw())
+        .with("uid_map", read_text("/proc/self/uid_map"))
+        .with("create_errno", create_errno))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ipc_keys_in_decimal_and_hex() {
+        assert_eq!(parse_ipc_key("1234").ok(), Some(1234));
+        assert_eq!(parse_ipc_key("0x10").ok(), Some(16));
+        assert_eq!(parse_ipc_key("0xffffffff").ok(), Some(-1));
+        assert!(parse_ipc_key("0xzz").is_err());
+        assert!(parse_ipc_key("ten").is_err());
+    }
+
+    #[test]
+    fn own_namespaces_have_inodes() {
+        assert!(namespace_inode("net").is_some_and(|inode| inode > 0));
+        assert_eq!(namespace_inode("nonexistent"), None);
+    }
+
+    #[test]
+    fn decoy_matches_truncated_comm() {
+        let me = unistd::getpid().as_raw();
+        let comm = read_text("/proc/self/comm").expect("own comm");
+        assert!(is_decoy(me, comm.trim_end()));
+        assert!(!is_decoy(me, "isocheck-no-such-decoy"));
+    }
+
+    #[test]
+    fn json_value_of_pid_list() {
+        let obs = Observation::new().with("visible_pids", vec![1, 2]);
+        assert_eq!(
+            obs.to_line("pids"),
+            json!({"action": "pids", "visible_pids": [1, 2]}).to_string()
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! Expectations: one check of one field of an observation, written in TOML as
+//! `{ field = "probe.pid", eq = 1 }`. Fields are dotted paths into the
+//! observation document (`exit.signal`, `probe.writes.0.errno`,
+//! `cgroup.oom_kills`, `host.decoy_alive`...).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Relative tolerance for measured quantities (CPU usage under a quota),
+/// kselftest's `values_close` idea, stated once. 35 %: CFS enforces a quota
+/// per period (100 ms) and the probe's own accounting adds start and stop
+/// jitter on a 2-core VM that other work shares, so 0.2 CPU is often seen as
+/// 0.16-0.25; without any quota the same burner shows >= 0.6, far outside.
+pub const TOLERANCE: f64 = 0.35;
+
+/// `a` is within `err` (relative) of `b`.
+pub fn values_close(a: f64, b: f64, err: f64) -> bool {
+    (a - b).abs() <= b.abs() * err
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    pub field: String,
+    pub eq: Option<Value>,
+    pub ne: Option<Value>,
+    pub ge: Option<f64>,
+    pub le: Option<f64>,
+    pub gt: Option<f64>,
+    pub lt: Option<f64>,
+    /// Within [`TOLERANCE`] of this number.
+    pub close_to: Option<f64>,
+    /// Equal to another field of the same observation.
+    pub eq_field: Option<String>,
+    /// Not equal to another field of the same observation.
+    pub ne_field: Option<String>,
+    /// An array field contains this value, or a string field this substring.
+    pub contains: Option<Value>,
+    /// An array field does not contain this value.
+    pub excludes: Option<Value>,
+    /// Length of an array field is at most this.
+    pub len_le: Option<usize>,
+    /// `true`: present and null (e.g. no errno: the call succeeded);
+    /// `false`: present and not null.
+    pub null: Option<bool>,
+}
+
+impl Expectation {
+    fn operators(&self) -> usize {
+        [
+            self.eq.is_some(),
+            self.ne.is_some(),
+            self.ge.is_some(),
+            self.le.is_some(),
+            self.gt.is_some(),
+            self.lt.is_some(),
+            self.close_to.is_some(),
+            self.eq_field.is_some(),
+            self.ne_field.is_some(),
+            self.contains.is_some(),
+            self.excludes.is_some(),
+            self.len_le.is_some(),
+            self.null.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count()
+    }
+
+    /// A well-formed expectation has a field and exactly one operator.
+    pub fn check(&self) -> Result<(), String> {
+        if self.field.is_empty() {
+            return Err("field is empty".into());
+        }
+        match self.operators() {
+            1 => Ok(()),
+            0 => Err(format!(
+                "{}: no operator (eq, ne, ge, le, gt, lt, close_to, eq_field, ne_field, contains, excludes, len_le, null)",
+                self.field
+            )),
+            n => Err(format!("{}: {n} operators; give exactly one", self.field)),
+        }
+    }
+
+    /// Human text, e.g. `probe.pid == 1`.
+    pub fn describe(&self) -> String {
+        let f = &self.field;
+        if let Some(v) = &self.eq {
+            format!("{f} == {v}")
+        } else if let Some(v) = &self.ne {
+            format!("{f} != {v}")
+        } else if let Some(v) = self.ge {
+            format!("{f} >= {v}")
+        } else if let Some(v) = self.le {
+            format!("{f} <= {v}")
+        } else if let Some(v) = self.gt {
+            format!("{f} > {v}")
+        } else if let Some(v) = self.lt {
+            format!("{f} < {v}")
+        } else if let Some(v) = self.close_to {
+            format!("{f} ~= {v} (±{:.0}%)", TOLERANCE * 100.0)
+        } else if let Some(v) = &self.eq_field {
+            format!("{f} == {v}")
+        } else if let Some(v) = &self.ne_field {
+            format!("{f} != {v}")
+        } else if let Some(v) = &self.contains {
+            format!("{f} contains {v}")
+        } else if let Some(v) = &self.excludes {
+            format!("{f} excludes {v}")
+        } else if let Some(v) = self.len_le {
+            format!("len({f}) <= {v}")
+        } else if let Some(v) = self.null {
+            format!("{f} is {}null", if v { "" } else { "not " })
+        } else {
+            format!("{f} ?")
+        }
+    }
+
+    /// Checks the expectation against an observation; `Err` says what was
+    /// seen instead.
+    pub fn evaluate(&self, doc: &Value) -> Result<(), String> {
+        let resolved = self.resolved(doc);
+        let this = resolved.as_ref().unwrap_or(self);
+        this.evaluate_resolved(doc)
+    }
+
+    /// With `{name}` placeholders in string values filled from the
+    /// observation's `vars` (e.g. an address the run chose).
+    fn resolved(&self, doc: &Value) -> Option<Expectation> {
+        let vars = doc.get("vars")?.as_object()?;
+        let fill = |v: &Option<Value>| match v {
+            Some(Value::String(s)) if s.contains('{') => Some(Value::String(
+                vars.iter().fold(s.clone(), |acc, (k, val)| {
+                    acc.replace(&format!("{{{k}}}"), val.as_str().unwrap_or_default())
+                }),
+            )),
+            other => other.clone(),
+        };
+        let mut e = self.clone();
+        e.eq = fill(&self.eq);
+        e.ne = fill(&self.ne);
+        e.contains = fill(&self.contains);
+        e.excludes = fill(&self.excludes);
+        Some(e)
+    }
+
+    fn evaluate_resolved(&self, doc: &Value) -> Result<(), String> {
+        let seen = lookup(doc, &self.field);
+        let fail = |what: String| Err(format!("{}: saw {}", self.describe(), what));
+        let num = |v: Option<&Value>| v.and_then(number);
+        let ok = if let Some(v) = &self.eq {
+            seen.is_some_and(|s| same(s, v)) || (v.is_null() && seen.is_none())
+        } else if let Some(v) = &self.ne {
+            !(seen.is_some_and(|s| same(s, v)) || (v.is_null() && seen.is_none()))
+        } else if let Some(v) = self.ge {
+            num(seen).is_some_and(|s| s >= v)
+        } else if let Some(v) = self.le {
+            num(seen).is_some_and(|s| s <= v)
+        } else if let Some(v) = self.gt {
+            num(seen).is_some_and(|s| s > v)
+        } else if let Some(v) = self.lt {
+            num(seen).is_some_and(|s| s < v)
+        } else if let Some(v) = self.close_to {
+            num(seen).is_some_and(|s| values_close(s, v, TOLERANCE))
+        } else if let Some(other) = &self.eq_field {
+            let o = lookup(doc, other);
+            seen.is_some() && o.is_some() && seen == o
+        } else if let Some(other) = &self.ne_field {
+            let o = lookup(doc, other);
+            seen.is_some() && o.is_some() && seen != o
+        } else if let Some(v) = &self.contains {
+            match seen {
+                Some(Value::Array(items)) => items.iter().any(|i| same(i, v)),
+                Some(Value::String(s)) => v.as_str().is_some_and(|v| s.contains(v)),
+                _ => false,
+            }
+        } else if let Some(v) = &self.excludes {
+            matches!(seen, Some(Value::Array(items)) if !items.iter().any(|i| same(i, v)))
+        } else if let Some(v) = self.len_le {
+            matches!(seen, Some(Value::Array(items)) if items.len() <= v)
+        } else if let Some(v) = self.null {
+            seen.is_some_and(|s| s.is_null() == v)
+        } else {
+            false
+        };
+        if ok {
+            Ok(())
+        } else {
+            let shown = match seen {
+                None => "nothing (field absent)".to_string(),
+                Some(v) => v.to_string(),
+            };
+            let shown = match (&self.eq_field, &self.ne_field) {
+                (Some(o), _) | (_, Some(o)) => format!(
+                    "{shown} vs {}",
+                    lookup(doc, o).map(|v| v.to_string()).unwrap_or("nothing".into())
+                ),
+                _ => shown,
+            };
+            fail(shown)
+        }
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+/// Equality that treats 1 and 1.0 as the same number.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// Follows a dotted path; numeric segments index arrays.
+pub fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(doc, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+/// Evaluates every expectation; returns the failures (empty = all held).
+pub fn evaluate_all(expects: &[Expectation], doc: &Value) -> Vec<String> {
+    expects.iter().filter_map(|e| e.evaluate(doc).err()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn exp(toml_text: &str) -> Expectation {
+        toml::from_str(toml_text).expect("parses")
+    }
+
+    fn doc() -> Value {
+        json!({
+            "exit": {"code": 0, "signal": null},
+            "probe": {"pid": 1, "errno": null, "writes": [{"path": "/a", "errno": "EROFS"}],
+                      "cpus_seen": [0], "usage_cpus": 0.21, "hostname": "ctr",
+                      "ns": {"pid": 5}, "lines": ["0::/"]},
+            "host": {"ns": {"pid": 5}, "decoy_alive": true, "other": {"pid": 6}}
+        })
+    }
+
+    #[rstest]
+    #[case("field = \"probe.pid\"\neq = 1", true)]
+    #[case("field = \"probe.pid\"\neq = 1.0", true)]
+    #[case("field = \"probe.pid\"\neq = 2", false)]
+    #[case("field = \"probe.pid\"\nne = 1", false)]
+    #[case("field = \"probe.writes.0.errno\"\neq = \"EROFS\"", true)]
+    #[case("field = \"probe.writes.0.errno\"\neq = \"EPERM\"", false)]
+    #[case("field = \"probe.missing\"\neq = 1", false)]
+    #[case("field = \"probe.usage_cpus\"\nclose_to = 0.2", true)]
+    #[case("field = \"probe.usage_cpus\"\nclose_to = 0.6", false)]
+    #[case("field = \"probe.usage_cpus\"\nge = 0.6", false)]
+    #[case("field = \"probe.pid\"\nle = 1", true)]
+    #[case("field = \"probe.pid\"\ngt = 1", false)]
+    #[case("field = \"probe.pid\"\nlt = 2", true)]
+    #[case("field = \"probe.ns\"\neq_field = \"host.ns\"", true)]
+    #[case("field = \"probe.ns\"\neq_field = \"host.other\"", false)]
+    #[case("field = \"probe.ns\"\nne_field = \"host.other\"", true)]
+    #[case("field = \"probe.ns\"\nne_field = \"host.absent\"", false)]
+    #[case("field = \"probe.cpus_seen\"\ncontains = 0", true)]
+    #[case("field = \"probe.cpus_seen\"\nexcludes = 1", true)]
+    #[case("field = \"probe.cpus_seen\"\nexcludes = 0", false)]
+    #[case("field = \"probe.hostname\"\ncontains = \"ct\"", true)]
+    #[case("field = \"probe.cpus_seen\"\nlen_le = 1", true)]
+    #[case("field = \"probe.lines\"\nlen_le = 0", false)]
+    #[case("field = \"host.decoy_alive\"\neq = true", true)]
+    #[case("field = \"exit.signal\"\neq = 9", false)]
+    #[case("field = \"probe.errno\"\nnull = true", true)]
+    #[case("field = \"probe.errno\"\nnull = false", false)]
+    #[case("field = \"probe.pid\"\nnull = false", true)]
+    #[case("field = \"probe.absent\"\nnull = true", false)]
+    fn evaluates(#[case] text: &str, #[case] holds: bool) {
+        assert_eq!(exp(text).evaluate(&doc()).is_ok(), holds, "{text}");
+    }
+
+    #[test]
+    fn placeholders_in_values_come_from_the_run() {
+        let mut d = doc();
+        d["vars"] = json!({"name": "ct"});
+        assert!(exp("field = \"probe.hostname\"\neq = \"{name}r\"").evaluate(&d).is_ok());
+        assert!(exp("field = \"probe.hostname\"\neq = \"{name}x\"").evaluate(&d).is_err());
+    }
+
+    #[test]
+    fn a_failure_says_what_was_seen() {
+        let e = exp("field = \"probe.pid\"\neq = 7").evaluate(&doc()).unwrap_err();
+        assert_eq!(e, "probe.pid == 7: saw 1");
+        let e = exp("field = \"probe.nope\"\nge = 1").evaluate(&doc()).unwrap_err();
+        assert!(e.ends_with("nothing (field absent)"), "{e}");
+    }
+
+    #[rstest]
+    #[case("field = \"x\"", "no operator")]
+    #[case("field = \"x\"\neq = 1\nne = 2", "2 operators")]
+    #[case("field = \"\"\neq = 1", "field is empty")]
+    fn malformed_expectations_are_refused(#[case] text: &str, #[case] message: &str) {
+        let e = exp(text).check().unwrap_err();
+        assert!(e.contains(message), "{e}");
+    }
+
+    #[test]
+    fn tolerance_is_neither_loose_nor_tight() {
+        // The quota scenario's numbers: 0.2 CPU asked, no-quota control sees >= 0.6.
+        assert!(values_close(0.25, 0.2, TOLERANCE));
+        assert!(values_close(0.15, 0.2, TOLERANCE));
+        assert!(!values_close(0.6, 0.2, TOLERANCE));
+        assert!(!values_close(0.1, 0.2, TOLERANCE));
+    }
+}

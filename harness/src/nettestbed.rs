@@ -1,0 +1,142 @@
+//! The network the network scenarios run on, all inside the stand-in host:
+//! two bridges that are not connected to each other (the second exists for
+//! controls), an "outside world" namespace behind an uplink, and a TCP
+//! listener on the first bridge's address (something for a container to
+//! reach when it shares the stand-in's network). Addresses are the
+//! documentation ranges; nothing here can route to a real network.
+
+use crate::fixtures::FixtureError;
+use ipnet::Ipv4Net;
+use isocheck_runtime::network::{
+    Bridge, Nat, NetworkError, Netns, OutsidePlan, OutsideWorld, SubnetPlan,
+};
+use isocheck_runtime::spec::{BridgeAttachment, PortForward};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+
+/// Container subnets of the two bridges.
+pub const FIRST_SUBNET: &str = "10.89.0.0/24";
+pub const SECOND_SUBNET: &str = "10.90.0.0/24";
+/// Port of the stand-in's listener on the first bridge's address.
+pub const STANDIN_PORT: u16 = 7100;
+
+#[derive(Debug)]
+pub struct NetTestbed {
+    host: Netns,
+    first: Bridge,
+    first_plan: SubnetPlan,
+    second: Bridge,
+    second_plan: SubnetPlan,
+    outside: OutsideWorld,
+    _listener: TcpListener,
+}
+
+fn net(step: &'static str) -> impl FnOnce(NetworkError) -> FixtureError {
+    move |e| FixtureError::Image(format!("{step}: {e}"))
+}
+
+fn parse_net(text: &str) -> Ipv4Net {
+    text.parse().unwrap_or_else(|_| Ipv4Net::default())
+}
+
+impl NetTestbed {
+    pub fn create(run_id: &str) -> Result<NetTestbed, FixtureError> {
+        let host = Netns::current().map_err(net("open the stand-in's netns"))?;
+        let outside_plan = OutsidePlan {
+            uplink_name: format!("isoc-u{run_id}"),
+            ..OutsidePlan::default()
+        };
+        let first_plan = SubnetPlan::new(parse_net(FIRST_SUBNET), &[outside_plan.standin_address, outside_plan.world_subnet])
+            .map_err(net("plan the first subnet"))?;
+        let second_plan = SubnetPlan::new(
+            parse_net(SECOND_SUBNET),
+            &[first_plan.subnet(), outside_plan.standin_address, outside_plan.world_subnet],
+        )
+        .map_err(net("plan the second subnet"))?;
+        let first = Bridge::create(&host, &format!("isoc-b{run_id}"), first_plan.gateway())
+            .map_err(net("create the first bridge"))?;
+        let second = Bridge::create(&host, &format!("isoc-c{run_id}"), second_plan.gateway())
+            .map_err(net("create the second bridge"))?;
+        isocheck_runtime::network::enable_forwarding(&host).map_err(net("enable forwarding"))?;
+        let outside = OutsideWorld::create(&host, &outside_plan).map_err(net("create the outside world"))?;
+        let listener = TcpListener::bind((first_plan.gateway().addr(), STANDIN_PORT)).map_err(|source| {
+            FixtureError::Io {
+                step: "listen on the stand-in's bridge address",
+                path: format!("{}:{STANDIN_PORT}", first_plan.gateway().addr()).into(),
+                source,
+            }
+        })?;
+        Ok(NetTestbed {
+            host,
+            first,
+            first_plan,
+            second,
+            second_plan,
+            outside,
+            _listener: listener,
+        })
+    }
+
+    /// A fresh address on the first (or, for controls, the second) bridge.
+    pub fn attachment(
+        &mut self,
+        second: bool,
+        detached: bool,
+        publish: Option<PortForward>,
+    ) -> Result<BridgeAttachment, String> {
+        let (bridge, plan) = if second {
+            (&self.second, &mut self.second_plan)
+        } else {
+            (&self.first, &mut self.first_plan)
+        };
+        let address = plan.allocate().map_err(|e| e.to_string())?;
+        Ok(BridgeAttachment {
+            bridge: bridge.name().to_string(),
+            address: address.to_string(),
+            gateway: Some(plan.gateway().addr().to_string()),
+            publish: publish.into_iter().collect(),
+            detached,
+        })
+    }
+
+    /// Gives an attachment's address back once its container is gone.
+    pub fn release(&mut self, att: &BridgeAttachment) {
+        if let Ok(net) = att.address.parse::<Ipv4Net>() {
+            if !self.first_plan.release(net.addr()) {
+                self.second_plan.release(net.addr());
+            }
+        }
+    }
+
+    /// Masquerade for the first subnet out of the uplink (one nft batch).
+    pub fn nat(&self) -> Result<Nat, String> {
+        Nat::enable(&self.host, self.first_plan.subnet(), &self.outside.plan().uplink_name)
+            .map_err(|e| format!("enable NAT: {e}"))
+    }
+
+    /// Starts the probe in the outside namespace (stdout piped).
+    pub fn spawn_outside(&self, probe: &std::path::Path, argv: &[String]) -> Result<Child, String> {
+        let mut cmd = Command::new(probe);
+        cmd.args(argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        crate::fixtures::die_with_parent(&mut cmd);
+        self.outside
+            .outside()
+            .enter_on_spawn(&mut cmd)
+            .map_err(|e| format!("enter the outside netns: {e}"))?;
+        cmd.spawn().map_err(|e| format!("start the probe outside: {e}"))
+    }
+
+    /// Placeholders for scenario files.
+    pub fn vars(&self) -> BTreeMap<String, String> {
+        let plan = self.outside.plan();
+        let gateway: Ipv4Addr = self.first_plan.gateway().addr();
+        BTreeMap::from([
+            ("bridge.gateway".into(), gateway.to_string()),
+            ("standin.address".into(), gateway.to_string()),
+            ("standin.port".into(), STANDIN_PORT.to_string()),
+            ("uplink.address".into(), plan.standin_address.addr().to_string()),
+            ("outside.world".into(), plan.world_address.to_string()),
+        ])
+    }
+}

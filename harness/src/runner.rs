@@ -1,0 +1,780 @@
+//! Runs scenarios: builds each run's container from the scenario's data,
+//! drives the interaction, gathers the observation (probe output, exit,
+//! cgroup counters, what the stand-in host saw) and checks the expectations.
+//! A guarantee passes only when its run holds AND its control (the same check
+//! with one isolation switched off) shows the violation.
+
+use crate::expect::{evaluate_all, lookup};
+use crate::fixtures::{self, DecoyProcess, DecoyShm, FixtureError, RoBindSource, RunDir};
+use crate::nettestbed::NetTestbed;
+use crate::report::{ScenarioResult, Verdict};
+use crate::requirements::{HostFacts, Requirement};
+use crate::scenario::{ContainerOverrides, Fixture, Interaction, Scenario};
+use crate::standin;
+use isocheck_runtime::spec::{
+    self as rspec, BridgeAttachment, ContainerSpec, NetworkMode, PortForward, RootEntry, RootfsSource,
+};
+use isocheck_runtime::{Container, SpawnOptions, StdioMode};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Which of a scenario's two runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// Isolation on: the guarantee must hold.
+    Run,
+    /// One isolation switched off: the violation must be seen.
+    Control,
+}
+
+impl Which {
+    pub fn name(self) -> &'static str {
+        match self {
+            Which::Run => "run",
+            Which::Control => "control",
+        }
+    }
+}
+
+/// Safety caps every container gets unless its scenario sets its own: the
+/// house rule is that nothing runs without a pids and a memory limit.
+pub const DEFAULT_MEMORY: &str = "256M";
+pub const DEFAULT_PIDS: u64 = 128;
+/// Hostname given to containers that have a UTS namespace.
+pub const CONTAINER_HOSTNAME: &str = "isocheck-ctr";
+
+/// One harness run: the stand-in's fixtures shared by every scenario.
+#[derive(Debug)]
+pub struct Runner {
+    pub host: HostFacts,
+    probe: PathBuf,
+    image: PathBuf,
+    decoy: DecoyProcess,
+    _shm: DecoyShm,
+    shm_key: i32,
+    marker: PathBuf,
+    marker_token: String,
+    counter: usize,
+    /// Bridges and the outside world, made on first use.
+    net: Option<NetTestbed>,
+    // Last: dropped after the fixtures that live inside it.
+    run: RunDir,
+}
+
+impl Runner {
+    /// Prepares the run inside the stand-in host (enter it first).
+    pub fn new() -> Result<Runner, FixtureError> {
+        let probe = fixtures::probe_binary()?;
+        let run = RunDir::create()?;
+        let image = run.join("image");
+        fixtures::build_image(&image, &probe)?;
+        let decoy = DecoyProcess::start(&run, &probe)?;
+        let shm_key = 0x1500_0000 | (std::process::id() as i32 & 0xffff);
+        let shm = DecoyShm::create(shm_key)?;
+        let marker = run.join("escape-marker");
+        let marker_token = fixtures::token();
+        std::fs::write(&marker, &marker_token).map_err(|source| FixtureError::Io {
+            step: "write the escape marker",
+            path: marker.clone(),
+            source,
+        })?;
+        Ok(Runner {
+            host: HostFacts::gather(),
+            probe,
+            image,
+            decoy,
+            _shm: shm,
+            shm_key,
+            marker,
+            marker_token,
+            counter: 0,
+            net: None,
+            run,
+        })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run.run_id
+    }
+
+    /// Why the scenario cannot run here, if it cannot.
+    pub fn unsupported(&self, s: &Scenario) -> Option<String> {
+        let mut reqs = vec![Requirement::Root];
+        reqs.extend(s.requires.iter().filter_map(|r| Requirement::parse(r).ok()));
+        let reasons: Vec<String> = reqs.iter().filter_map(|r| r.missing(&self.host)).collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// Runs both halves and gives the verdict.
+    pub fn run_scenario(&mut self, s: &Scenario) -> ScenarioResult {
+        let started = Instant::now();
+        let expected = json!({
+            "run": s.run.expect.iter().map(|e| e.describe()).collect::<Vec<_>>(),
+            "control": s.control.expect.iter().map(|e| e.describe()).collect::<Vec<_>>(),
+        });
+        let mut result = ScenarioResult {
+            id: s.id.clone(),
+            guarantee: s.guarantee.clone(),
+            verdict: Verdict::Unsupported,
+            control_violation_observed: false,
+            observed: json!({}),
+            expected,
+            duration_ms: 0,
+            reason: None,
+        };
+        if let Some(why) = self.unsupported(s) {
+            result.reason = Some(why);
+            return result;
+        }
+        let run = self.check(s, Which::Run);
+        let control = self.check(s, Which::Control);
+        result.observed = json!({ "run": run.observation, "control": control.observation });
+        result.control_violation_observed = control.failures.is_empty();
+        let mut reasons = Vec::new();
+        for (which, outcome) in [(Which::Run, &run), (Which::Control, &control)] {
+            if !outcome.failures.is_empty() {
+                reasons.push(format!("{}: {}", which.name(), outcome.failures.join("; ")));
+            }
+        }
+        result.verdict = if reasons.is_empty() { Verdict::Pass } else { Verdict::Fail };
+        result.reason = (!reasons.is_empty()).then(|| reasons.join(" | "));
+        result.duration_ms = started.elapsed().as_millis() as u64;
+        result
+    }
+
+    /// Runs one half and checks its expectations.
+    pub fn check(&mut self, s: &Scenario, which: Which) -> Outcome {
+        match self.observe(s, which) {
+            Ok(observation) => {
+                let expects = match which {
+                    Which::Run => &s.run.expect,
+                    Which::Control => &s.control.expect,
+                };
+                let failures = evaluate_all(expects, &observation);
+                Outcome {
+                    observation,
+                    failures,
+                }
+            }
+            Err(e) => Outcome {
+                observation: json!({ "error": e }),
+                failures: vec![e],
+            },
+        }
+    }
+
+    /// Starts the container for one half and gathers what was seen.
+    pub fn observe(&mut self, s: &Scenario, which: Which) -> Result<Value, String> {
+        self.counter += 1;
+        self.decoy.ensure_alive().map_err(|e| e.to_string())?;
+        let (probe_args, overrides, companion) = match which {
+            Which::Run => (&s.run.probe, &s.run.container, s.run.companion.as_ref()),
+            Which::Control => (
+                s.control.probe.as_ref().unwrap_or(&s.run.probe),
+                &s.control.container,
+                s.control.companion.as_ref().or(s.run.companion.as_ref()),
+            ),
+        };
+        let mut host = Map::new();
+        let mut vars = self.vars();
+        let token = fixtures::token();
+        vars.insert("token".into(), token.clone());
+
+        // Fixtures asked for by the scenario, fresh for each half.
+        let mut robind = None;
+        let mut image = self.image.clone();
+        for fixture in &s.fixtures {
+            match fixture {
+                Fixture::RoBindSource => {
+                    let src = RoBindSource::create(self.run.join(&format!("robind-{}", self.counter)))
+                        .map_err(|e| e.to_string())?;
+                    vars.insert("robind".into(), src.path.display().to_string());
+                    host.insert("robind_hash_before".into(), json!(src.hash()));
+                    robind = Some(src);
+                }
+                Fixture::ImageCopy if overrides.image_copy => {
+                    let copy = self.run.join(&format!("image-copy-{}", self.counter));
+                    fixtures::copy_tree(&self.image, &copy).map_err(|e| format!("copy the image: {e}"))?;
+                    image = copy;
+                }
+                Fixture::ImageCopy | Fixture::EscapeMarker | Fixture::SecretFile => {}
+            }
+        }
+        let image_hash_before = fixtures::tree_hash(&image).map_err(|e| format!("hash the image: {e}"))?;
+        let clocks = host_clocks();
+        vars.insert("host.monotonic".into(), format!("{:.3}", clocks.0));
+        vars.insert("host.boottime".into(), format!("{:.3}", clocks.1));
+
+        let deadline = Instant::now() + Duration::from_secs(s.timeout_secs);
+        let mut doc = Map::new();
+        let mut net = NetHalf::default();
+        let wants_net = overrides.network.as_deref() == Some("bridge") || s.peer.is_some() || s.outside.is_some();
+        if wants_net {
+            if self.net.is_none() {
+                self.net = Some(NetTestbed::create(&self.run.run_id).map_err(|e| e.to_string())?);
+            }
+            let testbed = self.net.as_mut().ok_or("network testbed missing")?;
+            vars.extend(testbed.vars());
+            if overrides.nat {
+                net.nat = Some(testbed.nat()?);
+            }
+        }
+        if let Some(peer_argv) = &s.peer {
+            let testbed = self.net.as_mut().ok_or("network testbed missing")?;
+            let att = testbed.attachment(false, false, None)?;
+            vars.insert("peer.address".into(), address_only(&att.address));
+            let mut spec = self.build_spec(&ContainerOverrides::default(), peer_argv, &vars, &self.image)?;
+            spec.network = NetworkMode::Bridge(att.clone());
+            net.attachments.push(att);
+            let mut peer = self.spawn(&spec, &format!("peer-{}", self.counter))?;
+            peer.out.wait_ready_or_output(deadline)?;
+            net.peer = Some(peer);
+        }
+        if let (Some(argv), false) = (&s.outside, s.interaction == Interaction::OutsideClient) {
+            let testbed = self.net.as_ref().ok_or("network testbed missing")?;
+            let mut child = testbed.spawn_outside(&self.probe, &expand_all(argv, &vars))?;
+            let mut reader = LineReader::new(child_stdout(&mut child)?);
+            reader.wait_ready_or_output(deadline)?;
+            net.outside_server = Some((child, reader));
+        }
+
+        let mut spec = self.build_spec(overrides, probe_args, &vars, &image)?;
+        if overrides.network.as_deref() == Some("bridge") {
+            let publish = match &overrides.publish {
+                Some(p) => Some(parse_publish(p)?),
+                None => None,
+            };
+            let testbed = self.net.as_mut().ok_or("network testbed missing")?;
+            let att = testbed.attachment(overrides.second_bridge, overrides.detached, publish)?;
+            spec.network = NetworkMode::Bridge(att.clone());
+            net.attachments.push(att);
+        }
+        let spawned = self.spawn(&spec, &format!("{}-{}", which.name(), self.counter));
+        let Spawned {
+            mut container,
+            mut stdin,
+            mut out,
+            err: mut err_pipe,
+        } = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                self.release(net);
+                return Err(e);
+            }
+        };
+
+        match s.interaction {
+            Interaction::None => {}
+            Interaction::MountLeak => {
+                out.wait_ready(deadline)?;
+                let inside = format!("inside-{token}");
+                host.insert("sees_inside_mount".into(), json!(own_mounts_contain(&inside)));
+                let mark = self.run.join(&format!("hostmark-{token}"));
+                std::fs::create_dir_all(&mark).map_err(|e| format!("create {}: {e}", mark.display()))?;
+                nix::mount::mount(Some("tmpfs"), &mark, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=64k"))
+                    .map_err(|e| format!("mount the host marker at {}: {e}", mark.display()))?;
+                say_go(&mut stdin);
+            }
+            Interaction::Exec => {
+                out.wait_ready(deadline)?;
+                host.insert("container_ns".into(), json!(container.namespace_inodes()));
+                let companion = companion.ok_or("interaction exec needs a companion probe")?;
+                let companion = expand_all(companion, &vars);
+                let seen = match which {
+                    Which::Run => {
+                        let mut argv = vec!["/probe".to_string()];
+                        argv.extend(companion);
+                        let mut child = container.exec(&argv, StdioMode::Piped).map_err(|e| format!("exec: {e}"))?;
+                        let mut text = String::new();
+                        if let Some(mut o) = child.take_stdout() {
+                            let _ = o.read_to_string(&mut text);
+                        }
+                        child.wait().map_err(|e| format!("exec wait: {e}"))?;
+                        text
+                    }
+                    // The control: the same probe started on the host without
+                    // joining anything.
+                    Which::Control => {
+                        let output = fixtures::die_with_parent(
+                            std::process::Command::new(&self.probe).args(&companion),
+                        )
+                        .output()
+                            .map_err(|e| format!("run the companion on the host: {e}"))?;
+                        String::from_utf8_lossy(&output.stdout).into_owned()
+                    }
+                };
+                doc.insert("companion".into(), last_json(&seen).unwrap_or(Value::Null));
+                say_go(&mut stdin);
+            }
+            Interaction::KillAfterOutput => {
+                let first = out.next_json(deadline)?;
+                doc.insert("probe".into(), first);
+                let cgroup = container.cgroup_stats().unwrap_or_default();
+                doc.insert("cgroup_before_kill".into(), json!(cgroup));
+                match which {
+                    Which::Run => container.kill().map_err(|e| format!("kill the container: {e}"))?,
+                    Which::Control => container.kill_init().map_err(|e| format!("kill PID 1: {e}"))?,
+                }
+                let _ = container.wait_timeout(Duration::from_secs(5));
+                std::thread::sleep(Duration::from_millis(300));
+                host.insert("tasks_after_kill".into(), json!(container.cgroup_procs().len()));
+            }
+            Interaction::ThenCompanion => {}
+            Interaction::OutsideClient => {
+                out.wait_ready_or_output(deadline)?;
+                let argv = s.outside.as_ref().ok_or("interaction outside-client needs an outside probe")?;
+                let testbed = self.net.as_ref().ok_or("network testbed missing")?;
+                let child = testbed.spawn_outside(&self.probe, &expand_all(argv, &vars))?;
+                let output = child.wait_with_output().map_err(|e| format!("outside client: {e}"))?;
+                doc.insert(
+                    "outside".into(),
+                    last_json(&String::from_utf8_lossy(&output.stdout)).unwrap_or(Value::Null),
+                );
+            }
+        }
+
+        // Everything the probe prints until it exits; the last JSON object
+        // that is not a phase marker is its observation.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let status = container.wait_timeout(remaining).map_err(|e| format!("wait: {e}"))?;
+        let timed_out = status.is_none();
+        if timed_out {
+            let _ = container.kill();
+        }
+        let status = match status {
+            Some(st) => st,
+            None => container.wait().map_err(|e| format!("wait after kill: {e}"))?,
+        };
+        drop(stdin);
+        let text = out.rest();
+        if !doc.contains_key("probe") {
+            doc.insert("probe".into(), last_json(&text).unwrap_or(Value::Null));
+        }
+        let mut stderr = String::new();
+        if let Some(e) = err_pipe.as_mut() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        doc.insert(
+            "exit".into(),
+            json!({ "code": status.code, "signal": status.signal, "timed_out": timed_out }),
+        );
+        doc.insert("cgroup".into(), json!(container.cgroup_stats().unwrap_or_default()));
+        if !stderr.trim().is_empty() {
+            doc.insert("stderr".into(), json!(tail(&stderr, 800)));
+        }
+        drop(container);
+
+        if s.interaction == Interaction::ThenCompanion {
+            let argv = companion.ok_or("interaction then-companion needs a companion probe")?;
+            let mut spec = spec.clone();
+            spec.command.truncate(1);
+            spec.command.extend(expand_all(argv, &vars));
+            let mut second = self.spawn(&spec, &format!("{}-{}-companion", which.name(), self.counter))?;
+            let status = second.container.wait_timeout(deadline.saturating_duration_since(Instant::now()));
+            if !matches!(status, Ok(Some(_))) {
+                let _ = second.container.kill();
+            }
+            doc.insert("companion".into(), last_json(&second.out.rest()).unwrap_or(Value::Null));
+        }
+        if let Some(mut peer) = net.peer.take() {
+            if !matches!(peer.container.wait_timeout(Duration::from_secs(3)), Ok(Some(_))) {
+                let _ = peer.container.kill();
+            }
+            doc.insert("peer".into(), last_json(&peer.out.rest()).unwrap_or(Value::Null));
+        }
+        if let Some((mut child, mut reader)) = net.outside_server.take() {
+            let _ = reader.next_json(Instant::now() + Duration::from_secs(3));
+            let _ = child.kill();
+            let _ = child.wait();
+            doc.insert("outside".into(), last_json(&reader.rest()).unwrap_or(Value::Null));
+        }
+        self.release(net);
+
+        // What the stand-in host sees afterwards.
+        host.insert("decoy_alive".into(), json!(self.decoy.alive()));
+        host.insert("hostname".into(), json!(standin::hostname()));
+        host.insert("expected_hostname".into(), json!(standin::STANDIN_HOSTNAME));
+        let image_hash_after = fixtures::tree_hash(&image).map_err(|e| format!("hash the image: {e}"))?;
+        host.insert("image_unchanged".into(), json!(image_hash_before == image_hash_after));
+        if let Some(src) = &robind {
+            host.insert("robind_unchanged".into(), json!(host["robind_hash_before"] == json!(src.hash())));
+        }
+        if s.interaction == Interaction::MountLeak {
+            let mark = self.run.join(&format!("hostmark-{token}"));
+            let _ = nix::mount::umount2(&mark, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&mark);
+            // Controls without a mount namespace leave their mount in ours.
+            let inside = self.run.join(&format!("inside-{token}"));
+            let _ = nix::mount::umount2(&inside, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&inside);
+        }
+        standin::reset_hostname();
+        drop(robind);
+        doc.insert("host".into(), Value::Object(host));
+        doc.insert("vars".into(), json!(vars));
+        Ok(Value::Object(doc))
+    }
+
+    /// Starts a container with all three pipes.
+    fn spawn(&self, spec: &ContainerSpec, name: &str) -> Result<Spawned, String> {
+        let opts = SpawnOptions {
+            run_id: self.run.run_id.clone(),
+            name: name.to_string(),
+            stdin: StdioMode::Piped,
+            stdout: StdioMode::Piped,
+            stderr: StdioMode::Piped,
+            ..SpawnOptions::default()
+        };
+        let mut container = Container::spawn(spec, opts).map_err(|e| format!("spawn {name}: {e}"))?;
+        let stdin = container.take_stdin();
+        let out = LineReader::new(container.take_stdout().ok_or("no stdout pipe")?);
+        let err = container.take_stderr();
+        Ok(Spawned {
+            container,
+            stdin,
+            out,
+            err,
+        })
+    }
+
+    /// Gives back a half's addresses (its containers are gone) and its NAT.
+    fn release(&mut self, half: NetHalf) {
+        let NetHalf {
+            attachments,
+            nat,
+            peer,
+            outside_server,
+        } = half;
+        drop(peer);
+        if let Some((mut child, _)) = outside_server {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(testbed) = self.net.as_mut() {
+            for att in &attachments {
+                testbed.release(att);
+            }
+        }
+        drop(nat);
+    }
+
+    fn vars(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("decoy.pid".into(), self.decoy.pid().to_string()),
+            ("decoy.comm".into(), fixtures::DECOY_COMM.into()),
+            ("shm.key".into(), self.shm_key.to_string()),
+            ("marker.path".into(), self.marker.display().to_string()),
+            ("marker.token".into(), self.marker_token.clone()),
+            ("rundir".into(), self.run.path.display().to_string()),
+            ("run_id".into(), self.run.run_id.clone()),
+        ])
+    }
+
+    /// The default container with the scenario's changes applied.
+    fn build_spec(
+        &self,
+        o: &ContainerOverrides,
+        probe_args: &[String],
+        vars: &BTreeMap<String, String>,
+        image: &Path,
+    ) -> Result<ContainerSpec, String> {
+        let mut spec = ContainerSpec::default();
+        spec.rootfs.source = RootfsSource::Dir(image.to_owned());
+        for (name, on) in &o.namespaces {
+            let ns = &mut spec.namespaces;
+            let slot = match name.as_str() {
+                "pid" => &mut ns.pid,
+                "mount" => &mut ns.mount,
+                "uts" => &mut ns.uts,
+                "ipc" => &mut ns.ipc,
+                "net" => &mut ns.net,
+                "cgroup" => &mut ns.cgroup,
+                "time" => &mut ns.time,
+                "user" => &mut ns.user,
+                other => return Err(format!("container.namespaces: unknown namespace {other:?}")),
+            };
+            *slot = *on;
+        }
+        spec.hostname = match &o.hostname {
+            Some(h) => Some(h.clone()),
+            None if spec.namespaces.uts => Some(CONTAINER_HOSTNAME.into()),
+            None => None,
+        };
+        spec.capabilities = match &o.capabilities {
+            Some(caps) if caps.iter().any(|c| c == "ALL") => all_capabilities(),
+            Some(caps) => caps.clone(),
+            None => Vec::new(),
+        };
+        let memory = o.memory.as_deref().unwrap_or(DEFAULT_MEMORY);
+        spec.limits.memory_bytes =
+            Some(rspec::parse_memory(memory).map_err(|e| format!("container.memory: {e}"))?);
+        spec.limits.pids = Some(o.pids.unwrap_or(DEFAULT_PIDS));
+        if let Some(cpus) = &o.cpus {
+            spec.limits.cpu = Some(rspec::parse_cpus(cpus).map_err(|e| format!("container.cpus: {e}"))?);
+        }
+        if let Some(set) = &o.cpuset {
+            spec.limits.cpuset = Some(rspec::parse_cpuset(set).map_err(|e| format!("container.cpuset: {e}"))?);
+        }
+        for bind in &o.binds {
+            spec.mounts
+                .push(rspec::parse_bind(&expand(bind, vars)).map_err(|e| format!("container.binds: {e}"))?);
+        }
+        if let Some(overlay) = o.overlay {
+            spec.rootfs.overlay = overlay;
+        }
+        spec.rootfs.entry = match o.root_entry.as_deref() {
+            None | Some("pivot_root") => RootEntry::PivotRoot,
+            Some("chroot_only") => RootEntry::ChrootOnly,
+            Some(other) => return Err(format!("container.root_entry: {other:?} is not pivot_root or chroot_only")),
+        };
+        if let Some(secs) = o.time_offset_secs {
+            spec.time_offsets.monotonic_secs = secs;
+            spec.time_offsets.boottime_secs = secs;
+        }
+        if let Some(v) = o.proc_sys_readonly {
+            spec.kernel_files.proc_sys_readonly = v;
+        }
+        if let Some(v) = o.mask_proc_files {
+            spec.kernel_files.mask_proc_files = v;
+        }
+        if let Some(v) = o.host_cgroupfs_rw {
+            spec.kernel_files.host_cgroupfs_rw = v;
+        }
+        // Without a mount namespace the container sees the host's files, so
+        // the probe is named by its host path.
+        let probe = if spec.namespaces.mount {
+            "/probe".to_string()
+        } else {
+            image.join("probe").display().to_string()
+        };
+        spec.command = std::iter::once(probe).chain(expand_all(probe_args, vars)).collect();
+        Ok(spec)
+    }
+}
+
+/// A started container with its pipes.
+struct Spawned {
+    container: Container,
+    stdin: Option<File>,
+    out: LineReader,
+    err: Option<File>,
+}
+
+/// The network pieces of one half, released when it ends.
+#[derive(Default)]
+struct NetHalf {
+    attachments: Vec<BridgeAttachment>,
+    nat: Option<isocheck_runtime::network::Nat>,
+    peer: Option<Spawned>,
+    outside_server: Option<(std::process::Child, LineReader)>,
+}
+
+fn address_only(cidr: &str) -> String {
+    cidr.split('/').next().unwrap_or(cidr).to_string()
+}
+
+fn parse_publish(text: &str) -> Result<PortForward, String> {
+    let bad = || format!("container.publish: {text:?} is not HOST:CONTAINER (two ports 1-65535)");
+    let (h, c) = text.split_once(':').ok_or_else(bad)?;
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+    Ok(PortForward {
+        host_port: port(h).ok_or_else(bad)?,
+        container_port: port(c).ok_or_else(bad)?,
+    })
+}
+
+fn child_stdout(child: &mut std::process::Child) -> Result<File, String> {
+    let out = child.stdout.take().ok_or("no stdout pipe")?;
+    Ok(File::from(std::os::fd::OwnedFd::from(out)))
+}
+
+/// A half's result: what was seen and which expectations did not hold.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub observation: Value,
+    pub failures: Vec<String>,
+}
+
+/// Every capability this kernel knows, for controls that keep them all.
+fn all_capabilities() -> Vec<String> {
+    caps::all().iter().map(|c| c.to_string()).collect()
+}
+
+fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
+    vars.iter()
+        .fold(text.to_string(), |acc, (k, v)| acc.replace(&format!("{{{k}}}"), v))
+}
+
+fn expand_all(args: &[String], vars: &BTreeMap<String, String>) -> Vec<String> {
+    args.iter().map(|a| expand(a, vars)).collect()
+}
+
+/// CLOCK_MONOTONIC and CLOCK_BOOTTIME of the stand-in host, in seconds.
+fn host_clocks() -> (f64, f64) {
+    use nix::time::{clock_gettime, ClockId};
+    let secs = |id| {
+        clock_gettime(id)
+            .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+            .unwrap_or(0.0)
+    };
+    (secs(ClockId::CLOCK_MONOTONIC), secs(ClockId::CLOCK_BOOTTIME))
+}
+
+fn own_mounts_contain(name: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(4).is_some_and(|p| p.contains(name))))
+        .unwrap_or(false)
+}
+
+fn say_go(stdin: &mut Option<File>) {
+    if let Some(s) = stdin.as_mut() {
+        let _ = s.write_all(b"go\n");
+        let _ = s.flush();
+    }
+}
+
+/// The last line of `text` that is a JSON object and not a phase marker.
+pub fn last_json(text: &str) -> Option<Value> {
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|v| v.is_object() && lookup(v, "phase").is_none())
+}
+
+fn tail(text: &str, max: usize) -> String {
+    let start = text.len().saturating_sub(max);
+    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+    text[start..].trim().to_string()
+}
+
+/// Reads a child's stdout line by line with deadlines, on this thread (poll,
+/// no reader threads: the runtime clones from this process).
+struct LineReader {
+    file: File,
+    buf: Vec<u8>,
+    seen: String,
+    eof: bool,
+}
+
+impl LineReader {
+    fn new(file: File) -> LineReader {
+        LineReader {
+            file,
+            buf: Vec::new(),
+            seen: String::new(),
+            eof: false,
+        }
+    }
+
+    /// The next full line, or `None` at EOF or the deadline.
+    fn next_line(&mut self, deadline: Instant) -> Option<String> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                let line = String::from_utf8_lossy(&line).into_owned();
+                self.seen.push_str(&line);
+                return Some(line);
+            }
+            if self.eof {
+                return None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let ms = left.as_millis().min(60_000) as u16;
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => {
+                    let mut chunk = [0u8; 4096];
+                    match self.file.read(&mut chunk) {
+                        Ok(0) | Err(_) => self.eof = true,
+                        Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => self.eof = true,
+            }
+        }
+    }
+
+    fn wait_ready(&mut self, deadline: Instant) -> Result<(), String> {
+        while let Some(line) = self.next_line(deadline) {
+            if serde_json::from_str::<Value>(line.trim())
+                .ok()
+                .is_some_and(|v| v["phase"] == "ready")
+            {
+                return Ok(());
+            }
+        }
+        Err(format!("the probe never said ready; it printed: {:?}", tail(&self.seen, 400)))
+    }
+
+    /// A server says ready, or prints its observation at once when it fails.
+    fn wait_ready_or_output(&mut self, deadline: Instant) -> Result<(), String> {
+        while let Some(line) = self.next_line(deadline) {
+            if serde_json::from_str::<Value>(line.trim()).is_ok_and(|v| v.is_object()) {
+                return Ok(());
+            }
+        }
+        Err(format!("the probe never said ready; it printed: {:?}", tail(&self.seen, 400)))
+    }
+
+    fn next_json(&mut self, deadline: Instant) -> Result<Value, String> {
+        while let Some(line) = self.next_line(deadline) {
+            if let Some(v) = last_json(&line) {
+                return Ok(v);
+            }
+        }
+        Err(format!("the probe printed no observation; it printed: {:?}", tail(&self.seen, 400)))
+    }
+
+    /// Everything seen so far plus the rest until EOF (the child has exited).
+    fn rest(&mut self) -> String {
+        let _ = self.file.read_to_end(&mut self.buf);
+        self.seen.push_str(&String::from_utf8_lossy(&self.buf));
+        self.buf.clear();
+        self.seen.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled() {
+        let vars = BTreeMap::from([("decoy.pid".to_string(), "42".to_string())]);
+        assert_eq!(expand("--pid={decoy.pid}", &vars), "--pid=42");
+        assert_eq!(expand("{unknown}", &vars), "{unknown}");
+    }
+
+    #[test]
+    fn last_json_skips_phase_markers_and_noise() {
+        let text = "{\"phase\":\"ready\"}\nnoise\n{\"action\":\"pids\",\"pid\":1}\n{\"phase\":\"ready\"}\n";
+        assert_eq!(last_json(text).unwrap()["pid"], 1);
+        assert_eq!(last_json("{\"phase\":\"ready\"}\n"), None);
+    }
+
+    #[test]
+    fn publish_is_two_ports() {
+        let p = parse_publish("8080:8000").unwrap();
+        assert_eq!((p.host_port, p.container_port), (8080, 8000));
+        for bad in ["8080", "0:80", "a:80", "80:70000"] {
+            assert!(parse_publish(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("ab", 10), "ab");
+    }
+}

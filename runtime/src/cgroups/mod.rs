@@ -1,0 +1,531 @@
+//! cgroups: limits for a container, the evidence of what the kernel did
+//! under them, and killing the whole group.
+//!
+//! The host's layout is probed once from /proc/self/mountinfo
+//! ([`CgroupManager::detect`]): v2 (unified), v1 (legacy) or hybrid (v1
+//! controllers with cgroup2 beside them, as on this machine). One backend per
+//! layout implements [`CgroupBackend`]; the manager holds the one picked and
+//! callers never branch on the mode again. One file per controller
+//! (`memory`, `pids`, `cpu`, `cpuset`) writes the limits and reads the
+//! counters back, for either version.
+//!
+//! Everything is made under a parent `isocheck` in each hierarchy used,
+//! as `isocheck/<name>`; nothing outside those parents is written, apart
+//! from enabling controllers in a v2 root's subtree_control (see `v2`).
+
+mod cpu;
+mod cpuset;
+mod error;
+mod fs;
+mod hybrid;
+mod kill;
+mod memory;
+mod mountinfo;
+mod pids;
+mod v1;
+mod v2;
+
+#[cfg(all(test, feature = "privileged"))]
+mod privileged_tests;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use error::CgroupError;
+
+use crate::spec::Limits;
+use hybrid::HybridBackend;
+use v1::V1Backend;
+use v2::V2Backend;
+
+/// The parent directory of all our cgroups, in every hierarchy.
+pub const PARENT: &str = "isocheck";
+
+/// Longest name accepted (well under NAME_MAX, leaves room in messages).
+const MAX_NAME_LEN: usize = 128;
+
+/// How the host's cgroup filesystems are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// Legacy: one hierarchy per controller.
+    V1,
+    /// Unified: one cgroup2 hierarchy with every controller.
+    V2,
+    /// v1 controllers, cgroup2 mounted beside them without controllers.
+    Hybrid,
+}
+
+impl CgroupMode {
+    /// "v1" | "v2" | "hybrid", as in the JSON report's `cgroup_mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupMode::V1 => "v1",
+            CgroupMode::V2 => "v2",
+            CgroupMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl fmt::Display for CgroupMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The controllers whose limits a spec can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Controller {
+    Memory,
+    Pids,
+    Cpu,
+    Cpuset,
+}
+
+impl Controller {
+    pub const ALL: [Controller; 4] = [
+        Controller::Memory,
+        Controller::Pids,
+        Controller::Cpu,
+        Controller::Cpuset,
+    ];
+
+    /// The kernel's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Controller::Memory => "memory",
+            Controller::Pids => "pids",
+            Controller::Cpu => "cpu",
+            Controller::Cpuset => "cpuset",
+        }
+    }
+}
+
+impl fmt::Display for Controller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the kernel counted for a cgroup. `None`: this kernel or version has
+/// no such counter (or the controller is not there).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct CgroupStats {
+    /// Tasks killed by the OOM killer (v2 memory.events oom_kill; v1
+    /// memory.oom_control oom_kill).
+    pub oom_kills: Option<u64>,
+    /// Times the limit was hit and reclaim failed (v2 memory.events oom).
+    pub oom_events: Option<u64>,
+    pub memory_peak_bytes: Option<u64>,
+    /// `None` when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    pub pids_current: Option<u64>,
+    /// Forks refused at pids.max (pids.events max).
+    pub pids_limit_hits: Option<u64>,
+    pub nr_periods: Option<u64>,
+    pub nr_throttled: Option<u64>,
+    pub throttled_usec: Option<u64>,
+    pub cpu_usage_usec: Option<u64>,
+}
+
+/// Which version of the interface files a directory has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    V1,
+    V2,
+}
+
+/// Where one controller's files are for one cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ControllerDir {
+    pub path: PathBuf,
+    pub version: Version,
+}
+
+/// The directories that make up one cgroup, filled in by a backend.
+#[derive(Debug, Default)]
+pub(crate) struct Nodes {
+    pub memory: Option<ControllerDir>,
+    pub pids: Option<ControllerDir>,
+    pub cpu: Option<ControllerDir>,
+    /// v1 cpuacct directory (cpuacct.usage); may equal the cpu directory.
+    pub cpuacct: Option<PathBuf>,
+    pub cpuset: Option<ControllerDir>,
+    /// v1 freezer directory, or a v2 node with cgroup.freeze.
+    pub freezer: Option<ControllerDir>,
+    /// A v2 node (cgroup.kill, cgroup.events), in v2 and hybrid mode.
+    pub unified: Option<PathBuf>,
+    /// Every directory made, in creation order: tasks join each of them.
+    pub dirs: Vec<PathBuf>,
+}
+
+/// One way of laying cgroups out on a host. Each backend knows which
+/// hierarchies to use and how to make a cgroup in them; what a cgroup does
+/// afterwards (place, read, kill, remove) is driven by the [`Nodes`] it made.
+pub(crate) trait CgroupBackend {
+    fn mode(&self) -> CgroupMode;
+    fn available_controllers(&self) -> Vec<Controller>;
+    /// The `isocheck` parent in every hierarchy used (made or not yet), in
+    /// the order cleanup should empty them.
+    fn parents(&self) -> Vec<PathBuf>;
+    /// Make `isocheck/<name>` wherever needed and apply the limits. Every
+    /// directory made is pushed to `nodes.dirs` at once, so a failure part
+    /// way is undone by the caller.
+    fn create(&self, name: &str, limits: &Limits, nodes: &mut Nodes) -> Result<(), CgroupError>;
+}
+
+/// The backend picked for this host.
+#[derive(Debug, Clone)]
+enum Backend {
+    V1(V1Backend),
+    V2(V2Backend),
+    Hybrid(HybridBackend),
+}
+
+impl Backend {
+    fn get(&self) -> &dyn CgroupBackend {
+        match self {
+            Backend::V1(b) => b,
+            Backend::V2(b) => b,
+            Backend::Hybrid(b) => b,
+        }
+    }
+}
+
+/// Entry point: knows the host's layout, makes cgroups, cleans up leftovers.
+#[derive(Debug, Clone)]
+pub struct CgroupManager {
+    backend: Backend,
+}
+
+impl CgroupManager {
+    /// Probe the real host through /proc/self/mountinfo.
+    pub fn detect() -> Result<CgroupManager, CgroupError> {
+        let path = Path::new("/proc/self/mountinfo");
+        let text = std::fs::read_to_string(path).map_err(|source| CgroupError::ReadMountinfo {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::detect_from(&text, Path::new("/"))
+    }
+
+    /// Build from mountinfo text, with mount points taken under `fs_root`
+    /// (`/` on a real host; a temp dir holding a fake tree in tests).
+    pub fn detect_from(mountinfo: &str, fs_root: &Path) -> Result<CgroupManager, CgroupError> {
+        let mounts = mountinfo::parse(mountinfo, fs_root);
+        let backend = match mounts.mode()? {
+            CgroupMode::V1 => Backend::V1(V1Backend::new(mounts.v1)),
+            CgroupMode::V2 => Backend::V2(V2Backend::new(mounts.unified.unwrap_or_default())),
+            CgroupMode::Hybrid => Backend::Hybrid(HybridBackend::new(
+                V1Backend::new(mounts.v1),
+                mounts.unified.unwrap_or_default(),
+            )),
+        };
+        Ok(CgroupManager { backend })
+    }
+
+    pub fn mode(&self) -> CgroupMode {
+        self.backend.get().mode()
+    }
+
+    /// Of memory, pids, cpu, cpuset: those a limit can be set with here.
+    pub fn available_controllers(&self) -> Vec<Controller> {
+        self.backend.get().available_controllers()
+    }
+
+    /// Make `isocheck/<name>` in each hierarchy used and apply `limits`.
+    /// `name` is like "<run_id>-<container>": ASCII letters, digits, `-`,
+    /// `_`, `.`; an existing cgroup of that name is an error. On failure,
+    /// whatever was made is removed again.
+    pub fn create(&self, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        validate_name(name)?;
+        let mut cgroup = Cgroup {
+            name: name.to_string(),
+            nodes: Nodes::default(),
+            removed: false,
+        };
+        // On error `cgroup` is dropped here, which removes what was made.
+        self.backend.get().create(name, limits, &mut cgroup.nodes)?;
+        Ok(cgroup)
+    }
+
+    /// Every `isocheck/*` cgroup directory, in every hierarchy, in the order
+    /// `remove_leftover` should take them (the ones whose kill reaches the
+    /// others first).
+    pub fn leftovers(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for parent in self.backend.get().parents() {
+            if let Ok(children) = fs::child_dirs(&parent) {
+                found.extend(children);
+            }
+        }
+        found
+    }
+
+    /// Kill every task in a leftover cgroup (and its sub-cgroups), remove it
+    /// deepest first, then the `isocheck` parent if that is now empty.
+    /// Refuses any path that is not below one of our `isocheck` parents.
+    pub fn remove_leftover(&self, path: &Path) -> Result<(), CgroupError> {
+        let parent = self
+            .backend
+            .get()
+            .parents()
+            .into_iter()
+            .find(|p| path.parent() == Some(p.as_path()))
+            .filter(|_| {
+                path.components()
+                    .all(|c| matches!(c, Component::Normal(_) | Component::RootDir))
+            })
+            .ok_or_else(|| CgroupError::NotOurs {
+                path: path.to_path_buf(),
+            })?;
+        if path.exists() {
+            kill::kill_tree(path)?;
+            fs::remove_tree(path)?;
+        }
+        remove_parent_if_empty(&parent);
+        Ok(())
+    }
+}
+
+/// A cgroup of ours: `isocheck/<name>` in each hierarchy used. Dropping it
+/// kills its tasks and removes it (best effort); `remove` does the same and
+/// reports errors.
+#[derive(Debug)]
+pub struct Cgroup {
+    name: String,
+    nodes: Nodes,
+    removed: bool,
+}
+
+impl Cgroup {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Move `pid` (all its threads) into this cgroup, in every hierarchy.
+    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
+        let pid = pid.to_string();
+        for dir in &self.nodes.dirs {
+            fs::write(dir, "cgroup.procs", &pid)?;
+        }
+        Ok(())
+    }
+
+    /// Read back the counters of every controller in use.
+    pub fn stats(&self) -> Result<CgroupStats, CgroupError> {
+        let mut stats = CgroupStats::default();
+        if let Some(dir) = &self.nodes.memory {
+            memory::stats(dir, &mut stats)?;
+        }
+        if let Some(dir) = &self.nodes.pids {
+            pids::stats(dir, &mut stats)?;
+        }
+        if let Some(dir) = &self.nodes.cpu {
+            cpu::stats(dir, self.nodes.cpuacct.as_deref(), &mut stats)?;
+        } else if let Some(acct) = &self.nodes.cpuacct {
+            stats.cpu_usage_usec = fs::read_single_u64(acct, "cpuacct.usage")?.map(|ns| ns / 1000);
+        }
+        Ok(stats)
+    }
+
+    /// Every task still in it, in any hierarchy or sub-cgroup.
+    pub fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        kill::members(&self.nodes.dirs)
+    }
+
+    /// Kill every task, strays that left the process tree included, and
+    /// return once none is left (bounded wait).
+    pub fn kill_all(&self) -> Result<(), CgroupError> {
+        kill::kill_all(&self.nodes)
+    }
+
+    /// `kill_all`, then remove the directories (sub-cgroups first) in every
+    /// hierarchy, then our `isocheck` parents where now empty. Keeps going
+    /// past errors and reports them together.
+    pub fn remove(mut self) -> Result<(), CgroupError> {
+        self.removed = true;
+        self.teardown()
+    }
+
+    /// The directories of this cgroup, one per hierarchy used.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.nodes.dirs.clone()
+    }
+
+    /// The v2 node (v2 and hybrid mode): the directory to open for
+    /// clone3(CLONE_INTO_CGROUP). On a hybrid host the v1 directories still
+    /// need `add_process`.
+    pub fn unified_path(&self) -> Option<&Path> {
+        self.nodes.unified.as_deref()
+    }
+
+    fn teardown(&mut self) -> Result<(), CgroupError> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.kill_all() {
+            errors.push(e);
+        }
+        for dir in self.nodes.dirs.iter().rev() {
+            if let Err(e) = fs::remove_tree(dir) {
+                errors.push(e);
+            }
+        }
+        for dir in &self.nodes.dirs {
+            if let Some(parent) = dir.parent() {
+                remove_parent_if_empty(parent);
+            }
+        }
+        collect(errors)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        self.removed = true;
+        if let Err(e) = self.teardown() {
+            tracing::warn!(cgroup = %self.name, error = %e, "cgroup cleanup on drop failed");
+        }
+    }
+}
+
+fn collect(mut errors: Vec<CgroupError>) -> Result<(), CgroupError> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        count => Err(CgroupError::Several {
+            count,
+            first: Box::new(errors.remove(0)),
+        }),
+    }
+}
+
+/// Names become one directory under `isocheck/`: never a path, never `..`.
+pub(crate) fn validate_name(name: &str) -> Result<(), CgroupError> {
+    let refuse = |reason| {
+        Err(CgroupError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return refuse("empty");
+    }
+    if name == "." || name == ".." {
+        return refuse("a relative path component");
+    }
+    if name.contains('/') {
+        return refuse("contains '/'");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return refuse("longer than 128 bytes");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return refuse("only ASCII letters, digits, '-', '_' and '.' are allowed");
+    }
+    Ok(())
+}
+
+/// Refuse limits whose controller this host lacks, before anything is made.
+pub(crate) fn require_controllers(
+    available: &[Controller],
+    limits: &Limits,
+) -> Result<(), CgroupError> {
+    let asked = [
+        (
+            Controller::Memory,
+            limits.memory_bytes.is_some(),
+            "limits.memory_bytes",
+        ),
+        (Controller::Pids, limits.pids.is_some(), "limits.pids"),
+        (Controller::Cpu, limits.cpu.is_some(), "limits.cpu"),
+        (Controller::Cpuset, limits.cpuset.is_some(), "limits.cpuset"),
+    ];
+    for (controller, wanted, needed_for) in asked {
+        if wanted && !available.contains(&controller) {
+            return Err(CgroupError::ControllerUnavailable {
+                controller,
+                needed_for,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Write the asked-for limits through each controller's `apply`.
+pub(crate) fn apply_limits(nodes: &Nodes, limits: &Limits) -> Result<(), CgroupError> {
+    let dir = |d: &Option<ControllerDir>, c: Controller, needed_for| {
+        d.clone().ok_or(CgroupError::ControllerUnavailable {
+            controller: c,
+            needed_for,
+        })
+    };
+    if let Some(set) = &limits.cpuset {
+        cpuset::apply(
+            &dir(&nodes.cpuset, Controller::Cpuset, "limits.cpuset")?,
+            set,
+        )?;
+    }
+    if let Some(bytes) = limits.memory_bytes {
+        memory::apply(
+            &dir(&nodes.memory, Controller::Memory, "limits.memory_bytes")?,
+            bytes,
+        )?;
+    }
+    if let Some(max) = limits.pids {
+        pids::apply(&dir(&nodes.pids, Controller::Pids, "limits.pids")?, max)?;
+    }
+    if let Some(quota) = &limits.cpu {
+        cpu::apply(&dir(&nodes.cpu, Controller::Cpu, "limits.cpu")?, quota)?;
+    }
+    Ok(())
+}
+
+/// Make `<parent>/<name>`, making and preparing the shared `parent` first.
+/// A concurrent cleanup may remove an empty parent between the two mkdirs;
+/// then the parent is made again (a few tries).
+pub(crate) fn make_child(
+    parent: &Path,
+    name: &str,
+    nodes: &mut Nodes,
+    prepare_parent: impl Fn(&Path) -> Result<(), CgroupError>,
+) -> Result<PathBuf, CgroupError> {
+    let dir = parent.join(name);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        fs::ensure_dir(parent)?;
+        prepare_parent(parent)?;
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                nodes.dirs.push(dir.clone());
+                return Ok(dir);
+            }
+            Err(CgroupError::CreateDir { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && tries < 3 => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// rmdir our `isocheck` parent; fails harmlessly (EBUSY, ENOTEMPTY) while
+/// another cgroup of ours is still under it.
+fn remove_parent_if_empty(parent: &Path) {
+    if parent.file_name() == Some(PARENT.as_ref())
+        && fs::child_dirs(parent).is_ok_and(|c| c.is_empty())
+    {
+        let _ = std::fs::remove_dir(parent);
+    }
+}

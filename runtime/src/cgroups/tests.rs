@@ -1,0 +1,295 @@
+//! Unit tests of the whole module against fake trees (no root needed): one
+//! per layout, plus names, rollback and leftovers.
+
+use std::path::Path;
+
+use super::testing::{cg, fake_hybrid_host, fake_v1_host, fake_v2_host, read};
+use super::*;
+use crate::spec::{CpuQuota, CpuSet};
+
+fn all_limits() -> Limits {
+    Limits {
+        memory_bytes: Some(32 << 20),
+        pids: Some(16),
+        cpu: Some(CpuQuota {
+            quota_us: 20_000,
+            period_us: 100_000,
+        }),
+        cpuset: Some(CpuSet {
+            cpus: "1".into(),
+            mems: None,
+        }),
+    }
+}
+
+#[test]
+fn cgroup_v1_fake_tree_create_writes_every_limit() {
+    let (root, mountinfo) = fake_v1_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    assert_eq!(manager.mode(), CgroupMode::V1);
+    assert_eq!(manager.available_controllers(), Controller::ALL.to_vec());
+
+    let cgroup = manager.create("run1-web", &all_limits()).expect("create");
+    let memory = cg(&root, "memory/isocheck/run1-web");
+    assert_eq!(read(memory.join("memory.limit_in_bytes")), "33554432");
+    assert_eq!(read(memory.join("memory.memsw.limit_in_bytes")), "33554432");
+    assert_eq!(read(memory.join("memory.swappiness")), "0");
+    assert_eq!(read(cg(&root, "pids/isocheck/run1-web/pids.max")), "16");
+    let cpu = cg(&root, "cpu,cpuacct/isocheck/run1-web");
+    assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "20000");
+    // The shared parent was seeded from the root, the child from the parent.
+    assert_eq!(read(cg(&root, "cpuset/isocheck/cpuset.cpus")), "0-1");
+    assert_eq!(read(cg(&root, "cpuset/isocheck/cpuset.mems")), "0");
+    assert_eq!(read(cg(&root, "cpuset/isocheck/run1-web/cpuset.cpus")), "1");
+    assert_eq!(read(cg(&root, "cpuset/isocheck/run1-web/cpuset.mems")), "0");
+
+    // cpu and cpuacct share a directory: five hierarchies, five dirs.
+    let paths = cgroup.paths();
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert!(paths.contains(&cg(&root, "freezer/isocheck/run1-web")));
+    assert!(cgroup.unified_path().is_none());
+
+    let stats = cgroup.stats().expect("stats");
+    assert_eq!(stats.memory_limit_bytes, Some(32 << 20));
+    assert_eq!(stats.oom_kills, Some(0));
+    assert_eq!(stats.pids_limit_hits, Some(0));
+    assert_eq!(stats.cpu_usage_usec, Some(0));
+
+    cgroup.add_process(4242).expect("add");
+    for p in &paths {
+        assert_eq!(read(p.join("cgroup.procs")), "4242");
+        // Empty it again, or the kill on drop would wait for a task that
+        // never leaves (it would not signal it: the file is not cgroupfs).
+        std::fs::write(p.join("cgroup.procs"), "").expect("write");
+    }
+}
+
+#[test]
+fn cgroup_v1_without_cpuset_limit_makes_no_cpuset_dir() {
+    let (root, mountinfo) = fake_v1_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let limits = Limits {
+        pids: Some(8),
+        ..Limits::default()
+    };
+    let cgroup = manager.create("c", &limits).expect("create");
+    assert!(!cg(&root, "cpuset/isocheck").exists());
+    assert_eq!(cgroup.paths().len(), 4);
+    // No memory limit asked: the file keeps the kernel's unlimited value.
+    assert_eq!(cgroup.stats().expect("stats").memory_limit_bytes, None);
+}
+
+#[test]
+fn cgroup_v1_kill_freezes_thaws_and_remove_leaves_nothing() {
+    let (root, mountinfo) = fake_v1_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let cgroup = manager.create("k", &all_limits()).expect("create");
+    cgroup.kill_all().expect("kill");
+    assert_eq!(
+        read(cg(&root, "freezer/isocheck/k/freezer.state")),
+        "THAWED"
+    );
+    let paths = cgroup.paths();
+    cgroup.remove().expect("remove");
+    for p in paths {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+    assert!(manager.leftovers().is_empty());
+}
+
+#[test]
+fn cgroup_v2_fake_tree_create_enables_and_writes() {
+    // A systemd host: the root already delegates every controller.
+    let (root, mountinfo) = fake_v2_host(
+        "cpuset cpu io memory hugetlb pids\n",
+        "cpuset cpu io memory pids\n",
+    );
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    assert_eq!(manager.mode(), CgroupMode::V2);
+    let cgroup = manager.create("run1-db", &all_limits()).expect("create");
+
+    let node = cg(&root, "isocheck/run1-db");
+    assert_eq!(cgroup.paths(), vec![node.clone()]);
+    assert_eq!(cgroup.unified_path(), Some(node.as_path()));
+    assert_eq!(read(node.join("memory.max")), "33554432");
+    assert_eq!(read(node.join("memory.swap.max")), "0");
+    assert_eq!(read(node.join("pids.max")), "16");
+    assert_eq!(read(node.join("cpu.max")), "20000 100000");
+    assert_eq!(read(node.join("cpuset.cpus")), "1");
+    // Root untouched; the parent got writes (the fake keeps only the last).
+    assert_eq!(
+        read(cg(&root, "cgroup.subtree_control")),
+        "cpuset cpu io memory pids\n"
+    );
+    assert!(read(cg(&root, "isocheck/cgroup.subtree_control")).starts_with('+'));
+
+    cgroup.kill_all().expect("kill");
+    assert_eq!(read(node.join("cgroup.kill")), "1");
+    cgroup.remove().expect("remove");
+    assert!(!node.exists());
+}
+
+#[test]
+fn cgroup_v2_bare_root_gets_controllers_enabled() {
+    let (root, mountinfo) = fake_v2_host("memory pids\n", "");
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    assert_eq!(
+        manager.available_controllers(),
+        vec![Controller::Memory, Controller::Pids]
+    );
+    let _cgroup = manager.create("c", &Limits::default()).expect("create");
+    assert_eq!(read(cg(&root, "cgroup.subtree_control")), "+pids");
+}
+
+#[test]
+fn cgroup_v2_missing_controller_is_refused_before_anything_is_made() {
+    let (root, mountinfo) = fake_v2_host("memory pids\n", "memory pids\n");
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let err = manager
+        .create("c", &all_limits())
+        .expect_err("no cpu controller");
+    assert!(
+        matches!(
+            err,
+            CgroupError::ControllerUnavailable {
+                controller: Controller::Cpu,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!cg(&root, "isocheck").exists());
+}
+
+#[test]
+fn cgroup_hybrid_fake_tree_limits_on_v1_kill_on_unified() {
+    let (root, mountinfo) = fake_hybrid_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    assert_eq!(manager.mode(), CgroupMode::Hybrid);
+    assert_eq!(manager.available_controllers(), Controller::ALL.to_vec());
+    let cgroup = manager.create("run1-app", &all_limits()).expect("create");
+
+    let unified = cg(&root, "unified/isocheck/run1-app");
+    assert_eq!(cgroup.unified_path(), Some(unified.as_path()));
+    // cpuset, memory, pids, cpu, cpuacct, freezer + unified.
+    assert_eq!(cgroup.paths().len(), 7, "{:?}", cgroup.paths());
+    assert_eq!(
+        read(cg(&root, "memory/isocheck/run1-app/memory.limit_in_bytes")),
+        "33554432"
+    );
+    assert_eq!(read(cg(&root, "pids/isocheck/run1-app/pids.max")), "16");
+    assert_eq!(
+        read(cg(&root, "cpu/isocheck/run1-app/cpu.cfs_quota_us")),
+        "20000"
+    );
+    assert_eq!(read(cg(&root, "cpuset/isocheck/run1-app/cpuset.cpus")), "1");
+    // The unified root offers no controller of ours: nothing enabled there.
+    assert_eq!(read(cg(&root, "unified/cgroup.subtree_control")), "");
+    // Usage comes from the separate cpuacct hierarchy.
+    std::fs::write(
+        cg(&root, "cpuacct/isocheck/run1-app/cpuacct.usage"),
+        "2500000\n",
+    )
+    .expect("write");
+    assert_eq!(cgroup.stats().expect("stats").cpu_usage_usec, Some(2500));
+
+    cgroup.kill_all().expect("kill");
+    assert_eq!(read(unified.join("cgroup.kill")), "1");
+    assert_eq!(
+        read(cg(&root, "freezer/isocheck/run1-app/freezer.state")),
+        "THAWED\n",
+        "freezer not needed"
+    );
+}
+
+#[test]
+fn cgroup_failed_create_removes_what_it_made() {
+    let (root, mountinfo) = fake_v1_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let mut limits = all_limits();
+    limits.cpu = Some(CpuQuota {
+        quota_us: 1,
+        period_us: 1,
+    });
+    // Make the pids write fail the way a kernel refusal would look.
+    std::fs::remove_dir_all(cg(&root, "pids")).expect("rm");
+    std::fs::create_dir(cg(&root, "pids")).expect("mkdir");
+    let err = manager.create("c", &limits).expect_err("pids.max missing");
+    let text = err.to_string();
+    assert!(text.starts_with("write 16 to "), "{text}");
+    assert!(text.contains("pids/isocheck/c/pids.max"), "{text}");
+    assert!(manager.leftovers().is_empty(), "{:?}", manager.leftovers());
+}
+
+#[test]
+fn cgroup_names_that_are_paths_are_refused() {
+    for bad in ["", ".", "..", "a/b", "../x", "x y", "é", &"n".repeat(129)] {
+        assert!(
+            matches!(validate_name(bad), Err(CgroupError::InvalidName { .. })),
+            "{bad:?} accepted"
+        );
+    }
+    for good in ["run-1_a.b", "0123abcd-web"] {
+        validate_name(good).expect("valid name");
+    }
+    let (root, mountinfo) = fake_v1_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    assert!(manager.create("..", &Limits::default()).is_err());
+    assert!(!cg(&root, "memory/isocheck").exists());
+}
+
+#[test]
+fn cgroup_existing_name_is_an_error_not_a_takeover() {
+    let (root, mountinfo) = fake_hybrid_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let first = manager.create("same", &Limits::default()).expect("create");
+    let err = manager
+        .create("same", &Limits::default())
+        .expect_err("exists");
+    assert!(matches!(err, CgroupError::CreateDir { .. }), "{err}");
+    // The failed second create must not have removed the first one's dirs.
+    for p in first.paths() {
+        assert!(p.exists(), "{} removed by the failed create", p.display());
+    }
+}
+
+#[test]
+fn cgroup_leftovers_are_listed_and_removed_only_under_our_parent() {
+    let (root, mountinfo) = fake_hybrid_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let cgroup = manager.create("crashed", &all_limits()).expect("create");
+    let made = cgroup.paths();
+    std::mem::forget(cgroup); // as if the run had crashed
+
+    let found = manager.leftovers();
+    assert_eq!(found.len(), made.len());
+    assert_eq!(
+        found[0],
+        cg(&root, "unified/isocheck/crashed"),
+        "unified first"
+    );
+
+    let outside = cg(&root, "memory/process_api");
+    std::fs::create_dir(&outside).expect("mkdir");
+    for bad in [
+        outside.clone(),
+        cg(&root, "memory/isocheck/../process_api"),
+        cg(&root, "memory/isocheck"),
+    ] {
+        assert!(
+            matches!(
+                manager.remove_leftover(&bad),
+                Err(CgroupError::NotOurs { .. })
+            ),
+            "{} accepted",
+            bad.display()
+        );
+    }
+    for p in found {
+        manager.remove_leftover(&p).expect("remove leftover");
+    }
+    assert!(manager.leftovers().is_empty());
+    assert!(outside.exists());
+    assert!(Path::new(&outside).exists());
+}

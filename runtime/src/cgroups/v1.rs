@@ -1,0 +1,110 @@
+//! The v1 (legacy) backend: one hierarchy per controller (or a few
+//! co-mounted), a directory `isocheck/<name>` in each one used.
+//!
+//! Which hierarchies a cgroup uses: memory, pids, cpu, cpuacct and freezer
+//! whenever they are mounted — memory/pids/cpu/cpuacct so the evidence can
+//! be read back even without a limit, freezer so the group can be killed
+//! whole — and cpuset only when the limits ask for one. A task placed by
+//! `add_process` joins every directory made, so its placement is the same
+//! across those hierarchies; in hierarchies not used (cpuset without a
+//! cpuset limit, devices, blkio...) it stays where its parent was. Not
+//! making a cpuset cgroup without need avoids the empty-cpuset trap and a
+//! pointless copy of the parent's cpus.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{
+    cpuset, make_child, CgroupBackend, CgroupError, CgroupMode, Controller, ControllerDir, Nodes,
+    Version, PARENT,
+};
+use crate::spec::Limits;
+
+#[derive(Debug, Clone)]
+pub(crate) struct V1Backend {
+    /// controller name → mount point.
+    mounts: BTreeMap<String, PathBuf>,
+}
+
+impl V1Backend {
+    pub(crate) fn new(mounts: BTreeMap<String, PathBuf>) -> Self {
+        V1Backend { mounts }
+    }
+
+    /// The hierarchies a cgroup with these limits uses, in the order the
+    /// directories are made and tasks placed.
+    fn hierarchies_for(&self, limits: &Limits) -> Vec<&'static str> {
+        let mut wanted = Vec::new();
+        if limits.cpuset.is_some() {
+            wanted.push("cpuset");
+        }
+        wanted.extend(["memory", "pids", "cpu", "cpuacct", "freezer"]);
+        wanted.retain(|c| self.mounts.contains_key(*c));
+        wanted
+    }
+}
+
+impl CgroupBackend for V1Backend {
+    fn mode(&self) -> CgroupMode {
+        CgroupMode::V1
+    }
+
+    fn available_controllers(&self) -> Vec<Controller> {
+        Controller::ALL
+            .into_iter()
+            .filter(|c| self.mounts.contains_key(c.as_str()))
+            .collect()
+    }
+
+    /// Freezer first: `isocheck cleanup` thaws and kills there before the
+    /// others are emptied.
+    fn parents(&self) -> Vec<PathBuf> {
+        let mut mounts: Vec<&PathBuf> = Vec::new();
+        if let Some(freezer) = self.mounts.get("freezer") {
+            mounts.push(freezer);
+        }
+        for mount in self.mounts.values() {
+            if !mounts.contains(&mount) {
+                mounts.push(mount);
+            }
+        }
+        mounts.into_iter().map(|m| m.join(PARENT)).collect()
+    }
+
+    fn create(&self, name: &str, limits: &Limits, nodes: &mut Nodes) -> Result<(), CgroupError> {
+        super::require_controllers(&self.available_controllers(), limits)?;
+
+        // One directory per distinct mount (cpu,cpuacct may be one).
+        let mut dir_of_mount: BTreeMap<&PathBuf, PathBuf> = BTreeMap::new();
+        for controller in self.hierarchies_for(limits) {
+            let mount = &self.mounts[controller];
+            if dir_of_mount.contains_key(mount) {
+                continue;
+            }
+            let is_cpuset = controller == "cpuset";
+            let dir = make_child(&mount.join(PARENT), name, nodes, |parent| {
+                // The shared parent is a cpuset cgroup too: seed it first.
+                if is_cpuset {
+                    cpuset::inherit_from_parent(parent)?;
+                }
+                Ok(())
+            })?;
+            dir_of_mount.insert(mount, dir);
+        }
+        let controller_dir = |controller: &str| {
+            let mount = self.mounts.get(controller)?;
+            dir_of_mount.get(mount).map(|path| ControllerDir {
+                path: path.clone(),
+                version: Version::V1,
+            })
+        };
+        nodes.memory = controller_dir("memory");
+        nodes.pids = controller_dir("pids");
+        nodes.cpu = controller_dir("cpu");
+        nodes.cpuacct = controller_dir("cpuacct").map(|d| d.path);
+        nodes.cpuset = controller_dir("cpuset");
+        nodes.freezer = controller_dir("freezer");
+
+        super::apply_limits(nodes, limits)
+    }
+}

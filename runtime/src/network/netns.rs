@@ -1,0 +1,119 @@
+//! A network namespace held by a file descriptor. Work inside a namespace runs
+//! on a short-lived scoped thread switched into it, so the caller's thread
+//! never changes namespace (a netns is a per-thread property).
+
+use super::NetworkError;
+use nix::sched::{setns, unshare, CloneFlags};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A network namespace, kept alive for as long as this handle lives.
+#[derive(Debug)]
+pub struct Netns(OwnedFd);
+
+impl Netns {
+    /// The namespace of the calling thread.
+    pub fn current() -> Result<Netns, NetworkError> {
+        Netns::from_path("/proc/thread-self/ns/net")
+    }
+
+    /// The namespace of process `pid`.
+    pub fn from_pid(pid: i32) -> Result<Netns, NetworkError> {
+        Netns::from_path(format!("/proc/{pid}/ns/net"))
+    }
+
+    /// A namespace file such as `/proc/PID/ns/net` or a bind mount of one.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Netns, NetworkError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| NetworkError::OpenNetns {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Netns(OwnedFd::from(file)))
+    }
+
+    /// A new, empty namespace (only a down `lo`), alive as long as the handle.
+    /// A scoped thread unshares and opens its own namespace file; when the
+    /// thread ends, the fd is the only reference left.
+    pub fn new_anonymous() -> Result<Netns, NetworkError> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    unshare(CloneFlags::CLONE_NEWNET)
+                        .map_err(|source| NetworkError::Unshare { source })?;
+                    Netns::current()
+                })
+                .join()
+                .map_err(|_| NetworkError::ThreadPanicked)?
+        })
+    }
+
+    /// A second handle on the same namespace.
+    pub fn try_clone(&self) -> Result<Netns, NetworkError> {
+        let fd = self
+            .0
+            .try_clone()
+            .map_err(|source| NetworkError::DupNetns { source })?;
+        Ok(Netns(fd))
+    }
+
+    /// Runs `f` on a scoped thread switched into this namespace and returns
+    /// its result. Sockets created by `f` stay bound to this namespace.
+    pub fn run_in<T, F>(&self, f: F) -> Result<T, NetworkError>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        let fd = self.0.as_fd();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    setns(fd, CloneFlags::CLONE_NEWNET)
+                        .map_err(|source| NetworkError::Setns { source })?;
+                    Ok(f())
+                })
+                .join()
+                .map_err(|_| NetworkError::ThreadPanicked)?
+        })
+    }
+
+    /// Makes `cmd` start inside this namespace: the child joins it between
+    /// fork and exec. The parent is not moved.
+    pub fn enter_on_spawn<'c>(
+        &self,
+        cmd: &'c mut Command,
+    ) -> Result<&'c mut Command, NetworkError> {
+        let fd = self
+            .0
+            .try_clone()
+            .map_err(|source| NetworkError::DupNetns { source })?;
+        // SAFETY: the closure runs in the forked child before exec; it makes
+        // one syscall (setns) on an fd it owns and allocates nothing, which is
+        // async-signal-safe. The fd stays open until the Command is dropped.
+        unsafe {
+            cmd.pre_exec(move || {
+                setns(&fd, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+            });
+        }
+        Ok(cmd)
+    }
+
+    /// (device, inode) of the namespace file: equal for the same namespace.
+    pub fn id(&self) -> Result<(u64, u64), NetworkError> {
+        let stat =
+            nix::sys::stat::fstat(self.0.as_fd()).map_err(|source| NetworkError::OpenNetns {
+                path: PathBuf::from("<netns fd>"),
+                source: source.into(),
+            })?;
+        Ok((stat.st_dev, stat.st_ino))
+    }
+}
+
+impl AsFd for Netns {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
