@@ -5,14 +5,51 @@
 //! IPC namespaces) so nothing a bench creates reaches the real host.
 
 use criterion::measurement::WallTime;
+use criterion::BatchSize;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use isocheck_benches::cgroup_tree::{BenchCgroups, CGROUP_ROOT};
+use isocheck_benches::oci::BENCH_LIMITS;
 use isocheck_benches::peers::{self, Peer};
 use isocheck_benches::probe::{self, NOOP_ARG};
 use isocheck_benches::rootfs::MinimalRootfs;
 use isocheck_benches::spawn::{all_container_flags, PreparedExec, CONTAINER_NAMESPACES};
 use isocheck_benches::{standin, summary, workspace_root};
+use isocheck_runtime::cgroups::CgroupManager;
+use isocheck_runtime::network::{attach_netns, Bridge, Netns};
+use isocheck_runtime::spec::{BridgeAttachment, CpuQuota, Limits};
 use std::time::Duration;
+
+/// The runtime's form of the limits every bench container gets.
+fn runtime_limits() -> Limits {
+    Limits {
+        memory_bytes: Some(BENCH_LIMITS.memory_bytes),
+        pids: Some(BENCH_LIMITS.pids),
+        cpu: Some(CpuQuota {
+            quota_us: BENCH_LIMITS.cpu_quota_us,
+            period_us: BENCH_LIMITS.cpu_period_us,
+        }),
+        cpuset: None,
+    }
+}
+
+/// The bridge of the networked benches, in the stand-in host.
+const BENCH_BRIDGE_GATEWAY: &str = "10.213.0.1/24";
+const BENCH_CONTAINER_ADDRESS: &str = "10.213.0.2/24";
+
+fn bench_bridge_name() -> String {
+    // isoc-br + pid keeps concurrent runs apart (IFNAMSIZ: 15 bytes).
+    format!("isoc-br{}", std::process::id() % 100_000_000)
+}
+
+fn bench_attachment(bridge: &Bridge) -> BridgeAttachment {
+    BridgeAttachment {
+        bridge: bridge.name().to_string(),
+        address: BENCH_CONTAINER_ADDRESS.to_string(),
+        gateway: Some(bridge.gateway().addr().to_string()),
+        publish: Vec::new(),
+        detached: false,
+    }
+}
 
 /// What every bench shares; dropping it removes what the run created.
 struct Run {
@@ -79,6 +116,67 @@ fn bench_namespaces(c: &mut Criterion, run: &Run) {
         });
     }
     group.finish();
+}
+
+/// `cgroup/create-destroy`: the runtime's cgroup with memory, pids and cpu
+/// limits made in every hierarchy, then removed.
+fn bench_cgroup(c: &mut Criterion, run: &mut Run) {
+    let manager = match CgroupManager::detect() {
+        Ok(manager) => manager,
+        Err(e) => return run.skip("cgroup/create-destroy", format!("no cgroup manager: {e}")),
+    };
+    let limits = runtime_limits();
+    let name = format!("bench-{}-cg", std::process::id());
+    let once = manager.create(&name, &limits).and_then(|cg| cg.remove());
+    if let Err(e) = once {
+        return run.skip("cgroup/create-destroy", e.to_string());
+    }
+    let mut group = slow_group(c, "cgroup");
+    group.bench_function("create-destroy", |b| {
+        b.iter(|| {
+            manager
+                .create(&name, &limits)
+                .and_then(|cg| cg.remove())
+                .expect("cgroup create + remove")
+        })
+    });
+    group.finish();
+}
+
+/// `net/attach`: a veth pair to the bench bridge with its peer made inside a
+/// fresh netns, addressed, up, routed. The netns is made before the timer
+/// and the pair torn down after it.
+fn bench_net_attach(c: &mut Criterion, run: &mut Run) {
+    let prepared = Netns::current().and_then(|host| {
+        let gateway = BENCH_BRIDGE_GATEWAY
+            .parse()
+            .expect("constant gateway parses");
+        Bridge::create(&host, &bench_bridge_name(), gateway).map(|bridge| (host, bridge))
+    });
+    let (host, bridge) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => return run.skip("net/attach", format!("bridge in the stand-in: {e}")),
+    };
+    let attachment = bench_attachment(&bridge);
+    let mut counter = 0u64;
+    let mut group = slow_group(c, "net");
+    group.bench_function("attach", |b| {
+        b.iter_batched(
+            || Netns::new_anonymous().expect("container netns"),
+            |container| {
+                counter += 1;
+                let veth = attach_netns(&host, &container, &attachment, &format!("a{counter}"))
+                    .expect("attach");
+                // Dropped after the timer: detach, then the netns.
+                (veth, container)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    if let Err(e) = bridge.delete() {
+        eprintln!("isocheck-benches cleanup: {e}");
+    }
 }
 
 /// Every peer that is installed and passes one trial start.
@@ -149,6 +247,8 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     bench_floor(&mut criterion, &run);
     bench_namespaces(&mut criterion, &run);
+    bench_cgroup(&mut criterion, &mut run);
+    bench_net_attach(&mut criterion, &mut run);
     bench_peers(&mut criterion, &mut run);
     criterion.final_summary();
 
