@@ -11,6 +11,7 @@ pub mod peers;
 pub mod probe;
 pub mod rootfs;
 pub mod spawn;
+pub mod stage;
 pub mod standin;
 pub mod summary;
 

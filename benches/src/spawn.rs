@@ -130,25 +130,12 @@ impl PreparedExec {
 
     /// clone3(flags) + execve + waitpid; Ok only when the child exited 0.
     pub fn clone_exec_wait(&self, flags: u64) -> Result<(), SpawnError> {
-        let args = CloneArgs {
-            flags,
-            exit_signal: libc::SIGCHLD as u64,
-            ..CloneArgs::default()
-        };
-        // SAFETY: `args` is a valid clone_args of the size passed. Without
-        // CLONE_VM or a stack the child gets a private copy of our memory,
-        // like fork, so it cannot corrupt the parent.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
+        // SAFETY: the child branch only calls async-signal-safe functions on
+        // memory prepared before clone (NUL-terminated strings and NULL-ended
+        // pointer arrays), then execs or _exits; it never returns.
+        let ret = unsafe { fork_into(flags) };
         if ret == 0 {
-            // SAFETY: in the child: only async-signal-safe calls on memory
-            // prepared before clone (NUL-terminated strings and NULL-ended
-            // pointer arrays), then exec or _exit; never returns.
+            // SAFETY: see above: we are the child.
             unsafe {
                 libc::dup2(self.dev_null.as_raw_fd(), 1);
                 libc::execve(
@@ -165,19 +152,43 @@ impl PreparedExec {
                 source: std::io::Error::last_os_error(),
             });
         }
-        let pid = Pid::from_raw(ret as i32);
-        let status = waitpid(pid, None).map_err(|source| SpawnError::Wait {
-            pid: pid.as_raw(),
-            source,
-        })?;
-        match status {
-            WaitStatus::Exited(_, 0) => Ok(()),
-            status => Err(SpawnError::ChildFailed {
-                pid: pid.as_raw(),
-                flags,
-                status,
-            }),
-        }
+        wait_success(ret as i32, flags)
+    }
+}
+
+/// clone3 with `flags` and SIGCHLD, fork-like (no CLONE_VM, no stack):
+/// returns 0 in the child, the child's pid in the parent, -1 on error
+/// (errno set).
+///
+/// # Safety
+/// In a process with other threads the child may only call
+/// async-signal-safe functions until it execs or `_exit`s, and must never
+/// return into code that expects the parent's state (e.g. unwind).
+pub unsafe fn fork_into(flags: u64) -> i64 {
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed. Without
+    // CLONE_VM or a stack the child gets a private copy of our memory, like
+    // fork, so it cannot corrupt the parent; the caller upholds the rest.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
+/// waitpid(pid); Ok only when it exited 0.
+pub fn wait_success(pid: i32, flags: u64) -> Result<(), SpawnError> {
+    let status =
+        waitpid(Pid::from_raw(pid), None).map_err(|source| SpawnError::Wait { pid, source })?;
+    match status {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        status => Err(SpawnError::ChildFailed { pid, flags, status }),
     }
 }
 
