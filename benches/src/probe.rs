@@ -52,26 +52,37 @@ pub fn find(workspace: &Path) -> Result<Option<PathBuf>, ProbeError> {
         .find(|path| path.is_file()))
 }
 
-/// Find the probe, building it once (release) when none is built yet.
+/// The probe named by $ISOCHECK_PROBE; else `cargo build -p isocheck-probe
+/// --release` (a no-op when it is fresh, so a stale probe is never timed)
+/// and that binary; if cargo fails, an already built probe with a warning.
 pub fn find_or_build(workspace: &Path) -> Result<PathBuf, ProbeError> {
-    if let Some(path) = find(workspace)? {
-        return Ok(path);
+    if std::env::var_os(PROBE_ENV).is_some() {
+        if let Some(path) = find(workspace)? {
+            return Ok(path);
+        }
     }
-    eprintln!(
-        "isocheck-benches: no probe built yet; running `cargo build -p isocheck-probe --release`"
-    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "-p", "isocheck-probe", "--release"])
+        .args(["build", "--quiet", "-p", "isocheck-probe", "--release"])
         .current_dir(workspace)
         .status()
         .map_err(|source| ProbeError::CargoSpawn {
             dir: workspace.to_path_buf(),
             source,
         })?;
+    let release = target_dir(workspace).join("release").join("isocheck-probe");
+    if status.success() && release.is_file() {
+        return Ok(release);
+    }
     match find(workspace)? {
-        Some(path) if status.success() => Ok(path),
-        _ => Err(ProbeError::CargoFailed {
+        Some(path) => {
+            eprintln!(
+                "isocheck-benches: `cargo build -p isocheck-probe --release` failed ({status}); using {} as it is",
+                path.display()
+            );
+            Ok(path)
+        }
+        None => Err(ProbeError::CargoFailed {
             status,
             target: target_dir(workspace),
         }),
