@@ -38,7 +38,11 @@ fn live_runs(tmp: &Path) -> Vec<String> {
 
 fn run_id_of(dir: &Path) -> String {
     dir.file_name()
-        .map(|n| n.to_string_lossy().trim_start_matches(RUN_DIR_PREFIX).to_string())
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_start_matches(RUN_DIR_PREFIX)
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -60,6 +64,13 @@ fn run_dirs(tmp: &Path) -> Vec<(PathBuf, Option<i32>)> {
         .collect()
 }
 
+/// A container's own temp dir (`isocheck-<run_id>-<name>-*`, made by the
+/// runtime) belongs to its run while that run lives.
+fn belongs_to_live_run(dir: &Path, live: &[String]) -> bool {
+    let name = run_id_of(dir);
+    live.iter().any(|run| name.starts_with(&format!("{run}-")))
+}
+
 fn pid_alive(pid: i32) -> bool {
     pid > 0 && Path::new("/proc").join(pid.to_string()).exists()
 }
@@ -70,21 +81,50 @@ pub fn find() -> Vec<Leftover> {
     let live = live_runs(&tmp);
     let mut found: Vec<Leftover> = run_dirs(&tmp)
         .into_iter()
-        .filter(|(_, owner)| !owner.is_some_and(pid_alive))
+        .filter(|(dir, owner)| !owner.is_some_and(pid_alive) && !belongs_to_live_run(dir, &live))
         .map(|(dir, _)| Leftover::RunDir(dir))
+        .collect();
+    // A cgroup `<run_id>-<name>` is in use while its run lives or while its
+    // container's temp dir (`isocheck-<run_id>-<name>-*`) has a live owner.
+    let live_dirs: Vec<String> = run_dirs(&tmp)
+        .into_iter()
+        .filter(|(_, owner)| owner.is_some_and(pid_alive))
+        .map(|(dir, _)| run_id_of(&dir))
         .collect();
     if let Ok(manager) = CgroupManager::detect() {
         for path in manager.leftovers() {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if !live.iter().any(|run| name.starts_with(&format!("{run}-"))) {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let in_use = live.iter().any(|run| name.starts_with(&format!("{run}-")))
+                || live_dirs.iter().any(|d| d.starts_with(&format!("{name}-")));
+            if !in_use {
                 found.push(Leftover::Cgroup(path));
             }
         }
     }
     if let Ok(host) = isocheck_runtime::network::Netns::current() {
-        found.extend(isocheck_runtime::network::leftovers(&host).into_iter().map(Leftover::Network));
+        found.extend(
+            isocheck_runtime::network::leftovers(&host)
+                .into_iter()
+                .map(Leftover::Network),
+        );
     }
     found
+}
+
+/// One line for people: how many of each kind, and where to look.
+pub fn summary(leftovers: &[Leftover]) -> String {
+    let count = |f: fn(&Leftover) -> bool| leftovers.iter().filter(|l| f(l)).count();
+    let dirs = count(|l| matches!(l, Leftover::RunDir(_)));
+    let cgroups = count(|l| matches!(l, Leftover::Cgroup(_)));
+    let links = count(|l| matches!(l, Leftover::Network(_)));
+    let first = leftovers
+        .first()
+        .map(|l| format!("; e.g. {l}"))
+        .unwrap_or_default();
+    format!("{dirs} temp dir(s), {cgroups} cgroup(s), {links} network object(s){first}")
 }
 
 /// Removes every leftover, going on past errors; returns the errors.
@@ -138,6 +178,28 @@ mod tests {
         let mut dirs = run_dirs(tmp.path());
         dirs.sort();
         assert_eq!(dirs.len(), 2);
-        assert_eq!(live_runs(tmp.path()), vec!["live1".to_string()]);
+        let live = live_runs(tmp.path());
+        assert_eq!(live, vec!["live1".to_string()]);
+        assert!(belongs_to_live_run(
+            &tmp.path().join("isocheck-live1-ctr-x"),
+            &live
+        ));
+        assert!(!belongs_to_live_run(
+            &tmp.path().join("isocheck-dead1-ctr-x"),
+            &live
+        ));
+    }
+
+    #[test]
+    fn summary_counts_each_kind() {
+        let s = summary(&[
+            Leftover::RunDir("/tmp/isocheck-a".into()),
+            Leftover::Cgroup("/sys/fs/cgroup/pids/isocheck/a-x".into()),
+            Leftover::Cgroup("/sys/fs/cgroup/memory/isocheck/a-x".into()),
+        ]);
+        assert_eq!(
+            s,
+            "1 temp dir(s), 2 cgroup(s), 0 network object(s); e.g. temp dir /tmp/isocheck-a"
+        );
     }
 }

@@ -193,7 +193,9 @@ impl Expectation {
             let shown = match (&self.eq_field, &self.ne_field) {
                 (Some(o), _) | (_, Some(o)) => format!(
                     "{shown} vs {}",
-                    lookup(doc, o).map(|v| v.to_string()).unwrap_or("nothing".into())
+                    lookup(doc, o)
+                        .map(|v| v.to_string())
+                        .unwrap_or("nothing".into())
                 ),
                 _ => shown,
             };
@@ -229,7 +231,10 @@ pub fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// Evaluates every expectation; returns the failures (empty = all held).
 pub fn evaluate_all(expects: &[Expectation], doc: &Value) -> Vec<String> {
-    expects.iter().filter_map(|e| e.evaluate(doc).err()).collect()
+    expects
+        .iter()
+        .filter_map(|e| e.evaluate(doc).err())
+        .collect()
 }
 
 #[cfg(test)]
@@ -290,15 +295,23 @@ mod tests {
     fn placeholders_in_values_come_from_the_run() {
         let mut d = doc();
         d["vars"] = json!({"name": "ct"});
-        assert!(exp("field = \"probe.hostname\"\neq = \"{name}r\"").evaluate(&d).is_ok());
-        assert!(exp("field = \"probe.hostname\"\neq = \"{name}x\"").evaluate(&d).is_err());
+        assert!(exp("field = \"probe.hostname\"\neq = \"{name}r\"")
+            .evaluate(&d)
+            .is_ok());
+        assert!(exp("field = \"probe.hostname\"\neq = \"{name}x\"")
+            .evaluate(&d)
+            .is_err());
     }
 
     #[test]
     fn a_failure_says_what_was_seen() {
-        let e = exp("field = \"probe.pid\"\neq = 7").evaluate(&doc()).unwrap_err();
+        let e = exp("field = \"probe.pid\"\neq = 7")
+            .evaluate(&doc())
+            .unwrap_err();
         assert_eq!(e, "probe.pid == 7: saw 1");
-        let e = exp("field = \"probe.nope\"\nge = 1").evaluate(&doc()).unwrap_err();
+        let e = exp("field = \"probe.nope\"\nge = 1")
+            .evaluate(&doc())
+            .unwrap_err();
         assert!(e.ends_with("nothing (field absent)"), "{e}");
     }
 

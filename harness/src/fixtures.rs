@@ -35,7 +35,7 @@ pub enum FixtureError {
     Image(String),
 }
 
-fn io_err(step: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FixtureError + '_ {
+fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FixtureError + 'a {
     move |source| FixtureError::Io {
         step,
         path: path.to_owned(),
@@ -49,7 +49,10 @@ pub fn probe_binary() -> Result<PathBuf, FixtureError> {
     if let Some(p) = std::env::var_os("ISOCHECK_PROBE") {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().map_err(io_err("locate the running binary", Path::new("/proc/self/exe")))?;
+    let exe = std::env::current_exe().map_err(io_err(
+        "locate the running binary",
+        Path::new("/proc/self/exe"),
+    ))?;
     let mut looked = Vec::new();
     for dir in exe.ancestors().skip(1).take(2) {
         let candidate = dir.join("isocheck-probe");
@@ -128,11 +131,12 @@ pub fn build_image(dir: &Path, probe: &Path) -> Result<(), FixtureError> {
         .map_err(|e| FixtureError::Image(e.to_string()))?;
     let owned = dir.join("etc/isocheck-owned");
     fs::write(&owned, "owned by someone else\n").map_err(io_err("write", &owned))?;
-    nix::unistd::chown(&owned, Some(FOREIGN_UID.into()), Some(FOREIGN_UID.into()))
-        .map_err(|source| FixtureError::Sys {
+    nix::unistd::chown(&owned, Some(FOREIGN_UID.into()), Some(FOREIGN_UID.into())).map_err(
+        |source| FixtureError::Sys {
             step: "chown the image's foreign-owned file",
             source,
-        })?;
+        },
+    )?;
     Ok(())
 }
 
@@ -163,7 +167,11 @@ pub fn tree_hash(root: &Path) -> io::Result<String> {
             hasher.update(fs::read_link(&path)?.as_os_str().as_encoded_bytes());
         }
     }
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Copies a directory tree (files, dirs, symlinks; modes and owners kept).
@@ -194,7 +202,8 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     // which is async-signal-safe; it touches no shared state.
     unsafe {
         cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(io::Error::from)
         })
     }
 }
@@ -240,7 +249,8 @@ impl DecoyProcess {
     /// Starts a fresh decoy if a control killed this one.
     pub fn ensure_alive(&mut self) -> Result<(), FixtureError> {
         if !self.alive() {
-            self.child = Self::spawn(&self.exe).map_err(io_err("restart the decoy process", &self.exe))?;
+            self.child =
+                Self::spawn(&self.exe).map_err(io_err("restart the decoy process", &self.exe))?;
         }
         Ok(())
     }

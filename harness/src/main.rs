@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "isocheck", version, about = "Verify Linux container isolation on a real kernel")]
+#[command(
+    name = "isocheck",
+    version,
+    about = "Verify Linux container isolation on a real kernel"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,7 +128,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             for e in &errors {
                 eprintln!("isocheck: cleanup: {e}");
             }
-            Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Container(ContainerCommand::Run(args)) => container_run(args),
     }
@@ -149,7 +157,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 bail!("--only: no scenario has id {id:?} (see `isocheck list`)");
             }
         }
-        all.into_iter().filter(|s| args.only.contains(&s.id)).collect()
+        all.into_iter()
+            .filter(|s| args.only.contains(&s.id))
+            .collect()
     };
     if args.repeat == 0 {
         bail!("--repeat: 0; give 1 or more");
@@ -158,9 +168,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let leftovers = cleanup::find();
     if !leftovers.is_empty() {
         eprintln!(
-            "isocheck: warning: {} leftover(s) of a dead run found ({}); `isocheck cleanup` removes them",
-            leftovers.len(),
-            leftovers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+            "isocheck: warning: leftovers of a dead run: {}; `isocheck cleanup` removes them",
+            cleanup::summary(&leftovers)
         );
     }
     standin::enter()?;
@@ -184,7 +193,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 "\r\x1b[K[{n}/{total}] {:<32} {:<11} control {:<8} {:>6} ms",
                 s.id,
                 result.verdict.label(),
-                if result.control_violation_observed { "seen" } else { "NOT seen" },
+                if result.control_violation_observed {
+                    "seen"
+                } else {
+                    "NOT seen"
+                },
                 result.duration_ms
             );
             history[i].push(result.verdict);
@@ -197,13 +210,23 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .iter()
             .zip(&history)
             .filter(|(_, h)| h.iter().any(|v| *v != h[0]))
-            .map(|(s, h)| format!("{} ({})", s.id, h.iter().map(|v| v.label()).collect::<Vec<_>>().join(",")))
+            .map(|(s, h)| {
+                format!(
+                    "{} ({})",
+                    s.id,
+                    h.iter().map(|v| v.label()).collect::<Vec<_>>().join(",")
+                )
+            })
             .collect();
         println!(
             "repeat: {} rounds in {:.1} s; verdicts changed: {}",
             args.repeat,
             started.elapsed().as_secs_f64(),
-            if changed.is_empty() { "none".to_string() } else { changed.join("; ") }
+            if changed.is_empty() {
+                "none".to_string()
+            } else {
+                changed.join("; ")
+            }
         );
         if !changed.is_empty() {
             write_outputs(&args, &report)?;
@@ -211,7 +234,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     write_outputs(&args, &report)?;
-    Ok(if report.failed() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if report.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn write_outputs(args: &RunArgs, report: &Report) -> Result<()> {
@@ -220,7 +247,8 @@ fn write_outputs(args: &RunArgs, report: &Report) -> Result<()> {
             .with_context(|| format!("--json: write {}", path.display()))?;
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, report.to_junit()).with_context(|| format!("--junit: write {}", path.display()))?;
+        std::fs::write(path, report.to_junit())
+            .with_context(|| format!("--junit: write {}", path.display()))?;
     }
     Ok(())
 }
@@ -231,7 +259,8 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     // Every flag is checked before anything is created.
     let mut spec = ContainerSpec::default();
     if let Some(m) = &args.memory {
-        spec.limits.memory_bytes = Some(rspec::parse_memory(m).map_err(|e| anyhow::anyhow!("--memory {m}: {e}"))?);
+        spec.limits.memory_bytes =
+            Some(rspec::parse_memory(m).map_err(|e| anyhow::anyhow!("--memory {m}: {e}"))?);
     }
     if let Some(p) = &args.pids {
         spec.limits.pids = Some(
@@ -242,10 +271,12 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
         );
     }
     if let Some(c) = &args.cpus {
-        spec.limits.cpu = Some(rspec::parse_cpus(c).map_err(|e| anyhow::anyhow!("--cpus {c}: {e}"))?);
+        spec.limits.cpu =
+            Some(rspec::parse_cpus(c).map_err(|e| anyhow::anyhow!("--cpus {c}: {e}"))?);
     }
     if let Some(c) = &args.cpuset {
-        spec.limits.cpuset = Some(rspec::parse_cpuset(c).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?);
+        spec.limits.cpuset =
+            Some(rspec::parse_cpuset(c).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?);
     }
     for b in &args.ro_bind {
         let mut bind = rspec::parse_bind(b).map_err(|e| anyhow::anyhow!("--ro-bind {b}: {e}"))?;
@@ -256,7 +287,9 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     spec.command = args.command.clone();
     let scratch;
     spec.rootfs.source = match &args.rootfs {
-        Some(p) if p.is_dir() && p.join("index.json").is_file() => RootfsSource::OciLayout(p.clone()),
+        Some(p) if p.is_dir() && p.join("index.json").is_file() => {
+            RootfsSource::OciLayout(p.clone())
+        }
         Some(p) if p.is_dir() => RootfsSource::Dir(p.clone()),
         Some(p) => RootfsSource::Tar(p.clone()),
         None => {
@@ -267,11 +300,15 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
             if busybox.is_file() {
                 bins.push((busybox, "/bin/busybox"));
             }
-            let refs: Vec<(&std::path::Path, &str)> = bins.iter().map(|(p, d)| (p.as_path(), *d)).collect();
+            let refs: Vec<(&std::path::Path, &str)> =
+                bins.iter().map(|(p, d)| (p.as_path(), *d)).collect();
             isocheck_runtime::rootfs::minimal_rootfs(scratch.path(), &refs)?;
             if bins.len() > 1 {
                 for applet in ["sh", "ls", "cat", "ps", "mount", "id", "hostname", "ip"] {
-                    let _ = std::os::unix::fs::symlink("busybox", scratch.path().join("bin").join(applet));
+                    let _ = std::os::unix::fs::symlink(
+                        "busybox",
+                        scratch.path().join("bin").join(applet),
+                    );
                 }
             }
             RootfsSource::Dir(scratch.path().to_owned())
@@ -279,11 +316,9 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     };
     spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     require_root("container run")?;
-    let opts = SpawnOptions {
-        run_id: format!("c{:x}", std::process::id()),
-        name: "manual".into(),
-        ..SpawnOptions::default()
-    };
+    // Registers the run so `isocheck cleanup` leaves its resources alone.
+    let run = isocheck_harness::fixtures::RunDir::create()?;
+    let opts = SpawnOptions::new(run.run_id.clone(), "manual");
     let mut container = Container::spawn(&spec, opts)?;
     let status = container.wait()?;
     Ok(match (status.code, status.signal) {

@@ -8,7 +8,7 @@
 use crate::fixtures::FixtureError;
 use ipnet::Ipv4Net;
 use isocheck_runtime::network::{
-    Bridge, Nat, NetworkError, Netns, OutsidePlan, OutsideWorld, SubnetPlan,
+    Bridge, Nat, Netns, NetworkError, OutsidePlan, OutsideWorld, SubnetPlan,
 };
 use isocheck_runtime::spec::{BridgeAttachment, PortForward};
 use std::collections::BTreeMap;
@@ -47,11 +47,18 @@ impl NetTestbed {
             uplink_name: format!("isoc-u{run_id}"),
             ..OutsidePlan::default()
         };
-        let first_plan = SubnetPlan::new(parse_net(FIRST_SUBNET), &[outside_plan.standin_address, outside_plan.world_subnet])
-            .map_err(net("plan the first subnet"))?;
+        let first_plan = SubnetPlan::new(
+            parse_net(FIRST_SUBNET),
+            &[outside_plan.standin_address, outside_plan.world_subnet],
+        )
+        .map_err(net("plan the first subnet"))?;
         let second_plan = SubnetPlan::new(
             parse_net(SECOND_SUBNET),
-            &[first_plan.subnet(), outside_plan.standin_address, outside_plan.world_subnet],
+            &[
+                first_plan.subnet(),
+                outside_plan.standin_address,
+                outside_plan.world_subnet,
+            ],
         )
         .map_err(net("plan the second subnet"))?;
         let first = Bridge::create(&host, &format!("isoc-b{run_id}"), first_plan.gateway())
@@ -59,14 +66,16 @@ impl NetTestbed {
         let second = Bridge::create(&host, &format!("isoc-c{run_id}"), second_plan.gateway())
             .map_err(net("create the second bridge"))?;
         isocheck_runtime::network::enable_forwarding(&host).map_err(net("enable forwarding"))?;
-        let outside = OutsideWorld::create(&host, &outside_plan).map_err(net("create the outside world"))?;
-        let listener = TcpListener::bind((first_plan.gateway().addr(), STANDIN_PORT)).map_err(|source| {
-            FixtureError::Io {
-                step: "listen on the stand-in's bridge address",
-                path: format!("{}:{STANDIN_PORT}", first_plan.gateway().addr()).into(),
-                source,
-            }
-        })?;
+        let outside =
+            OutsideWorld::create(&host, &outside_plan).map_err(net("create the outside world"))?;
+        let listener =
+            TcpListener::bind((first_plan.gateway().addr(), STANDIN_PORT)).map_err(|source| {
+                FixtureError::Io {
+                    step: "listen on the stand-in's bridge address",
+                    path: format!("{}:{STANDIN_PORT}", first_plan.gateway().addr()).into(),
+                    source,
+                }
+            })?;
         Ok(NetTestbed {
             host,
             first,
@@ -111,20 +120,28 @@ impl NetTestbed {
 
     /// Masquerade for the first subnet out of the uplink (one nft batch).
     pub fn nat(&self) -> Result<Nat, String> {
-        Nat::enable(&self.host, self.first_plan.subnet(), &self.outside.plan().uplink_name)
-            .map_err(|e| format!("enable NAT: {e}"))
+        Nat::enable(
+            &self.host,
+            self.first_plan.subnet(),
+            &self.outside.plan().uplink_name,
+        )
+        .map_err(|e| format!("enable NAT: {e}"))
     }
 
     /// Starts the probe in the outside namespace (stdout piped).
     pub fn spawn_outside(&self, probe: &std::path::Path, argv: &[String]) -> Result<Child, String> {
         let mut cmd = Command::new(probe);
-        cmd.args(argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         crate::fixtures::die_with_parent(&mut cmd);
         self.outside
             .outside()
             .enter_on_spawn(&mut cmd)
             .map_err(|e| format!("enter the outside netns: {e}"))?;
-        cmd.spawn().map_err(|e| format!("start the probe outside: {e}"))
+        cmd.spawn()
+            .map_err(|e| format!("start the probe outside: {e}"))
     }
 
     /// Placeholders for scenario files.
@@ -135,7 +152,10 @@ impl NetTestbed {
             ("bridge.gateway".into(), gateway.to_string()),
             ("standin.address".into(), gateway.to_string()),
             ("standin.port".into(), STANDIN_PORT.to_string()),
-            ("uplink.address".into(), plan.standin_address.addr().to_string()),
+            (
+                "uplink.address".into(),
+                plan.standin_address.addr().to_string(),
+            ),
             ("outside.world".into(), plan.world_address.to_string()),
         ])
     }

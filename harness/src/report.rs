@@ -99,7 +99,13 @@ impl Report {
             "isocheck {} on {} (kernel {}, cgroup {}, {} cpus)\n\n",
             env.isocheck_version, env.distro, env.kernel, env.cgroup_mode, env.cpus
         );
-        let width = self.results.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+        let width = self
+            .results
+            .iter()
+            .map(|r| r.id.len())
+            .max()
+            .unwrap_or(2)
+            .max(2);
         out.push_str(&format!(
             "{:<width$}  {:<7}  {:<7}  {:>8}  detail\n",
             "id", "verdict", "control", "time"
@@ -109,7 +115,11 @@ impl Report {
             .iter()
             .partition(|r| r.verdict != Verdict::Unsupported);
         for r in &supported {
-            let control = if r.control_violation_observed { "seen" } else { "NOT seen" };
+            let control = if r.control_violation_observed {
+                "seen"
+            } else {
+                "NOT seen"
+            };
             let detail = match r.verdict {
                 Verdict::Pass => r.guarantee.clone(),
                 _ => r.reason.clone().unwrap_or_default(),
@@ -145,7 +155,9 @@ impl Report {
     /// JUnit XML: one test case per guarantee; unsupported is "skipped"
     /// with its reason.
     pub fn to_junit(&self) -> String {
-        use quick_junit::{NonSuccessKind, Property, Report as JReport, TestCase, TestCaseStatus, TestSuite};
+        use quick_junit::{
+            NonSuccessKind, Property, Report as JReport, TestCase, TestCaseStatus, TestSuite,
+        };
         let mut suite = TestSuite::new("isocheck");
         let env = &self.environment;
         for (k, v) in [
@@ -172,9 +184,7 @@ impl Report {
             let mut case = TestCase::new(r.id.as_str(), status);
             case.set_classname("isocheck.guarantees")
                 .set_time(std::time::Duration::from_millis(r.duration_ms))
-                .set_system_out(
-                    serde_json::to_string_pretty(&r.observed).unwrap_or_default(),
-                );
+                .set_system_out(serde_json::to_string_pretty(&r.observed).unwrap_or_default());
             suite.add_test_case(case);
         }
         let mut report = JReport::new("isocheck");
@@ -235,10 +245,29 @@ mod tests {
     #[test]
     fn json_has_exactly_the_contract_fields() {
         let v = serde_json::to_value(sample()).unwrap();
-        let mut env: Vec<_> = v["environment"].as_object().unwrap().keys().cloned().collect();
+        let mut env: Vec<_> = v["environment"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         env.sort();
-        assert_eq!(env, ["cgroup_mode", "cpus", "distro", "isocheck_version", "kernel"]);
-        let mut fields: Vec<_> = v["results"][0].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            env,
+            [
+                "cgroup_mode",
+                "cpus",
+                "distro",
+                "isocheck_version",
+                "kernel"
+            ]
+        );
+        let mut fields: Vec<_> = v["results"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         fields.sort();
         assert_eq!(
             fields,

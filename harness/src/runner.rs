@@ -12,7 +12,8 @@ use crate::requirements::{HostFacts, Requirement};
 use crate::scenario::{ContainerOverrides, Fixture, Interaction, Scenario};
 use crate::standin;
 use isocheck_runtime::spec::{
-    self as rspec, BridgeAttachment, ContainerSpec, NetworkMode, PortForward, RootEntry, RootfsSource,
+    self as rspec, BridgeAttachment, ContainerSpec, NetworkMode, PortForward, RootEntry,
+    RootfsSource,
 };
 use isocheck_runtime::{Container, SpawnOptions, StdioMode};
 use serde_json::{json, Map, Value};
@@ -141,7 +142,11 @@ impl Runner {
                 reasons.push(format!("{}: {}", which.name(), outcome.failures.join("; ")));
             }
         }
-        result.verdict = if reasons.is_empty() { Verdict::Pass } else { Verdict::Fail };
+        result.verdict = if reasons.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
         result.reason = (!reasons.is_empty()).then(|| reasons.join(" | "));
         result.duration_ms = started.elapsed().as_millis() as u64;
         result
@@ -191,21 +196,24 @@ impl Runner {
         for fixture in &s.fixtures {
             match fixture {
                 Fixture::RoBindSource => {
-                    let src = RoBindSource::create(self.run.join(&format!("robind-{}", self.counter)))
-                        .map_err(|e| e.to_string())?;
+                    let src =
+                        RoBindSource::create(self.run.join(&format!("robind-{}", self.counter)))
+                            .map_err(|e| e.to_string())?;
                     vars.insert("robind".into(), src.path.display().to_string());
                     host.insert("robind_hash_before".into(), json!(src.hash()));
                     robind = Some(src);
                 }
                 Fixture::ImageCopy if overrides.image_copy => {
                     let copy = self.run.join(&format!("image-copy-{}", self.counter));
-                    fixtures::copy_tree(&self.image, &copy).map_err(|e| format!("copy the image: {e}"))?;
+                    fixtures::copy_tree(&self.image, &copy)
+                        .map_err(|e| format!("copy the image: {e}"))?;
                     image = copy;
                 }
                 Fixture::ImageCopy | Fixture::EscapeMarker | Fixture::SecretFile => {}
             }
         }
-        let image_hash_before = fixtures::tree_hash(&image).map_err(|e| format!("hash the image: {e}"))?;
+        let image_hash_before =
+            fixtures::tree_hash(&image).map_err(|e| format!("hash the image: {e}"))?;
         let clocks = host_clocks();
         vars.insert("host.monotonic".into(), format!("{:.3}", clocks.0));
         vars.insert("host.boottime".into(), format!("{:.3}", clocks.1));
@@ -213,7 +221,9 @@ impl Runner {
         let deadline = Instant::now() + Duration::from_secs(s.timeout_secs);
         let mut doc = Map::new();
         let mut net = NetHalf::default();
-        let wants_net = overrides.network.as_deref() == Some("bridge") || s.peer.is_some() || s.outside.is_some();
+        let wants_net = overrides.network.as_deref() == Some("bridge")
+            || s.peer.is_some()
+            || s.outside.is_some();
         if wants_net {
             if self.net.is_none() {
                 self.net = Some(NetTestbed::create(&self.run.run_id).map_err(|e| e.to_string())?);
@@ -228,7 +238,12 @@ impl Runner {
             let testbed = self.net.as_mut().ok_or("network testbed missing")?;
             let att = testbed.attachment(false, false, None)?;
             vars.insert("peer.address".into(), address_only(&att.address));
-            let mut spec = self.build_spec(&ContainerOverrides::default(), peer_argv, &vars, &self.image)?;
+            let mut spec = self.build_spec(
+                &ContainerOverrides::default(),
+                peer_argv,
+                &vars,
+                &self.image,
+            )?;
             spec.network = NetworkMode::Bridge(att.clone());
             net.attachments.push(att);
             let mut peer = self.spawn(&spec, &format!("peer-{}", self.counter))?;
@@ -273,11 +288,21 @@ impl Runner {
             Interaction::MountLeak => {
                 out.wait_ready(deadline)?;
                 let inside = format!("inside-{token}");
-                host.insert("sees_inside_mount".into(), json!(own_mounts_contain(&inside)));
+                host.insert(
+                    "sees_inside_mount".into(),
+                    json!(own_mounts_contain(&inside)),
+                );
                 let mark = self.run.join(&format!("hostmark-{token}"));
-                std::fs::create_dir_all(&mark).map_err(|e| format!("create {}: {e}", mark.display()))?;
-                nix::mount::mount(Some("tmpfs"), &mark, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=64k"))
-                    .map_err(|e| format!("mount the host marker at {}: {e}", mark.display()))?;
+                std::fs::create_dir_all(&mark)
+                    .map_err(|e| format!("create {}: {e}", mark.display()))?;
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &mark,
+                    Some("tmpfs"),
+                    nix::mount::MsFlags::empty(),
+                    Some("size=64k"),
+                )
+                .map_err(|e| format!("mount the host marker at {}: {e}", mark.display()))?;
                 say_go(&mut stdin);
             }
             Interaction::Exec => {
@@ -289,7 +314,9 @@ impl Runner {
                     Which::Run => {
                         let mut argv = vec!["/probe".to_string()];
                         argv.extend(companion);
-                        let mut child = container.exec(&argv, StdioMode::Piped).map_err(|e| format!("exec: {e}"))?;
+                        let mut child = container
+                            .exec(&argv, StdioMode::Piped)
+                            .map_err(|e| format!("exec: {e}"))?;
                         let mut text = String::new();
                         if let Some(mut o) = child.take_stdout() {
                             let _ = o.read_to_string(&mut text);
@@ -304,7 +331,7 @@ impl Runner {
                             std::process::Command::new(&self.probe).args(&companion),
                         )
                         .output()
-                            .map_err(|e| format!("run the companion on the host: {e}"))?;
+                        .map_err(|e| format!("run the companion on the host: {e}"))?;
                         String::from_utf8_lossy(&output.stdout).into_owned()
                     }
                 };
@@ -317,20 +344,32 @@ impl Runner {
                 let cgroup = container.cgroup_stats().unwrap_or_default();
                 doc.insert("cgroup_before_kill".into(), json!(cgroup));
                 match which {
-                    Which::Run => container.kill().map_err(|e| format!("kill the container: {e}"))?,
-                    Which::Control => container.kill_init().map_err(|e| format!("kill PID 1: {e}"))?,
+                    Which::Run => container
+                        .kill()
+                        .map_err(|e| format!("kill the container: {e}"))?,
+                    Which::Control => container
+                        .kill_init()
+                        .map_err(|e| format!("kill PID 1: {e}"))?,
                 }
                 let _ = container.wait_timeout(Duration::from_secs(5));
                 std::thread::sleep(Duration::from_millis(300));
-                host.insert("tasks_after_kill".into(), json!(container.cgroup_procs().len()));
+                host.insert(
+                    "tasks_after_kill".into(),
+                    json!(container.cgroup_procs().len()),
+                );
             }
             Interaction::ThenCompanion => {}
             Interaction::OutsideClient => {
                 out.wait_ready_or_output(deadline)?;
-                let argv = s.outside.as_ref().ok_or("interaction outside-client needs an outside probe")?;
+                let argv = s
+                    .outside
+                    .as_ref()
+                    .ok_or("interaction outside-client needs an outside probe")?;
                 let testbed = self.net.as_ref().ok_or("network testbed missing")?;
                 let child = testbed.spawn_outside(&self.probe, &expand_all(argv, &vars))?;
-                let output = child.wait_with_output().map_err(|e| format!("outside client: {e}"))?;
+                let output = child
+                    .wait_with_output()
+                    .map_err(|e| format!("outside client: {e}"))?;
                 doc.insert(
                     "outside".into(),
                     last_json(&String::from_utf8_lossy(&output.stdout)).unwrap_or(Value::Null),
@@ -341,14 +380,18 @@ impl Runner {
         // Everything the probe prints until it exits; the last JSON object
         // that is not a phase marker is its observation.
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let status = container.wait_timeout(remaining).map_err(|e| format!("wait: {e}"))?;
+        let status = container
+            .wait_timeout(remaining)
+            .map_err(|e| format!("wait: {e}"))?;
         let timed_out = status.is_none();
         if timed_out {
             let _ = container.kill();
         }
         let status = match status {
             Some(st) => st,
-            None => container.wait().map_err(|e| format!("wait after kill: {e}"))?,
+            None => container
+                .wait()
+                .map_err(|e| format!("wait after kill: {e}"))?,
         };
         drop(stdin);
         let text = out.rest();
@@ -363,7 +406,10 @@ impl Runner {
             "exit".into(),
             json!({ "code": status.code, "signal": status.signal, "timed_out": timed_out }),
         );
-        doc.insert("cgroup".into(), json!(container.cgroup_stats().unwrap_or_default()));
+        doc.insert(
+            "cgroup".into(),
+            json!(container.cgroup_stats().unwrap_or_default()),
+        );
         if !stderr.trim().is_empty() {
             doc.insert("stderr".into(), json!(tail(&stderr, 800)));
         }
@@ -374,24 +420,41 @@ impl Runner {
             let mut spec = spec.clone();
             spec.command.truncate(1);
             spec.command.extend(expand_all(argv, &vars));
-            let mut second = self.spawn(&spec, &format!("{}-{}-companion", which.name(), self.counter))?;
-            let status = second.container.wait_timeout(deadline.saturating_duration_since(Instant::now()));
+            let mut second = self.spawn(
+                &spec,
+                &format!("{}-{}-companion", which.name(), self.counter),
+            )?;
+            let status = second
+                .container
+                .wait_timeout(deadline.saturating_duration_since(Instant::now()));
             if !matches!(status, Ok(Some(_))) {
                 let _ = second.container.kill();
             }
-            doc.insert("companion".into(), last_json(&second.out.rest()).unwrap_or(Value::Null));
+            doc.insert(
+                "companion".into(),
+                last_json(&second.out.rest()).unwrap_or(Value::Null),
+            );
         }
         if let Some(mut peer) = net.peer.take() {
-            if !matches!(peer.container.wait_timeout(Duration::from_secs(3)), Ok(Some(_))) {
+            if !matches!(
+                peer.container.wait_timeout(Duration::from_secs(3)),
+                Ok(Some(_))
+            ) {
                 let _ = peer.container.kill();
             }
-            doc.insert("peer".into(), last_json(&peer.out.rest()).unwrap_or(Value::Null));
+            doc.insert(
+                "peer".into(),
+                last_json(&peer.out.rest()).unwrap_or(Value::Null),
+            );
         }
         if let Some((mut child, mut reader)) = net.outside_server.take() {
             let _ = reader.next_json(Instant::now() + Duration::from_secs(3));
             let _ = child.kill();
             let _ = child.wait();
-            doc.insert("outside".into(), last_json(&reader.rest()).unwrap_or(Value::Null));
+            doc.insert(
+                "outside".into(),
+                last_json(&reader.rest()).unwrap_or(Value::Null),
+            );
         }
         self.release(net);
 
@@ -399,10 +462,17 @@ impl Runner {
         host.insert("decoy_alive".into(), json!(self.decoy.alive()));
         host.insert("hostname".into(), json!(standin::hostname()));
         host.insert("expected_hostname".into(), json!(standin::STANDIN_HOSTNAME));
-        let image_hash_after = fixtures::tree_hash(&image).map_err(|e| format!("hash the image: {e}"))?;
-        host.insert("image_unchanged".into(), json!(image_hash_before == image_hash_after));
+        let image_hash_after =
+            fixtures::tree_hash(&image).map_err(|e| format!("hash the image: {e}"))?;
+        host.insert(
+            "image_unchanged".into(),
+            json!(image_hash_before == image_hash_after),
+        );
         if let Some(src) = &robind {
-            host.insert("robind_unchanged".into(), json!(host["robind_hash_before"] == json!(src.hash())));
+            host.insert(
+                "robind_unchanged".into(),
+                json!(host["robind_hash_before"] == json!(src.hash())),
+            );
         }
         if s.interaction == Interaction::MountLeak {
             let mark = self.run.join(&format!("hostmark-{token}"));
@@ -422,15 +492,12 @@ impl Runner {
 
     /// Starts a container with all three pipes.
     fn spawn(&self, spec: &ContainerSpec, name: &str) -> Result<Spawned, String> {
-        let opts = SpawnOptions {
-            run_id: self.run.run_id.clone(),
-            name: name.to_string(),
-            stdin: StdioMode::Piped,
-            stdout: StdioMode::Piped,
-            stderr: StdioMode::Piped,
-            ..SpawnOptions::default()
-        };
-        let mut container = Container::spawn(spec, opts).map_err(|e| format!("spawn {name}: {e}"))?;
+        let mut opts = SpawnOptions::new(self.run.run_id.clone(), name);
+        opts.stdin = StdioMode::Piped;
+        opts.stdout = StdioMode::Piped;
+        opts.stderr = StdioMode::Piped;
+        let mut container =
+            Container::spawn(spec, opts).map_err(|e| format!("spawn {name}: {e}"))?;
         let stdin = container.take_stdin();
         let out = LineReader::new(container.take_stdout().ok_or("no stdout pipe")?);
         let err = container.take_stderr();
@@ -515,14 +582,18 @@ impl Runner {
             Some(rspec::parse_memory(memory).map_err(|e| format!("container.memory: {e}"))?);
         spec.limits.pids = Some(o.pids.unwrap_or(DEFAULT_PIDS));
         if let Some(cpus) = &o.cpus {
-            spec.limits.cpu = Some(rspec::parse_cpus(cpus).map_err(|e| format!("container.cpus: {e}"))?);
+            spec.limits.cpu =
+                Some(rspec::parse_cpus(cpus).map_err(|e| format!("container.cpus: {e}"))?);
         }
         if let Some(set) = &o.cpuset {
-            spec.limits.cpuset = Some(rspec::parse_cpuset(set).map_err(|e| format!("container.cpuset: {e}"))?);
+            spec.limits.cpuset =
+                Some(rspec::parse_cpuset(set).map_err(|e| format!("container.cpuset: {e}"))?);
         }
         for bind in &o.binds {
-            spec.mounts
-                .push(rspec::parse_bind(&expand(bind, vars)).map_err(|e| format!("container.binds: {e}"))?);
+            spec.mounts.push(
+                rspec::parse_bind(&expand(bind, vars))
+                    .map_err(|e| format!("container.binds: {e}"))?,
+            );
         }
         if let Some(overlay) = o.overlay {
             spec.rootfs.overlay = overlay;
@@ -530,7 +601,11 @@ impl Runner {
         spec.rootfs.entry = match o.root_entry.as_deref() {
             None | Some("pivot_root") => RootEntry::PivotRoot,
             Some("chroot_only") => RootEntry::ChrootOnly,
-            Some(other) => return Err(format!("container.root_entry: {other:?} is not pivot_root or chroot_only")),
+            Some(other) => {
+                return Err(format!(
+                    "container.root_entry: {other:?} is not pivot_root or chroot_only"
+                ))
+            }
         };
         if let Some(secs) = o.time_offset_secs {
             spec.time_offsets.monotonic_secs = secs;
@@ -552,7 +627,9 @@ impl Runner {
         } else {
             image.join("probe").display().to_string()
         };
-        spec.command = std::iter::once(probe).chain(expand_all(probe_args, vars)).collect();
+        spec.command = std::iter::once(probe)
+            .chain(expand_all(probe_args, vars))
+            .collect();
         Ok(spec)
     }
 }
@@ -600,14 +677,18 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
-/// Every capability this kernel knows, for controls that keep them all.
+/// Every capability we hold (our bounding set), for controls that keep
+/// them all: a capability outside it cannot be kept by anyone.
 fn all_capabilities() -> Vec<String> {
-    caps::all().iter().map(|c| c.to_string()).collect()
+    caps::read(None, caps::CapSet::Bounding)
+        .map(|set| set.iter().map(|c| c.to_string()).collect())
+        .unwrap_or_default()
 }
 
 fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
-    vars.iter()
-        .fold(text.to_string(), |acc, (k, v)| acc.replace(&format!("{{{k}}}"), v))
+    vars.iter().fold(text.to_string(), |acc, (k, v)| {
+        acc.replace(&format!("{{{k}}}"), v)
+    })
 }
 
 fn expand_all(args: &[String], vars: &BTreeMap<String, String>) -> Vec<String> {
@@ -622,12 +703,18 @@ fn host_clocks() -> (f64, f64) {
             .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
             .unwrap_or(0.0)
     };
-    (secs(ClockId::CLOCK_MONOTONIC), secs(ClockId::CLOCK_BOOTTIME))
+    (
+        secs(ClockId::CLOCK_MONOTONIC),
+        secs(ClockId::CLOCK_BOOTTIME),
+    )
 }
 
 fn own_mounts_contain(name: &str) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(4).is_some_and(|p| p.contains(name))))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4).is_some_and(|p| p.contains(name)))
+        })
         .unwrap_or(false)
 }
 
@@ -648,7 +735,9 @@ pub fn last_json(text: &str) -> Option<Value> {
 
 fn tail(text: &str, max: usize) -> String {
     let start = text.len().saturating_sub(max);
-    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
     text[start..].trim().to_string()
 }
 
@@ -714,7 +803,10 @@ impl LineReader {
                 return Ok(());
             }
         }
-        Err(format!("the probe never said ready; it printed: {:?}", tail(&self.seen, 400)))
+        Err(format!(
+            "the probe never said ready; it printed: {:?}",
+            tail(&self.seen, 400)
+        ))
     }
 
     /// A server says ready, or prints its observation at once when it fails.
@@ -724,7 +816,10 @@ impl LineReader {
                 return Ok(());
             }
         }
-        Err(format!("the probe never said ready; it printed: {:?}", tail(&self.seen, 400)))
+        Err(format!(
+            "the probe never said ready; it printed: {:?}",
+            tail(&self.seen, 400)
+        ))
     }
 
     fn next_json(&mut self, deadline: Instant) -> Result<Value, String> {
@@ -733,7 +828,10 @@ impl LineReader {
                 return Ok(v);
             }
         }
-        Err(format!("the probe printed no observation; it printed: {:?}", tail(&self.seen, 400)))
+        Err(format!(
+            "the probe printed no observation; it printed: {:?}",
+            tail(&self.seen, 400)
+        ))
     }
 
     /// Everything seen so far plus the rest until EOF (the child has exited).

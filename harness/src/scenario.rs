@@ -272,7 +272,10 @@ impl Scenario {
         {
             return Err(invalid(
                 "id",
-                format!("id: {:?} must be lowercase letters, digits and '-'", scenario.id),
+                format!(
+                    "id: {:?} must be lowercase letters, digits and '-'",
+                    scenario.id
+                ),
             ));
         }
         let probes = [
@@ -297,7 +300,10 @@ impl Scenario {
             }
         }
         if scenario.run.expect.is_empty() {
-            return Err(invalid("expect", "run.expect: no expectation; a run must check something".into()));
+            return Err(invalid(
+                "expect",
+                "run.expect: no expectation; a run must check something".into(),
+            ));
         }
         if scenario.control.expect.is_empty() {
             return Err(invalid(
@@ -305,9 +311,13 @@ impl Scenario {
                 "control.expect: no expectation; the control must show the violation".into(),
             ));
         }
-        for (section, expects) in [("run", &scenario.run.expect), ("control", &scenario.control.expect)] {
+        for (section, expects) in [
+            ("run", &scenario.run.expect),
+            ("control", &scenario.control.expect),
+        ] {
             for (i, e) in expects.iter().enumerate() {
-                e.check().map_err(|m| invalid("expect", format!("{section}.expect[{i}]: {m}")))?;
+                e.check()
+                    .map_err(|m| invalid("expect", format!("{section}.expect[{i}]: {m}")))?;
             }
         }
         for req in &scenario.requires {
@@ -344,7 +354,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(ScenarioError::Empty { dir: dir.to_owned() });
+        return Err(ScenarioError::Empty {
+            dir: dir.to_owned(),
+        });
     }
     let mut scenarios: Vec<Scenario> = Vec::with_capacity(files.len());
     for file in files {
@@ -414,7 +426,10 @@ expect = [{ field = "probe.pid", ne = 1 }]
 
     #[test]
     fn unknown_field_names_file_line_and_field() {
-        let text = GOOD.replace("kind = \"process\"", "kind = \"process\"\ncolour = \"blue\"");
+        let text = GOOD.replace(
+            "kind = \"process\"",
+            "kind = \"process\"\ncolour = \"blue\"",
+        );
         let e = err(&text);
         assert!(e.starts_with("scenarios/demo.toml:6:"), "{e}");
         assert!(e.contains("colour"), "{e}");

@@ -47,7 +47,10 @@ pub fn enter() -> Result<(), StandinError> {
     )
     .map_err(StandinError::Private)?;
     nix::unistd::sethostname(STANDIN_HOSTNAME).map_err(StandinError::Hostname)?;
-    isocheck_runtime::network::loopback_up_here().map_err(|e| StandinError::Loopback(e.to_string()))?;
+    use isocheck_runtime::network::{loopback_up_netns, Netns};
+    Netns::current()
+        .and_then(|ns| loopback_up_netns(&ns))
+        .map_err(|e| StandinError::Loopback(e.to_string()))?;
     Ok(())
 }
 

@@ -94,7 +94,10 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
             std::thread::sleep(Duration::from_millis(100));
             left = our_processes();
         }
-        assert!(left.is_empty(), "{id}: processes outlived the runner: {left:?}");
+        assert!(
+            left.is_empty(),
+            "{id}: processes outlived the runner: {left:?}"
+        );
 
         let out = Command::new(ISOCHECK).arg("cleanup").output().unwrap();
         assert!(
@@ -102,14 +105,26 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
             "{id}: cleanup failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let new_dirs: Vec<_> = run_dirs().into_iter().filter(|d| !before_dirs.contains(d)).collect();
-        assert!(new_dirs.is_empty(), "{id}: temp dirs left after cleanup: {new_dirs:?}");
+        let new_dirs: Vec<_> = run_dirs()
+            .into_iter()
+            .filter(|d| !before_dirs.contains(d))
+            .collect();
+        assert!(
+            new_dirs.is_empty(),
+            "{id}: temp dirs left after cleanup: {new_dirs:?}"
+        );
         let new_cgroups: Vec<_> = our_cgroups()
             .into_iter()
             .filter(|c| !before_cgroups.contains(c))
             .collect();
-        assert!(new_cgroups.is_empty(), "{id}: cgroups left after cleanup: {new_cgroups:?}");
+        assert!(
+            new_cgroups.is_empty(),
+            "{id}: cgroups left after cleanup: {new_cgroups:?}"
+        );
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(!mounts.contains("isocheck"), "{id}: a mount of ours is in the real host's table");
+        assert!(
+            !mounts.contains("isocheck"),
+            "{id}: a mount of ours is in the real host's table"
+        );
     }
 }

@@ -1,13 +1,22 @@
 //! isocheck-runtime: a minimal container runtime built from the kernel's own
 //! parts. Data flows one way: [`ContainerSpec`] (plain data) →
-//! `Container::spawn` → a running `Container` → `wait` / `exec` / `kill` →
-//! `Drop` cleans up.
+//! [`Container::spawn`] → a running [`Container`] → `wait` / `exec` /
+//! `kill_init` → `Drop` cleans up.
 //!
 //! One module per kernel concept: `spec`, `process`, `rootfs`, `mounts`,
 //! `cgroups`, `network`, `caps`, and `sys` (the one home of raw libc calls).
 
+pub mod caps;
 pub mod cgroups;
+pub mod error;
+pub mod mounts;
 pub mod network;
+pub mod process;
+pub mod rootfs;
 pub mod spec;
+pub mod sys;
 
-pub use spec::ContainerSpec;
+pub use error::{ChildError, Error, Step};
+pub use process::{Container, ExecChild, ExitStatus, ParentSetup, SpawnOptions, StdioMode};
+pub use rootfs::{minimal_rootfs, RootfsError};
+pub use spec::{ContainerSpec, SpecError};

@@ -1,0 +1,1068 @@
+//! Building the container's root inside its own mount namespace, in
+//! bubblewrap's order: rslave `/` so nothing propagates back; the image
+//! (overlay, or a bind for controls) at the new root; a minimal /dev; /proc;
+//! /sys; /tmp; the spec's binds (read-only ones remounted read-only
+//! *recursively* and read back from mountinfo); then pivot_root and detach
+//! the old root.
+//!
+//! Everything here runs in the freshly cloned child, so it goes through the
+//! [`Syscalls`] seam and does not allocate: every string was prepared by the
+//! parent in a [`RootPlan`], paths are joined in stack buffers, and
+//! mountinfo is read into a scratch buffer the parent sized.
+//!
+//! System mounts come before the spec's binds (bubblewrap does them in
+//! argument order): a bind below /tmp or /dev would otherwise be hidden by
+//! the tmpfs mounted over it later.
+
+// StepFailure is fixed-size on purpose (the child must not allocate), so
+// boxing it, as this lint suggests, would defeat it.
+#![allow(clippy::result_large_err)]
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::error::{Step, StepFailure};
+use crate::spec::{ContainerSpec, KernelFiles, RootEntry};
+use crate::sys::Syscalls;
+
+/// Longest path we join (PATH_MAX).
+const PATH_MAX: usize = 4096;
+/// Mounts below one read-only bind that we can track.
+const SUBTREE_MAX: usize = 512;
+/// Name of the directory the old root is moved to by pivot_root.
+const PUT_OLD: &str = "/.isocheck-put-old";
+
+/// How the image is placed at the new root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageMount {
+    /// overlayfs with these options (lowerdir=...,upperdir=...,workdir=...).
+    Overlay { options: CString },
+    /// The image directory itself, bound read-write (controls only).
+    Bind { source: CString },
+}
+
+/// One bind from the spec, with the destination still relative to the new
+/// root (absolute inside the container).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBind {
+    pub source: CString,
+    pub destination: CString,
+    pub readonly: bool,
+    pub source_is_dir: bool,
+}
+
+/// Everything the child needs to build the root, prepared by the parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootPlan {
+    /// An empty directory the image is mounted on (in the run's temp dir).
+    pub new_root: CString,
+    pub image: ImageMount,
+    pub binds: Vec<PlannedBind>,
+    pub kernel_files: KernelFiles,
+    /// sysfs can be mounted fresh only from a network namespace of our own;
+    /// otherwise the host's /sys is bound.
+    pub fresh_sysfs: bool,
+    pub entry: RootEntry,
+}
+
+/// A path or option that cannot become a C string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {value:?} contains a NUL byte")]
+pub struct NulInPath {
+    pub what: &'static str,
+    pub value: String,
+}
+
+pub(crate) fn cstring(what: &'static str, bytes: &[u8]) -> Result<CString, NulInPath> {
+    CString::new(bytes).map_err(|_| NulInPath {
+        what,
+        value: String::from_utf8_lossy(bytes).into_owned(),
+    })
+}
+
+impl RootPlan {
+    pub fn new(
+        spec: &ContainerSpec,
+        new_root: &Path,
+        image: ImageMount,
+    ) -> Result<RootPlan, NulInPath> {
+        let binds = spec
+            .mounts
+            .iter()
+            .map(|m| {
+                Ok(PlannedBind {
+                    source: cstring("mounts.source", m.source.as_os_str().as_bytes())?,
+                    destination: cstring(
+                        "mounts.destination",
+                        m.destination.as_os_str().as_bytes(),
+                    )?,
+                    readonly: m.readonly,
+                    source_is_dir: m.source.is_dir(),
+                })
+            })
+            .collect::<Result<Vec<_>, NulInPath>>()?;
+        Ok(RootPlan {
+            new_root: cstring("new root", new_root.as_os_str().as_bytes())?,
+            image,
+            binds,
+            kernel_files: spec.kernel_files,
+            fresh_sysfs: spec.namespaces.net,
+            entry: spec.rootfs.entry,
+        })
+    }
+}
+
+fn fail(step: Step, errno: Errno, path: &CStr) -> StepFailure {
+    StepFailure::new(step, errno, path.to_bytes())
+}
+
+/// `root` + `rel` (which starts with '/') as a C string in `buf`.
+fn join<'a>(buf: &'a mut [u8; PATH_MAX], root: &CStr, rel: &[u8]) -> Result<&'a CStr, StepFailure> {
+    let root = root.to_bytes();
+    let rel = if rel == b"/" { &b""[..] } else { rel };
+    let n = root.len() + rel.len();
+    if n + 1 > PATH_MAX {
+        return Err(StepFailure::new(
+            Step::PathTooLong,
+            Errno::ENAMETOOLONG,
+            rel,
+        ));
+    }
+    buf[..root.len()].copy_from_slice(root);
+    buf[root.len()..n].copy_from_slice(rel);
+    buf[n] = 0;
+    CStr::from_bytes_with_nul(&buf[..=n])
+        .map_err(|_| StepFailure::new(Step::PathTooLong, Errno::EINVAL, rel))
+}
+
+/// mkdir -p for `root` + `rel`, creating only the components below `root`.
+fn mkdir_all<S: Syscalls>(
+    sys: &mut S,
+    root: &CStr,
+    rel: &[u8],
+    step: Step,
+) -> Result<(), StepFailure> {
+    let mut buf = [0u8; PATH_MAX];
+    let full_len = join(&mut buf, root, rel)?.to_bytes().len();
+    let start = root.to_bytes().len() + 1;
+    for i in start..=full_len {
+        if i < full_len && buf[i] != b'/' {
+            continue;
+        }
+        let saved = buf[i];
+        buf[i] = 0;
+        let dir = CStr::from_bytes_with_nul(&buf[..=i])
+            .map_err(|_| StepFailure::new(step, Errno::EINVAL, rel))?;
+        match sys.mkdir(dir, 0o755) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(fail(step, e, dir)),
+        }
+        buf[i] = saved;
+    }
+    Ok(())
+}
+
+/// Builds the whole root and enters it. Returns the step that failed.
+pub fn build_root<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    make_host_root_slave(sys)?;
+    mount_image(sys, plan)?;
+    mount_dev(sys, plan)?;
+    mount_proc(sys, plan, scratch)?;
+    mount_sys(sys, plan, scratch)?;
+    mount_tmp(sys, plan)?;
+    if plan.kernel_files.host_cgroupfs_rw {
+        bind_host_cgroupfs(sys, plan)?;
+    }
+    for bind in &plan.binds {
+        mount_bind(sys, plan, bind, scratch)?;
+    }
+    enter_root(sys, plan)
+}
+
+/// MS_REC|MS_SLAVE on `/`: our mounts must never propagate back to the host,
+/// while the host's later mounts may still reach us. Also what pivot_root
+/// needs (no shared mounts around the new root).
+fn make_host_root_slave<S: Syscalls>(sys: &mut S) -> Result<(), StepFailure> {
+    sys.mount(None, c"/", None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)
+        .map_err(|e| fail(Step::MakeRootSlave, e, c"/"))
+}
+
+/// The image at the new root: an overlay whose upper layer is a throw-away
+/// temp dir, so the image is never written.
+fn mount_image<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
+    let root = plan.new_root.as_c_str();
+    match &plan.image {
+        ImageMount::Overlay { options } => sys
+            .mount(
+                Some(c"overlay"),
+                root,
+                Some(c"overlay"),
+                MsFlags::empty(),
+                Some(options),
+            )
+            .map_err(|e| fail(Step::MountOverlay, e, root)),
+        ImageMount::Bind { source } => sys
+            .mount(
+                Some(source),
+                root,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e| fail(Step::BindImage, e, root)),
+    }
+}
+
+const DEV_NODES: [&[u8]; 6] = [b"null", b"zero", b"full", b"random", b"urandom", b"tty"];
+
+/// A tmpfs /dev with the host's harmless nodes bound in (mknod is not
+/// allowed in a user namespace; a bind is), a private devpts and /dev/shm.
+fn mount_dev<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
+    let root = plan.new_root.as_c_str();
+    let mut buf = [0u8; PATH_MAX];
+    mkdir_all(sys, root, b"/dev", Step::MountDevTmpfs)?;
+    let dev = join(&mut buf, root, b"/dev")?;
+    sys.mount(
+        Some(c"tmpfs"),
+        dev,
+        Some(c"tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
+        Some(c"mode=755,size=65536k"),
+    )
+    .map_err(|e| fail(Step::MountDevTmpfs, e, dev))?;
+
+    for node in DEV_NODES {
+        let mut host = [0u8; 32];
+        let host = join_small(&mut host, b"/dev/", node);
+        let mut rel = [0u8; 32];
+        let rel = join_small(&mut rel, b"/dev/", node).to_bytes();
+        let target = join(&mut buf, root, rel)?;
+        sys.create_file(target, 0o644)
+            .map_err(|e| fail(Step::BindDevNode, e, target))?;
+        sys.mount(Some(host), target, None, MsFlags::MS_BIND, None)
+            .map_err(|e| fail(Step::BindDevNode, e, target))?;
+    }
+
+    mkdir_all(sys, root, b"/dev/pts", Step::MountDevPts)?;
+    let pts = join(&mut buf, root, b"/dev/pts")?;
+    sys.mount(
+        Some(c"devpts"),
+        pts,
+        Some(c"devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(c"newinstance,ptmxmode=0666,mode=620"),
+    )
+    .map_err(|e| fail(Step::MountDevPts, e, pts))?;
+
+    mkdir_all(sys, root, b"/dev/shm", Step::MountDevShm)?;
+    let shm = join(&mut buf, root, b"/dev/shm")?;
+    sys.mount(
+        Some(c"shm"),
+        shm,
+        Some(c"tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(c"mode=1777,size=65536k"),
+    )
+    .map_err(|e| fail(Step::MountDevShm, e, shm))?;
+
+    for (target, link) in [
+        (c"pts/ptmx", &b"/dev/ptmx"[..]),
+        (c"/proc/self/fd", b"/dev/fd"),
+        (c"/proc/self/fd/0", b"/dev/stdin"),
+        (c"/proc/self/fd/1", b"/dev/stdout"),
+        (c"/proc/self/fd/2", b"/dev/stderr"),
+    ] {
+        let link = join(&mut buf, root, link)?;
+        sys.symlink(target, link)
+            .map_err(|e| fail(Step::DevSymlink, e, link))?;
+    }
+    Ok(())
+}
+
+/// Joins two short byte strings into a C string (for /dev/<node>).
+fn join_small<'a>(buf: &'a mut [u8; 32], a: &[u8], b: &[u8]) -> &'a CStr {
+    let n = (a.len() + b.len()).min(31);
+    let a_len = a.len().min(n);
+    buf[..a_len].copy_from_slice(&a[..a_len]);
+    buf[a_len..n].copy_from_slice(&b[..n - a_len]);
+    buf[n] = 0;
+    CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"")
+}
+
+/// A fresh procfs (it shows the container's pid namespace), /proc/sys
+/// read-only, and the two files that act on the host masked.
+fn mount_proc<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    let root = plan.new_root.as_c_str();
+    let mut buf = [0u8; PATH_MAX];
+    mkdir_all(sys, root, b"/proc", Step::MountProc)?;
+    let proc_ = join(&mut buf, root, b"/proc")?;
+    sys.mount(
+        Some(c"proc"),
+        proc_,
+        Some(c"proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )
+    .map_err(|e| fail(Step::MountProc, e, proc_))?;
+
+    if plan.kernel_files.proc_sys_readonly {
+        let sys_dir = join(&mut buf, root, b"/proc/sys")?;
+        sys.mount(
+            Some(sys_dir),
+            sys_dir,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(|e| fail(Step::ProcSysReadonly, e, sys_dir))?;
+        make_readonly_recursive(sys, sys_dir, scratch)?;
+    }
+    if plan.kernel_files.mask_proc_files {
+        for file in [&b"/proc/sysrq-trigger"[..], b"/proc/kmsg"] {
+            let target = join(&mut buf, root, file)?;
+            match sys.mount(Some(c"/dev/null"), target, None, MsFlags::MS_BIND, None) {
+                // A kernel without the file has nothing to mask.
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(fail(Step::MaskProcFile, e, target)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// sysfs of our own network namespace, or (sharing the host's network, where
+/// a fresh sysfs is refused) the host's /sys bound in; read-only by default.
+fn mount_sys<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    let root = plan.new_root.as_c_str();
+    let ro = plan.kernel_files.sys_readonly;
+    let mut buf = [0u8; PATH_MAX];
+    mkdir_all(sys, root, b"/sys", Step::MountSys)?;
+    let target = join(&mut buf, root, b"/sys")?;
+    if plan.fresh_sysfs {
+        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        if ro {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        sys.mount(Some(c"sysfs"), target, Some(c"sysfs"), flags, None)
+            .map_err(|e| fail(Step::MountSys, e, target))?;
+        if ro {
+            verify_readonly(sys, target, scratch)?;
+        }
+    } else {
+        sys.mount(
+            Some(c"/sys"),
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(|e| fail(Step::BindHostSys, e, target))?;
+        if ro {
+            make_readonly_recursive(sys, target, scratch)?;
+        }
+    }
+    Ok(())
+}
+
+fn mount_tmp<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
+    let root = plan.new_root.as_c_str();
+    let mut buf = [0u8; PATH_MAX];
+    mkdir_all(sys, root, b"/tmp", Step::MountTmp)?;
+    let target = join(&mut buf, root, b"/tmp")?;
+    sys.mount(
+        Some(c"tmpfs"),
+        target,
+        Some(c"tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(c"mode=1777"),
+    )
+    .map_err(|e| fail(Step::MountTmp, e, target))
+}
+
+/// Controls only: the host's cgroup filesystems, writable, with the host's
+/// view (what kernel_files.host_cgroupfs_rw switches on).
+fn bind_host_cgroupfs<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
+    let root = plan.new_root.as_c_str();
+    let mut buf = [0u8; PATH_MAX];
+    mkdir_all(sys, root, b"/sys/fs/cgroup", Step::BindHostCgroupfs)?;
+    let target = join(&mut buf, root, b"/sys/fs/cgroup")?;
+    sys.mount(
+        Some(c"/sys/fs/cgroup"),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| fail(Step::BindHostCgroupfs, e, target))
+}
+
+/// One bind from the spec: the target created (in the overlay's upper layer
+/// if the image lacks it), the source bound with its submounts, and a
+/// read-only bind made read-only through and through.
+fn mount_bind<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    bind: &PlannedBind,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    let root = plan.new_root.as_c_str();
+    let dest = bind.destination.to_bytes();
+    let mut buf = [0u8; PATH_MAX];
+    if bind.source_is_dir {
+        mkdir_all(sys, root, dest, Step::CreateMountTarget)?;
+    } else {
+        let parent_len = dest.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        if parent_len > 0 {
+            mkdir_all(sys, root, &dest[..parent_len], Step::CreateMountTarget)?;
+        }
+        let target = join(&mut buf, root, dest)?;
+        match sys.create_file(target, 0o644) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(fail(Step::CreateMountTarget, e, target)),
+        }
+    }
+    let target = join(&mut buf, root, dest)?;
+    sys.mount(
+        Some(&bind.source),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| fail(Step::BindMount, e, target))?;
+    if bind.readonly {
+        make_readonly_recursive(sys, target, scratch)?;
+    }
+    Ok(())
+}
+
+/// Read-only for the mount at `target` and every mount below it. A plain
+/// MS_BIND|MS_RDONLY is ignored, and a remount reaches one mount only, so:
+/// mount_setattr(AT_RECURSIVE) where the kernel has it (5.12+), else a
+/// remount of each mount found in mountinfo. Then read back.
+fn make_readonly_recursive<S: Syscalls>(
+    sys: &mut S,
+    target: &CStr,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    match sys.mount_setattr_readonly_recursive(target) {
+        Ok(()) => {}
+        Err(Errno::ENOSYS) => remount_each_readonly(sys, target, scratch)?,
+        Err(e) => return Err(fail(Step::RemountReadonly, e, target)),
+    }
+    verify_readonly(sys, target, scratch)
+}
+
+fn remount_each_readonly<S: Syscalls>(
+    sys: &mut S,
+    target: &CStr,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    let info = sys
+        .read_mountinfo(scratch)
+        .map_err(|e| fail(Step::ReadMountinfo, e, c"/proc/self/mountinfo"))?;
+    let mut ids = [0u64; SUBTREE_MAX];
+    let n = subtree_ids(info, target.to_bytes(), &mut ids)
+        .map_err(|e| fail(Step::RemountReadonly, e, target))?;
+    for line in info.split(|&b| b == b'\n') {
+        let Some(m) = MountLine::parse(line) else {
+            continue;
+        };
+        if !ids[..n].contains(&m.id) {
+            continue;
+        }
+        let mut buf = [0u8; PATH_MAX];
+        let path = unescape(m.mount_point, &mut buf)
+            .ok_or_else(|| fail(Step::RemountReadonly, Errno::ENAMETOOLONG, target))?;
+        // A remount must repeat the flags it keeps (nosuid, nodev...), and
+        // in a user namespace the kernel refuses to clear locked ones.
+        let keep = sys
+            .mount_flags(path)
+            .map_err(|e| fail(Step::RemountReadonly, e, path))?;
+        sys.mount(
+            None,
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+            None,
+        )
+        .map_err(|e| fail(Step::RemountReadonly, e, path))?;
+    }
+    Ok(())
+}
+
+/// Reads mountinfo back: the mount on top at `target` and everything below
+/// it must be `ro`. errno 0 in the failure means "the check failed".
+fn verify_readonly<S: Syscalls>(
+    sys: &mut S,
+    target: &CStr,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    let info = sys
+        .read_mountinfo(scratch)
+        .map_err(|e| fail(Step::ReadMountinfo, e, c"/proc/self/mountinfo"))?;
+    let mut ids = [0u64; SUBTREE_MAX];
+    let n = subtree_ids(info, target.to_bytes(), &mut ids)
+        .map_err(|e| fail(Step::VerifyReadonly, e, target))?;
+    for line in info.split(|&b| b == b'\n') {
+        let Some(m) = MountLine::parse(line) else {
+            continue;
+        };
+        if ids[..n].contains(&m.id) && !m.options.split(|&b| b == b',').any(|o| o == b"ro") {
+            return Err(StepFailure::new(
+                Step::VerifyReadonly,
+                Errno::UnknownErrno,
+                m.mount_point,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One line of /proc/self/mountinfo, borrowed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MountLine<'a> {
+    pub id: u64,
+    pub parent: u64,
+    /// Still octal-escaped as the kernel prints it.
+    pub mount_point: &'a [u8],
+    /// Per-mount options (rw/ro, nosuid...).
+    pub options: &'a [u8],
+}
+
+impl<'a> MountLine<'a> {
+    pub fn parse(line: &'a [u8]) -> Option<MountLine<'a>> {
+        let mut fields = line.split(|&b| b == b' ');
+        let id = ascii_u64(fields.next()?)?;
+        let parent = ascii_u64(fields.next()?)?;
+        let _devno = fields.next()?;
+        let _root = fields.next()?;
+        let mount_point = fields.next()?;
+        let options = fields.next()?;
+        Some(MountLine {
+            id,
+            parent,
+            mount_point,
+            options,
+        })
+    }
+}
+
+fn ascii_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit()
+            .then(|| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+            .flatten()
+    })
+}
+
+/// Undoes mountinfo's octal escapes (\040 for space...) into a C string.
+fn unescape<'b>(field: &[u8], buf: &'b mut [u8; PATH_MAX]) -> Option<&'b CStr> {
+    let mut i = 0;
+    let mut n = 0;
+    while i < field.len() {
+        if n + 1 >= PATH_MAX {
+            return None;
+        }
+        let b = field[i];
+        if b == b'\\'
+            && i + 3 < field.len()
+            && field[i + 1..i + 4]
+                .iter()
+                .all(|d| (b'0'..=b'7').contains(d))
+        {
+            let v = (field[i + 1] - b'0') * 64 + (field[i + 2] - b'0') * 8 + (field[i + 3] - b'0');
+            buf[n] = v;
+            i += 4;
+        } else {
+            buf[n] = b;
+            i += 1;
+        }
+        n += 1;
+    }
+    buf[n] = 0;
+    CStr::from_bytes_with_nul(&buf[..=n]).ok()
+}
+
+/// The ids of the mount on top at `target` and of every mount below it
+/// (children by parent id). ENOENT when nothing is mounted at `target`.
+pub fn subtree_ids(
+    info: &[u8],
+    target: &[u8],
+    ids: &mut [u64; SUBTREE_MAX],
+) -> Result<usize, Errno> {
+    let mut top = None;
+    for line in info.split(|&b| b == b'\n') {
+        let Some(m) = MountLine::parse(line) else {
+            continue;
+        };
+        let mut buf = [0u8; PATH_MAX];
+        if unescape(m.mount_point, &mut buf).is_some_and(|p| p.to_bytes() == target) {
+            // Later lines are mounted over earlier ones at the same place.
+            top = Some(m.id);
+        }
+    }
+    let top = top.ok_or(Errno::ENOENT)?;
+    ids[0] = top;
+    let mut n = 1;
+    // Children may be listed before a re-parented parent; repeat until stable.
+    loop {
+        let before = n;
+        for line in info.split(|&b| b == b'\n') {
+            let Some(m) = MountLine::parse(line) else {
+                continue;
+            };
+            if ids[..n].contains(&m.parent) && !ids[..n].contains(&m.id) {
+                if n == SUBTREE_MAX {
+                    return Err(Errno::ENOBUFS);
+                }
+                ids[n] = m.id;
+                n += 1;
+            }
+        }
+        if n == before {
+            return Ok(n);
+        }
+    }
+}
+
+/// pivot_root into the new root and detach the old one, so no path leads
+/// back to the host's tree (chroot alone is escapable). ChrootOnly exists
+/// for the control that shows exactly that.
+fn enter_root<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
+    let root = plan.new_root.as_c_str();
+    match plan.entry {
+        RootEntry::PivotRoot => {
+            let mut buf = [0u8; PATH_MAX];
+            let put_old = join(&mut buf, root, PUT_OLD.as_bytes())?;
+            match sys.mkdir(put_old, 0o700) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(fail(Step::PivotRoot, e, put_old)),
+            }
+            sys.pivot_root(root, put_old)
+                .map_err(|e| fail(Step::PivotRoot, e, root))?;
+            let mut old_buf = [0u8; 64];
+            let old = join_small_path(&mut old_buf, PUT_OLD.as_bytes());
+            sys.umount2(old, MntFlags::MNT_DETACH)
+                .map_err(|e| fail(Step::DetachOldRoot, e, old))?;
+            sys.rmdir(old)
+                .map_err(|e| fail(Step::RemoveOldRoot, e, old))?;
+            sys.chdir(c"/").map_err(|e| fail(Step::Chdir, e, c"/"))
+        }
+        RootEntry::ChrootOnly => {
+            sys.chroot(root).map_err(|e| fail(Step::Chroot, e, root))?;
+            sys.chdir(c"/").map_err(|e| fail(Step::Chdir, e, c"/"))
+        }
+    }
+}
+
+fn join_small_path<'a>(buf: &'a mut [u8; 64], p: &[u8]) -> &'a CStr {
+    let n = p.len().min(63);
+    buf[..n].copy_from_slice(&p[..n]);
+    buf[n] = 0;
+    CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"/")
+}
+
+/// Sets the hostname (UTS namespace) through the seam.
+pub fn set_hostname<S: Syscalls>(sys: &mut S, name: &CStr) -> Result<(), StepFailure> {
+    sys.sethostname(name.to_bytes())
+        .map_err(|e| fail(Step::SetHostname, e, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{Call, RecordingSyscalls};
+
+    const ROOT: &str = "/tmp/isocheck-r-c-x/root";
+
+    fn plan() -> RootPlan {
+        RootPlan {
+            new_root: CString::new(ROOT).expect("no NUL"),
+            image: ImageMount::Overlay {
+                options: c"lowerdir=/img,upperdir=/u,workdir=/w".into(),
+            },
+            binds: vec![
+                PlannedBind {
+                    source: c"/srv/data".into(),
+                    destination: c"/data".into(),
+                    readonly: true,
+                    source_is_dir: true,
+                },
+                PlannedBind {
+                    source: c"/etc/resolv.conf".into(),
+                    destination: c"/etc/resolv.conf".into(),
+                    readonly: false,
+                    source_is_dir: false,
+                },
+            ],
+            kernel_files: KernelFiles::default(),
+            fresh_sysfs: true,
+            entry: RootEntry::PivotRoot,
+        }
+    }
+
+    /// mountinfo as the kernel would show it after the mounts, every
+    /// interesting one read-only unless listed in `rw`.
+    fn mountinfo(rw: &[&str]) -> String {
+        let mut s = String::from("1 0 8:1 / / rw,relatime - ext4 /dev/sda rw\n");
+        for (i, mp) in [
+            "/proc",
+            "/proc/sys",
+            "/sys",
+            "/data",
+            "/data/sub",
+            "/data/sub/deeper",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let id = 10 + i;
+            let parent = match *mp {
+                "/proc/sys" => 10,
+                "/data/sub" => 13,
+                "/data/sub/deeper" => 14,
+                _ => 1,
+            };
+            let opts = if rw.contains(mp) || *mp == "/proc" {
+                "rw"
+            } else {
+                "ro"
+            };
+            s.push_str(&format!(
+                "{id} {parent} 0:{id} / {ROOT}{mp} {opts},nosuid - x x rw\n"
+            ));
+        }
+        s
+    }
+
+    fn run(sys: &mut RecordingSyscalls, plan: &RootPlan) -> Result<(), StepFailure> {
+        let mut scratch = vec![0u8; 1 << 16];
+        build_root(sys, plan, &mut scratch)
+    }
+
+    fn position(calls: &[Call], pred: impl Fn(&Call) -> bool) -> usize {
+        calls.iter().position(pred).expect("call present")
+    }
+
+    fn is_mount_at(c: &Call, at: &str) -> bool {
+        matches!(c, Call::Mount { target, .. } if target == at)
+    }
+
+    #[test]
+    fn root_is_built_in_bubblewrap_order() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        let calls = &sys.calls;
+        assert_eq!(
+            calls[0],
+            Call::Mount {
+                source: None,
+                target: "/".into(),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                data: None
+            }
+        );
+        assert_eq!(
+            calls[1],
+            Call::Mount {
+                source: Some("overlay".into()),
+                target: ROOT.into(),
+                fstype: Some("overlay".into()),
+                flags: MsFlags::empty(),
+                data: Some("lowerdir=/img,upperdir=/u,workdir=/w".into())
+            }
+        );
+        let dev = position(calls, |c| is_mount_at(c, &format!("{ROOT}/dev")));
+        let proc_ = position(calls, |c| is_mount_at(c, &format!("{ROOT}/proc")));
+        let sys_ = position(calls, |c| is_mount_at(c, &format!("{ROOT}/sys")));
+        let tmp = position(calls, |c| is_mount_at(c, &format!("{ROOT}/tmp")));
+        let data = position(calls, |c| is_mount_at(c, &format!("{ROOT}/data")));
+        let data_ro = position(
+            calls,
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == format!("{ROOT}/data")),
+        );
+        let pivot = position(calls, |c| matches!(c, Call::PivotRoot { .. }));
+        let detach = position(calls, |c| matches!(c, Call::Umount2 { .. }));
+        let rmdir = position(calls, |c| matches!(c, Call::Rmdir { .. }));
+        assert!(
+            1 < dev && dev < proc_ && proc_ < sys_ && sys_ < tmp && tmp < data,
+            "{calls:#?}"
+        );
+        assert!(
+            data < data_ro && data_ro < pivot,
+            "ro remount after the bind, before pivot_root"
+        );
+        assert!(
+            pivot < detach && detach < rmdir,
+            "pivot_root before detaching the old root"
+        );
+        assert_eq!(calls.last(), Some(&Call::Chdir { path: "/".into() }));
+        assert_eq!(
+            calls[pivot],
+            Call::PivotRoot {
+                new_root: ROOT.into(),
+                put_old: format!("{ROOT}{PUT_OLD}")
+            }
+        );
+        assert_eq!(
+            calls[detach],
+            Call::Umount2 {
+                target: PUT_OLD.into(),
+                flags: MntFlags::MNT_DETACH
+            }
+        );
+    }
+
+    #[test]
+    fn binds_are_recursive_and_sources_kept() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        let data = sys
+            .calls
+            .iter()
+            .find(|c| is_mount_at(c, &format!("{ROOT}/data")))
+            .expect("bind");
+        assert_eq!(
+            *data,
+            Call::Mount {
+                source: Some("/srv/data".into()),
+                target: format!("{ROOT}/data"),
+                fstype: None,
+                flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+                data: None
+            }
+        );
+        // A file source gets an empty file to bind onto, not a directory.
+        let file = format!("{ROOT}/etc/resolv.conf");
+        assert!(sys.calls.contains(&Call::CreateFile { path: file.clone() }));
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::Mkdir { path, .. } if *path == file)));
+        // The rw bind is not made read-only.
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::MountSetattrReadonly { target } if *target == file)));
+    }
+
+    #[test]
+    fn proc_sys_is_bound_readonly_and_host_files_masked() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        let ps = format!("{ROOT}/proc/sys");
+        let bind = position(&sys.calls, |c| is_mount_at(c, &ps));
+        let ro = position(
+            &sys.calls,
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == ps),
+        );
+        assert!(bind < ro);
+        for f in ["sysrq-trigger", "kmsg"] {
+            let t = format!("{ROOT}/proc/{f}");
+            assert!(
+                sys.calls.iter().any(
+                    |c| matches!(c, Call::Mount { source: Some(s), target, flags, .. }
+                if s == "/dev/null" && *target == t && *flags == MsFlags::MS_BIND)
+                ),
+                "{f} masked"
+            );
+        }
+        let sysfs = sys
+            .calls
+            .iter()
+            .find(|c| is_mount_at(c, &format!("{ROOT}/sys")))
+            .expect("sysfs");
+        assert!(
+            matches!(sysfs, Call::Mount { fstype: Some(t), flags, .. } if t == "sysfs" && flags.contains(MsFlags::MS_RDONLY))
+        );
+    }
+
+    #[test]
+    fn controls_switch_protections_off() {
+        let mut p = plan();
+        p.kernel_files = KernelFiles {
+            proc_sys_readonly: false,
+            sys_readonly: false,
+            host_cgroupfs_rw: true,
+            mask_proc_files: false,
+        };
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| is_mount_at(c, &format!("{ROOT}/proc/sys"))));
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| is_mount_at(c, &format!("{ROOT}/proc/kmsg"))));
+        let cg = sys
+            .calls
+            .iter()
+            .find(|c| is_mount_at(c, &format!("{ROOT}/sys/fs/cgroup")))
+            .expect("cgroupfs");
+        assert!(
+            matches!(cg, Call::Mount { source: Some(s), flags, .. } if s == "/sys/fs/cgroup" && *flags == MsFlags::MS_BIND | MsFlags::MS_REC)
+        );
+    }
+
+    #[test]
+    fn without_a_net_namespace_the_host_sys_is_bound_readonly() {
+        let mut p = plan();
+        p.fresh_sysfs = false;
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        let t = format!("{ROOT}/sys");
+        let bind = position(
+            &sys.calls,
+            |c| matches!(c, Call::Mount { source: Some(s), target, .. } if s == "/sys" && *target == t),
+        );
+        let ro = position(
+            &sys.calls,
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == t),
+        );
+        assert!(bind < ro);
+    }
+
+    #[test]
+    fn old_kernels_remount_every_submount_readonly() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            no_mount_setattr: true,
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        let remounts: Vec<&str> =
+            sys.calls
+                .iter()
+                .filter_map(|c| match c {
+                    Call::Mount { target, flags, .. } if flags.contains(MsFlags::MS_REMOUNT) => {
+                        assert!(flags
+                            .contains(MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+                        Some(target.strip_prefix(ROOT).unwrap_or(target))
+                    }
+                    _ => None,
+                })
+                .collect();
+        // A fresh sysfs is mounted read-only directly, not remounted.
+        assert_eq!(
+            remounts,
+            ["/proc/sys", "/data", "/data/sub", "/data/sub/deeper"]
+        );
+    }
+
+    #[test]
+    fn a_writable_submount_fails_the_read_back() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&["/data/sub/deeper"]),
+            ..Default::default()
+        };
+        let err = run(&mut sys, &plan()).expect_err("verification fails");
+        assert_eq!(err.step, Step::VerifyReadonly);
+        assert_eq!(err.path(), format!("{ROOT}/data/sub/deeper").as_bytes());
+        assert!(
+            !sys.calls
+                .iter()
+                .any(|c| matches!(c, Call::PivotRoot { .. })),
+            "stops at the failure"
+        );
+    }
+
+    #[test]
+    fn chroot_only_skips_pivot_root() {
+        let mut p = plan();
+        p.entry = RootEntry::ChrootOnly;
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        let n = sys.calls.len();
+        assert_eq!(sys.calls[n - 2], Call::Chroot { path: ROOT.into() });
+        assert_eq!(sys.calls[n - 1], Call::Chdir { path: "/".into() });
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::PivotRoot { .. } | Call::Umount2 { .. })));
+    }
+
+    #[test]
+    fn a_failing_mount_names_its_step_and_path() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            fail_target: Some((ROOT.into(), Errno::EINVAL)),
+            ..Default::default()
+        };
+        let err = run(&mut sys, &plan()).expect_err("overlay fails");
+        assert_eq!(
+            (err.step, err.path()),
+            (Step::MountOverlay, ROOT.as_bytes())
+        );
+        assert_eq!(Errno::from_raw(err.errno), Errno::EINVAL);
+    }
+
+    #[test]
+    fn existing_directories_are_fine() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            existing: vec![
+                format!("{ROOT}/dev"),
+                format!("{ROOT}/proc"),
+                format!("{ROOT}/data"),
+            ],
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("EEXIST is not an error");
+    }
+
+    #[test]
+    fn subtree_takes_the_mount_on_top() {
+        let info = b"1 0 0:1 / / rw - x x rw\n5 1 0:5 / /m rw - x x rw\n6 1 0:6 / /m ro - x x rw\n7 6 0:7 / /m/a ro - x x rw\n8 5 0:8 / /m/b rw - x x rw\n";
+        let mut ids = [0u64; SUBTREE_MAX];
+        let n = subtree_ids(info, b"/m", &mut ids).expect("found");
+        assert_eq!(&ids[..n], &[6, 7]);
+        assert_eq!(subtree_ids(info, b"/nope", &mut ids), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        let mut buf = [0u8; PATH_MAX];
+        let p = unescape(br"/a\040b\134c", &mut buf).expect("fits");
+        assert_eq!(p.to_bytes(), br"/a b\c");
+    }
+}

@@ -1,0 +1,742 @@
+//! The one home of raw libc calls. Every `unsafe` block says why it is sound.
+//!
+//! Two layers: free functions for the process plumbing (clone3, pidfds,
+//! setns, exec...), and the [`Syscalls`] trait for the calls that change the
+//! kernel while the child builds its root, so `mounts` can be tested with
+//! [`RecordingSyscalls`] without root.
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+// ---------------------------------------------------------------------------
+// Process plumbing
+// ---------------------------------------------------------------------------
+
+/// `struct clone_args` of clone3(2), version 2 (with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Which side of a [`clone3`] we are on.
+#[derive(Debug)]
+pub enum Forked {
+    Parent { pid: i32, pidfd: Option<OwnedFd> },
+    Child,
+}
+
+/// clone3(2) without CLONE_VM: a fork with namespace `flags`, optionally
+/// returning a pidfd for the child (CLONE_PIDFD is added when asked).
+///
+/// # Safety
+/// Like fork(2) in a program that may have threads: in the child only the
+/// calling thread exists, and any lock another thread held (the allocator's,
+/// stdio's) stays held forever. The caller's child path must avoid taking
+/// such locks where it can and must end in `execve` or [`exit_now`], never
+/// return into the caller's frames that expect the parent.
+pub unsafe fn clone3(flags: u64, want_pidfd: bool) -> Result<Forked, Errno> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: flags
+            | if want_pidfd {
+                libc::CLONE_PIDFD as u64
+            } else {
+                0
+            },
+        // With CLONE_PARENT the kernel wants 0 here and gives the child the
+        // caller's own exit signal (SIGCHLD for our processes).
+        exit_signal: if flags & CLONE_PARENT != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
+        ..CloneArgs::default()
+    };
+    if want_pidfd {
+        args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
+    }
+    // SAFETY: `args` is a valid clone_args of the size we pass; `pidfd`
+    // outlives the call. No stack is given, so the child runs on a copy of
+    // ours like fork(2); the caller upholds the post-fork rules above.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::addr_of_mut!(args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => {
+            let pidfd = if want_pidfd {
+                // SAFETY: the kernel stored a fresh pidfd we now own.
+                Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
+            } else {
+                None
+            };
+            Ok(Forked::Parent {
+                pid: pid as i32,
+                pidfd,
+            })
+        }
+    }
+}
+
+/// CLONE_PARENT for [`clone3`]: the new process becomes a child of our parent.
+pub const CLONE_PARENT: u64 = libc::CLONE_PARENT as u64;
+
+/// pidfd_open(2).
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// pidfd_send_signal(2): signal the process the pidfd names, never a
+/// recycled pid.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), Errno> {
+    // SAFETY: valid fd, null siginfo is allowed, flags 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// setns(2) on any namespace fd or a pidfd (with several CLONE_NEW* flags).
+pub fn setns(fd: BorrowedFd<'_>, nstype: i32) -> Result<(), Errno> {
+    // SAFETY: plain syscall on a borrowed, open fd.
+    let r = unsafe { libc::setns(fd.as_raw_fd(), nstype) };
+    Errno::result(r).map(drop)
+}
+
+/// unshare(2).
+pub fn unshare(flags: i32) -> Result<(), Errno> {
+    // SAFETY: plain syscall with an integer argument.
+    Errno::result(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// The namespace flags as `i32` for setns/unshare.
+pub const CLONE_NEWTIME: i32 = libc::CLONE_NEWTIME;
+pub const CLONE_NEWCGROUP: i32 = libc::CLONE_NEWCGROUP;
+
+/// PR_SET_PDEATHSIG SIGKILL: die with the thread that cloned us.
+pub fn set_parent_death_kill() -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) }).map(drop)
+}
+
+/// PR_SET_NO_NEW_PRIVS.
+pub fn set_no_new_privs() -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
+
+/// getppid(2).
+pub fn getppid() -> i32 {
+    // SAFETY: always succeeds.
+    unsafe { libc::getppid() }
+}
+
+/// Default dispositions and an empty mask, as a fresh process expects
+/// (Rust ignores SIGPIPE, and ignored signals survive execve).
+pub fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL is always valid; errors (for signals
+        // glibc reserves) are ignored on purpose.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: an empty, initialised set; old mask not wanted.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// dup2(2).
+pub fn dup2(from: RawFd, to: RawFd) -> Result<(), Errno> {
+    // SAFETY: plain syscall; `to` is replaced atomically.
+    Errno::result(unsafe { libc::dup2(from, to) }).map(drop)
+}
+
+/// close_range(first, ~0, CLOSE_RANGE_CLOEXEC): nothing the parent leaked
+/// survives execve.
+pub fn cloexec_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// setresuid/setresgid/setgroups(0 entries).
+pub fn set_ids(uid: u32, gid: u32, clear_groups: bool) -> Result<(), (crate::error::Step, Errno)> {
+    use crate::error::Step;
+    if clear_groups {
+        // SAFETY: zero-length list, null pointer allowed.
+        Errno::result(unsafe { libc::setgroups(0, std::ptr::null()) })
+            .map_err(|e| (Step::SetGroups, e))?;
+    }
+    // SAFETY: plain syscalls.
+    Errno::result(unsafe { libc::setresgid(gid, gid, gid) }).map_err(|e| (Step::SetGid, e))?;
+    // SAFETY: plain syscall.
+    Errno::result(unsafe { libc::setresuid(uid, uid, uid) }).map_err(|e| (Step::SetUid, e))?;
+    Ok(())
+}
+
+/// open(2) of a NUL-terminated path, returning an owned fd.
+pub fn open(path: &CStr, flags: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: valid C string; O_CLOEXEC added so nothing leaks into exec.
+    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: new fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// write(2) of the whole buffer.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// read(2) once, retrying EINTR.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: buf is valid and writable for its length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// fchdir(2).
+pub fn fchdir(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: plain syscall on an open fd.
+    Errno::result(unsafe { libc::fchdir(fd.as_raw_fd()) }).map(drop)
+}
+
+/// Brings `lo` up with SIOCSIFFLAGS (the network module does the rest).
+pub fn loopback_up() -> Result<(), Errno> {
+    // SAFETY: plain socket(2).
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: we own the fresh fd.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into the ifreq we pass, which outlives it.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: the union member ifru_flags is the one SIOCGIFFLAGS filled.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we pass.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
+    Ok(())
+}
+
+/// execve(2) with prepared NULL-terminated pointer arrays. Returns only on
+/// failure.
+pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
+    debug_assert!(argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: the arrays are NULL-terminated (checked by the caller's
+    // construction in `process::ExecArgs`) and point at live C strings.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+/// _exit(2): leave the child without running the parent's destructors or
+/// atexit handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// Waits for readability of `fd` up to `timeout_ms` (-1: forever).
+/// Returns false on timeout.
+pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<bool, Errno> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if r >= 0 {
+            return Ok(r > 0);
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The seam for building the root
+// ---------------------------------------------------------------------------
+
+/// The calls that change the kernel while the child builds its root. The
+/// real implementation runs them; [`RecordingSyscalls`] records them.
+pub trait Syscalls {
+    fn mount(
+        &mut self,
+        source: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: MsFlags,
+        data: Option<&CStr>,
+    ) -> Result<(), Errno>;
+    fn umount2(&mut self, target: &CStr, flags: MntFlags) -> Result<(), Errno>;
+    /// mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY): the mount at `target`
+    /// and every mount below it become read-only. ENOSYS on old kernels.
+    fn mount_setattr_readonly_recursive(&mut self, target: &CStr) -> Result<(), Errno>;
+    fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> Result<(), Errno>;
+    fn chroot(&mut self, path: &CStr) -> Result<(), Errno>;
+    fn chdir(&mut self, path: &CStr) -> Result<(), Errno>;
+    fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno>;
+    fn rmdir(&mut self, path: &CStr) -> Result<(), Errno>;
+    /// An empty regular file to bind a non-directory onto. EEXIST is an error.
+    fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno>;
+    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno>;
+    fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno>;
+    /// The MS_* flags a remount must keep (from statvfs), e.g. nosuid.
+    fn mount_flags(&mut self, path: &CStr) -> Result<MsFlags, Errno>;
+    /// Fills `buf` with /proc/self/mountinfo; ENOBUFS if it does not fit.
+    fn read_mountinfo<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b [u8], Errno>;
+}
+
+/// Runs the calls for real.
+#[derive(Debug, Default)]
+pub struct RealSyscalls;
+
+fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+impl Syscalls for RealSyscalls {
+    fn mount(
+        &mut self,
+        source: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: MsFlags,
+        data: Option<&CStr>,
+    ) -> Result<(), Errno> {
+        // SAFETY: every pointer is a valid C string or null, as mount(2)
+        // allows for source, fstype and data.
+        let r = unsafe {
+            libc::mount(
+                opt_ptr(source),
+                target.as_ptr(),
+                opt_ptr(fstype),
+                flags.bits(),
+                opt_ptr(data).cast(),
+            )
+        };
+        Errno::result(r).map(drop)
+    }
+
+    fn umount2(&mut self, target: &CStr, flags: MntFlags) -> Result<(), Errno> {
+        // SAFETY: valid C string.
+        Errno::result(unsafe { libc::umount2(target.as_ptr(), flags.bits()) }).map(drop)
+    }
+
+    fn mount_setattr_readonly_recursive(&mut self, target: &CStr) -> Result<(), Errno> {
+        const MOUNT_ATTR_RDONLY: u64 = 0x1;
+        let mut attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: valid C string and a mount_attr of the size we pass.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::AT_RECURSIVE as libc::c_uint,
+                std::ptr::addr_of_mut!(attr),
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        Errno::result(r).map(drop)
+    }
+
+    fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
+        // SAFETY: valid C strings; glibc has no wrapper, so the raw syscall.
+        let r = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+        Errno::result(r).map(drop)
+    }
+
+    fn chroot(&mut self, path: &CStr) -> Result<(), Errno> {
+        // SAFETY: valid C string.
+        Errno::result(unsafe { libc::chroot(path.as_ptr()) }).map(drop)
+    }
+
+    fn chdir(&mut self, path: &CStr) -> Result<(), Errno> {
+        // SAFETY: valid C string.
+        Errno::result(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+    }
+
+    fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
+        // SAFETY: valid C string.
+        Errno::result(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
+    }
+
+    fn rmdir(&mut self, path: &CStr) -> Result<(), Errno> {
+        // SAFETY: valid C string.
+        Errno::result(unsafe { libc::rmdir(path.as_ptr()) }).map(drop)
+    }
+
+    fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
+        // SAFETY: valid C string; the fd is closed right away.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                mode,
+            )
+        };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: we own fd.
+        unsafe { libc::close(fd) };
+        Ok(())
+    }
+
+    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno> {
+        // SAFETY: valid C strings.
+        Errno::result(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }).map(drop)
+    }
+
+    fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno> {
+        // SAFETY: pointer and length describe `name`.
+        Errno::result(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+    }
+
+    fn mount_flags(&mut self, path: &CStr) -> Result<MsFlags, Errno> {
+        // SAFETY: statvfs is plain data; the kernel fills it.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid C string and out-pointer.
+        Errno::result(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+        let mut flags = MsFlags::empty();
+        for (st_bit, ms) in [
+            (libc::ST_NOSUID, MsFlags::MS_NOSUID),
+            (libc::ST_NODEV, MsFlags::MS_NODEV),
+            (libc::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (libc::ST_NOATIME, MsFlags::MS_NOATIME),
+            (libc::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (libc::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if st.f_flag & st_bit != 0 {
+                flags |= ms;
+            }
+        }
+        Ok(flags)
+    }
+
+    fn read_mountinfo<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b [u8], Errno> {
+        let fd = open(c"/proc/self/mountinfo", libc::O_RDONLY)?;
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                return Err(Errno::ENOBUFS);
+            }
+            let n = read(fd.as_fd_borrow(), &mut buf[len..])?;
+            if n == 0 {
+                return Ok(&buf[..len]);
+            }
+            len += n;
+        }
+    }
+}
+
+trait AsFdBorrow {
+    fn as_fd_borrow(&self) -> BorrowedFd<'_>;
+}
+impl AsFdBorrow for OwnedFd {
+    fn as_fd_borrow(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+/// One call seen by [`RecordingSyscalls`], with owned, printable arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Mount {
+        source: Option<String>,
+        target: String,
+        fstype: Option<String>,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    Umount2 {
+        target: String,
+        flags: MntFlags,
+    },
+    MountSetattrReadonly {
+        target: String,
+    },
+    PivotRoot {
+        new_root: String,
+        put_old: String,
+    },
+    Chroot {
+        path: String,
+    },
+    Chdir {
+        path: String,
+    },
+    Mkdir {
+        path: String,
+        mode: u32,
+    },
+    Rmdir {
+        path: String,
+    },
+    CreateFile {
+        path: String,
+    },
+    Symlink {
+        target: String,
+        link: String,
+    },
+    Sethostname {
+        name: String,
+    },
+}
+
+impl Call {
+    /// The path the call acts on (mount target, dir, link...).
+    pub fn target(&self) -> &str {
+        match self {
+            Call::Mount { target, .. }
+            | Call::Umount2 { target, .. }
+            | Call::MountSetattrReadonly { target } => target,
+            Call::PivotRoot { new_root, .. } => new_root,
+            Call::Chroot { path }
+            | Call::Chdir { path }
+            | Call::Mkdir { path, .. }
+            | Call::Rmdir { path }
+            | Call::CreateFile { path } => path,
+            Call::Symlink { link, .. } => link,
+            Call::Sethostname { name } => name,
+        }
+    }
+}
+
+/// A test double: records every call in order, succeeds unless told to fail,
+/// and serves a canned mountinfo.
+#[derive(Debug, Default)]
+pub struct RecordingSyscalls {
+    pub calls: Vec<Call>,
+    /// Served by `read_mountinfo`.
+    pub mountinfo: String,
+    /// mount_setattr fails with ENOSYS (an old kernel), forcing the fallback.
+    pub no_mount_setattr: bool,
+    /// The first call whose target equals `.0` fails with `.1`.
+    pub fail_target: Option<(String, Errno)>,
+    /// Paths that "exist" (mkdir / create_file on them give EEXIST).
+    pub existing: Vec<String>,
+}
+
+fn lossy(s: &CStr) -> String {
+    s.to_string_lossy().into_owned()
+}
+
+impl RecordingSyscalls {
+    fn record(&mut self, call: Call) -> Result<(), Errno> {
+        let fail = match &self.fail_target {
+            Some((t, e)) if t == call.target() => Some(*e),
+            _ => None,
+        };
+        self.calls.push(call);
+        match fail {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Syscalls for RecordingSyscalls {
+    fn mount(
+        &mut self,
+        source: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: MsFlags,
+        data: Option<&CStr>,
+    ) -> Result<(), Errno> {
+        self.record(Call::Mount {
+            source: source.map(lossy),
+            target: lossy(target),
+            fstype: fstype.map(lossy),
+            flags,
+            data: data.map(lossy),
+        })
+    }
+    fn umount2(&mut self, target: &CStr, flags: MntFlags) -> Result<(), Errno> {
+        self.record(Call::Umount2 {
+            target: lossy(target),
+            flags,
+        })
+    }
+    fn mount_setattr_readonly_recursive(&mut self, target: &CStr) -> Result<(), Errno> {
+        if self.no_mount_setattr {
+            return Err(Errno::ENOSYS);
+        }
+        self.record(Call::MountSetattrReadonly {
+            target: lossy(target),
+        })
+    }
+    fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
+        self.record(Call::PivotRoot {
+            new_root: lossy(new_root),
+            put_old: lossy(put_old),
+        })
+    }
+    fn chroot(&mut self, path: &CStr) -> Result<(), Errno> {
+        self.record(Call::Chroot { path: lossy(path) })
+    }
+    fn chdir(&mut self, path: &CStr) -> Result<(), Errno> {
+        self.record(Call::Chdir { path: lossy(path) })
+    }
+    fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
+        let exists = self
+            .existing
+            .iter()
+            .any(|p| p.as_bytes() == path.to_bytes());
+        self.record(Call::Mkdir {
+            path: lossy(path),
+            mode,
+        })?;
+        if exists {
+            Err(Errno::EEXIST)
+        } else {
+            Ok(())
+        }
+    }
+    fn rmdir(&mut self, path: &CStr) -> Result<(), Errno> {
+        self.record(Call::Rmdir { path: lossy(path) })
+    }
+    fn create_file(&mut self, path: &CStr, _mode: u32) -> Result<(), Errno> {
+        let exists = self
+            .existing
+            .iter()
+            .any(|p| p.as_bytes() == path.to_bytes());
+        self.record(Call::CreateFile { path: lossy(path) })?;
+        if exists {
+            Err(Errno::EEXIST)
+        } else {
+            Ok(())
+        }
+    }
+    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno> {
+        self.record(Call::Symlink {
+            target: lossy(target),
+            link: lossy(link),
+        })
+    }
+    fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno> {
+        self.record(Call::Sethostname {
+            name: String::from_utf8_lossy(name).into_owned(),
+        })
+    }
+    fn mount_flags(&mut self, _path: &CStr) -> Result<MsFlags, Errno> {
+        Ok(MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+    }
+    fn read_mountinfo<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b [u8], Errno> {
+        let src = self.mountinfo.as_bytes();
+        if src.len() > buf.len() {
+            return Err(Errno::ENOBUFS);
+        }
+        buf[..src.len()].copy_from_slice(src);
+        Ok(&buf[..src.len()])
+    }
+}
+
+/// setxattr(2) on a path (follows symlinks).
+pub fn set_xattr(path: &CStr, name: &CStr, value: &[u8]) -> Result<(), Errno> {
+    // SAFETY: valid C strings and a value buffer of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
