@@ -1,36 +1,26 @@
 //! Container start latency, one criterion run: the kernel's floor, each
-//! namespace alone, the peers; then the summary with the issue-7 ratios.
+//! namespace alone, the runtime's stages, the full start (with and without
+//! a bridged veth), the peers, the full start under load; then the summary
+//! with the issue-7 ratios.
 //!
 //! The whole process first moves into a stand-in host (own net, mount, UTS,
 //! IPC namespaces) so nothing a bench creates reaches the real host.
 
 use criterion::measurement::WallTime;
-use criterion::BatchSize;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode};
+use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
 use isocheck_benches::cgroup_tree::{BenchCgroups, CGROUP_ROOT};
-use isocheck_benches::oci::BENCH_LIMITS;
+use isocheck_benches::full::{self, Fleet, FullStarter, NetPlan};
 use isocheck_benches::peers::{self, Peer};
 use isocheck_benches::probe::{self, NOOP_ARG};
 use isocheck_benches::rootfs::MinimalRootfs;
 use isocheck_benches::spawn::{all_container_flags, PreparedExec, CONTAINER_NAMESPACES};
+use isocheck_benches::stages;
 use isocheck_benches::{standin, summary, workspace_root};
+use isocheck_runtime::caps::CapPlan;
 use isocheck_runtime::cgroups::CgroupManager;
 use isocheck_runtime::network::{attach_netns, Bridge, Netns};
-use isocheck_runtime::spec::{BridgeAttachment, CpuQuota, Limits};
+use isocheck_runtime::spec::BridgeAttachment;
 use std::time::Duration;
-
-/// The runtime's form of the limits every bench container gets.
-fn runtime_limits() -> Limits {
-    Limits {
-        memory_bytes: Some(BENCH_LIMITS.memory_bytes),
-        pids: Some(BENCH_LIMITS.pids),
-        cpu: Some(CpuQuota {
-            quota_us: BENCH_LIMITS.cpu_quota_us,
-            period_us: BENCH_LIMITS.cpu_period_us,
-        }),
-        cpuset: None,
-    }
-}
 
 /// The bridge of the networked benches, in the stand-in host.
 const BENCH_BRIDGE_GATEWAY: &str = "10.213.0.1/24";
@@ -55,17 +45,49 @@ fn bench_attachment(bridge: &Bridge) -> BridgeAttachment {
 struct Run {
     root: MinimalRootfs,
     cgroups: BenchCgroups,
+    /// The stand-in's own namespace and the bridge of the networked benches.
+    net: Option<(Netns, Bridge)>,
+    /// Names the runtime's cgroups and temp dirs (`isocheck-<run_id>-*`).
+    run_id: String,
     /// (id, reason) for every id not measured in this run.
     skipped: Vec<(String, String)>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
+        if let Some((_, bridge)) = self.net.take() {
+            if let Err(e) = bridge.delete() {
+                eprintln!("isocheck-benches cleanup: {e}");
+            }
+        }
         for error in self.cgroups.remove() {
             eprintln!("isocheck-benches cleanup: {error}");
         }
         for left in self.cgroups.leftovers() {
             eprintln!("isocheck-benches cleanup: left behind {}", left.display());
+        }
+        // The runtime's own cgroups and temp dirs for this run.
+        if let Ok(manager) = CgroupManager::detect() {
+            for left in manager.leftovers() {
+                let ours = left.file_name().is_some_and(|n| {
+                    n.to_string_lossy()
+                        .starts_with(&format!("{}-", self.run_id))
+                });
+                if ours {
+                    eprintln!("isocheck-benches cleanup: left behind {}", left.display());
+                }
+            }
+        }
+        let tmp_prefix = format!("isocheck-{}-", self.run_id);
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for entry in entries.filter_map(Result::ok) {
+                if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
+                    eprintln!(
+                        "isocheck-benches cleanup: left behind {}",
+                        entry.path().display()
+                    );
+                }
+            }
         }
     }
 }
@@ -125,7 +147,7 @@ fn bench_cgroup(c: &mut Criterion, run: &mut Run) {
         Ok(manager) => manager,
         Err(e) => return run.skip("cgroup/create-destroy", format!("no cgroup manager: {e}")),
     };
-    let limits = runtime_limits();
+    let limits = full::bench_limits();
     let name = format!("bench-{}-cg", std::process::id());
     let once = manager.create(&name, &limits).and_then(|cg| cg.remove());
     if let Err(e) = once {
@@ -143,21 +165,24 @@ fn bench_cgroup(c: &mut Criterion, run: &mut Run) {
     group.finish();
 }
 
+/// The bench bridge in the stand-in host, made once.
+fn make_bridge() -> Result<(Netns, Bridge), String> {
+    let host = Netns::current().map_err(|e| e.to_string())?;
+    let gateway = BENCH_BRIDGE_GATEWAY
+        .parse()
+        .map_err(|e| format!("{BENCH_BRIDGE_GATEWAY}: {e}"))?;
+    let bridge = Bridge::create(&host, &bench_bridge_name(), gateway).map_err(|e| e.to_string())?;
+    Ok((host, bridge))
+}
+
 /// `net/attach`: a veth pair to the bench bridge with its peer made inside a
 /// fresh netns, addressed, up, routed. The netns is made before the timer
 /// and the pair torn down after it.
 fn bench_net_attach(c: &mut Criterion, run: &mut Run) {
-    let prepared = Netns::current().and_then(|host| {
-        let gateway = BENCH_BRIDGE_GATEWAY
-            .parse()
-            .expect("constant gateway parses");
-        Bridge::create(&host, &bench_bridge_name(), gateway).map(|bridge| (host, bridge))
-    });
-    let (host, bridge) = match prepared {
-        Ok(prepared) => prepared,
-        Err(e) => return run.skip("net/attach", format!("bridge in the stand-in: {e}")),
+    let Some((host, bridge)) = &run.net else {
+        return run.skip("net/attach", "no bench bridge (see above)".into());
     };
-    let attachment = bench_attachment(&bridge);
+    let attachment = bench_attachment(bridge);
     let mut counter = 0u64;
     let mut group = slow_group(c, "net");
     group.bench_function("attach", |b| {
@@ -165,7 +190,7 @@ fn bench_net_attach(c: &mut Criterion, run: &mut Run) {
             || Netns::new_anonymous().expect("container netns"),
             |container| {
                 counter += 1;
-                let veth = attach_netns(&host, &container, &attachment, &format!("a{counter}"))
+                let veth = attach_netns(host, &container, &attachment, &format!("a{counter}"))
                     .expect("attach");
                 // Dropped after the timer: detach, then the netns.
                 (veth, container)
@@ -174,9 +199,125 @@ fn bench_net_attach(c: &mut Criterion, run: &mut Run) {
         )
     });
     group.finish();
-    if let Err(e) = bridge.delete() {
-        eprintln!("isocheck-benches cleanup: {e}");
+}
+
+/// `rootfs/setup` and `caps/drop`: the child-side stages, timed alone.
+fn bench_stages(c: &mut Criterion, run: &mut Run) {
+    let spec = full::full_spec(&run.root, &full::noop_argv());
+    let run_id = run.run_id.clone();
+    let mut group = slow_group(c, "rootfs");
+    match stages::rootfs_setup_once(&spec, &run_id, "rootfs0") {
+        Err(e) => run.skip("rootfs/setup", e.to_string()),
+        Ok(_) => {
+            group.bench_function("setup", |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|i| {
+                            stages::rootfs_setup_once(&spec, &run_id, &format!("rootfs{i}"))
+                                .expect("rootfs setup")
+                        })
+                        .sum()
+                })
+            });
+        }
     }
+    group.finish();
+
+    let plan = match CapPlan::new(&spec.capabilities) {
+        Ok(plan) => plan,
+        Err(e) => return run.skip("caps/drop", e.to_string()),
+    };
+    if let Err(e) = stages::caps_drop_once(&plan) {
+        return run.skip("caps/drop", e.to_string());
+    }
+    let mut group = slow_group(c, "caps");
+    group.bench_function("drop", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| stages::caps_drop_once(&plan).expect("caps drop"))
+                .sum()
+        })
+    });
+    group.finish();
+}
+
+/// A starter for full containers running `argv`, with or without the veth.
+fn starter(run: &Run, prefix: &str, argv: &[&str], with_net: bool) -> Result<FullStarter, String> {
+    let net = if with_net {
+        let (host, bridge) = run.net.as_ref().ok_or("no bench bridge (see above)")?;
+        Some(NetPlan {
+            host: host.try_clone().map_err(|e| e.to_string())?,
+            attachment: bench_attachment(bridge),
+        })
+    } else {
+        None
+    };
+    Ok(FullStarter::new(
+        full::full_spec(&run.root, argv),
+        &run.run_id,
+        prefix,
+        net,
+    ))
+}
+
+/// A starter that has passed one trial start, or the reason it has not.
+fn tried_starter(run: &Run, prefix: &str, with_net: bool) -> Result<FullStarter, String> {
+    let mut starter = starter(run, prefix, &full::noop_argv(), with_net)?;
+    starter.run_once().map_err(|e| e.to_string())?;
+    Ok(starter)
+}
+
+/// `start/full` and `start/full-net`.
+fn bench_full(c: &mut Criterion, run: &mut Run) {
+    let mut group = slow_group(c, "start");
+    for (name, with_net) in [("full", false), ("full-net", true)] {
+        let prefix = if with_net { "net" } else { "full" };
+        match tried_starter(run, prefix, with_net) {
+            Ok(mut starter) => {
+                group.bench_function(name, |b| b.iter(|| starter.run_once().expect("full start")));
+            }
+            Err(reason) => run.skip(&format!("start/{name}"), reason),
+        }
+    }
+    group.finish();
+}
+
+/// `scale/running/N`: one more full start while N idle containers (each
+/// its own cgroup with limits and its own netns) are running.
+fn bench_scale(c: &mut Criterion, run: &mut Run) {
+    const LOADS: [usize; 3] = [1, 10, 100];
+    let skip_all = |run: &mut Run, reason: String| {
+        for n in LOADS {
+            run.skip(&format!("scale/running/{n}"), reason.clone());
+        }
+    };
+    let mut timed = match tried_starter(run, "scale", false) {
+        Ok(starter) => starter,
+        Err(reason) => return skip_all(run, reason),
+    };
+    let mut idle = match starter(run, "idle", &full::idle_argv(), false) {
+        Ok(starter) => starter,
+        Err(reason) => return skip_all(run, reason),
+    };
+    let mut group = slow_group(c, "scale");
+    for n in LOADS {
+        let mut fleet = match Fleet::start(&mut idle, n) {
+            Ok(fleet) => fleet,
+            Err(e) => {
+                run.skip(&format!("scale/running/{n}"), e.to_string());
+                continue;
+            }
+        };
+        group.bench_with_input(BenchmarkId::new("running", n), &n, |b, _| {
+            b.iter(|| timed.run_once().expect("full start under load"))
+        });
+        let still = fleet.still_running();
+        if still != n {
+            eprintln!("scale/running/{n}: only {still} of {n} idle containers ran to the end");
+        }
+        fleet.stop();
+    }
+    group.finish();
 }
 
 /// Every peer that is installed and passes one trial start.
@@ -241,15 +382,24 @@ fn main() {
             std::path::Path::new(CGROUP_ROOT),
             &std::process::id().to_string(),
         ),
+        net: None,
+        run_id: format!("bench{}", std::process::id()),
         skipped: Vec::new(),
     };
+    match make_bridge() {
+        Ok(net) => run.net = Some(net),
+        Err(e) => eprintln!("isocheck-benches: bench bridge in the stand-in: {e}"),
+    }
 
     let mut criterion = Criterion::default().configure_from_args();
     bench_floor(&mut criterion, &run);
     bench_namespaces(&mut criterion, &run);
     bench_cgroup(&mut criterion, &mut run);
     bench_net_attach(&mut criterion, &mut run);
+    bench_stages(&mut criterion, &mut run);
+    bench_full(&mut criterion, &mut run);
     bench_peers(&mut criterion, &mut run);
+    bench_scale(&mut criterion, &mut run);
     criterion.final_summary();
 
     let criterion_dir = summary::criterion_dir(&workspace);

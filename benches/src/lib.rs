@@ -6,12 +6,14 @@
 //! `bench-summary` binary prints medians, p95s and the issue-7 ratios.
 
 pub mod cgroup_tree;
+pub mod full;
 pub mod oci;
 pub mod peers;
 pub mod probe;
 pub mod rootfs;
 pub mod spawn;
 pub mod stage;
+pub mod stages;
 pub mod standin;
 pub mod summary;
 
