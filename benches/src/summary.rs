@@ -53,7 +53,7 @@ pub struct Measurement {
 }
 
 /// The ids in the order the summary lists them; others follow by name.
-pub const KNOWN_IDS: [&str; 22] = [
+pub const KNOWN_IDS: [&str; 23] = [
     "start/floor",
     "start/full",
     "start/full-net",
@@ -67,6 +67,7 @@ pub const KNOWN_IDS: [&str; 22] = [
     "cgroup/create-destroy",
     "rootfs/setup",
     "net/attach",
+    "net/detach",
     "caps/drop",
     "peers/runc",
     "peers/crun",
