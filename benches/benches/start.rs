@@ -13,7 +13,7 @@ use isocheck_benches::full::{self, Fleet, FullStarter, NetPlan};
 use isocheck_benches::peers::{self, Peer};
 use isocheck_benches::probe::{self, NOOP_ARG};
 use isocheck_benches::rootfs::MinimalRootfs;
-use isocheck_benches::spawn::{all_container_flags, PreparedExec, CONTAINER_NAMESPACES};
+use isocheck_benches::spawn::{all_container_flags, IdleChild, PreparedExec, CONTAINER_NAMESPACES};
 use isocheck_benches::stages;
 use isocheck_benches::{standin, summary, workspace_root};
 use isocheck_runtime::caps::CapPlan;
@@ -160,6 +160,23 @@ fn bench_cgroup(c: &mut Criterion, run: &mut Run) {
                 .create(&name, &limits)
                 .and_then(|cg| cg.remove())
                 .expect("cgroup create + remove")
+        })
+    });
+    // `cgroup/add-process`: moving a process into the cgroup, in every
+    // hierarchy (what the handshake does; no CLONE_INTO_CGROUP on v1).
+    group.bench_function("add-process", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let cgroup = manager.create(&name, &limits).expect("cgroup");
+                let child = IdleChild::start().expect("idle child");
+                let start = std::time::Instant::now();
+                cgroup.add_process(child.pid()).expect("add process");
+                total += start.elapsed();
+                drop(child);
+                cgroup.remove().expect("cgroup remove");
+            }
+            total
         })
     });
     group.finish();

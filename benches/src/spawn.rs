@@ -192,6 +192,48 @@ pub fn wait_success(pid: i32, flags: u64) -> Result<(), SpawnError> {
     }
 }
 
+/// A child that only sleeps in pause(2), for timing what is done to a
+/// process from outside (moving it into a cgroup). Killed and reaped on drop.
+#[derive(Debug)]
+pub struct IdleChild {
+    pid: i32,
+}
+
+impl IdleChild {
+    pub fn start() -> Result<IdleChild, SpawnError> {
+        // SAFETY: the child calls only pause and _exit (async-signal-safe)
+        // and never returns.
+        let ret = unsafe { fork_into(0) };
+        if ret == 0 {
+            // SAFETY: see above: we are the child.
+            unsafe {
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        if ret < 0 {
+            return Err(SpawnError::Clone3 {
+                flags: 0,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(IdleChild { pid: ret as i32 })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+}
+
+impl Drop for IdleChild {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +252,15 @@ mod tests {
     fn clone_args_has_the_kernel_ver2_size() {
         // CLONE_ARGS_SIZE_VER2 is 88 bytes.
         assert_eq!(std::mem::size_of::<CloneArgs>(), 88);
+    }
+
+    #[test]
+    fn idle_child_stays_until_dropped() {
+        let child = IdleChild::start().expect("idle child");
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{}", child.pid()));
+        assert!(proc_dir.exists());
+        drop(child);
+        assert!(!proc_dir.exists(), "reaped on drop");
     }
 
     #[test]

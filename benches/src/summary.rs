@@ -53,7 +53,7 @@ pub struct Measurement {
 }
 
 /// The ids in the order the summary lists them; others follow by name.
-pub const KNOWN_IDS: [&str; 23] = [
+pub const KNOWN_IDS: [&str; 24] = [
     "start/floor",
     "start/full",
     "start/full-net",
@@ -65,6 +65,7 @@ pub const KNOWN_IDS: [&str; 23] = [
     "ns/net",
     "ns/cgroup",
     "cgroup/create-destroy",
+    "cgroup/add-process",
     "rootfs/setup",
     "net/attach",
     "net/detach",
