@@ -33,6 +33,8 @@ pub enum FixtureError {
     },
     #[error("build the image: {0}")]
     Image(String),
+    #[error("network testbed: {0}")]
+    Network(String),
 }
 
 fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FixtureError + 'a {

@@ -1,13 +1,15 @@
-//! isocheck-harness: scenarios (TOML data), the runner that proves each
-//! guarantee with its control, the stand-in host, reports, and the kernel
-//! matrix. The `isocheck` binary is a thin CLI over this library.
 
+//! guarantee with its control, the stand-in host, reports, and the kernel
+//! isocheck-harness: scenarios (TOML data), the runner that proves each
+//! matrix. The `isocheck` binary is a thin CLI over this library.
 pub mod cleanup;
 pub mod expect;
 pub mod fixtures;
+pub mod matrix;
 pub mod nettestbed;
 pub mod report;
 pub mod requirements;
 pub mod runner;
 pub mod scenario;
 pub mod standin;
+pub mod vm;

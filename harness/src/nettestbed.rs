@@ -33,7 +33,7 @@ pub struct NetTestbed {
 }
 
 fn net(step: &'static str) -> impl FnOnce(NetworkError) -> FixtureError {
-    move |e| FixtureError::Image(format!("{step}: {e}"))
+    move |e| FixtureError::Network(format!("{step}: {e}"))
 }
 
 fn parse_net(text: &str) -> Ipv4Net {
@@ -44,7 +44,7 @@ impl NetTestbed {
     pub fn create(run_id: &str) -> Result<NetTestbed, FixtureError> {
         let host = Netns::current().map_err(net("open the stand-in's netns"))?;
         let outside_plan = OutsidePlan {
-            uplink_name: format!("isoc-u{run_id}"),
+            uplink_name: format!("isoc-up{run_id}"),
             ..OutsidePlan::default()
         };
         let first_plan = SubnetPlan::new(
@@ -61,9 +61,9 @@ impl NetTestbed {
             ],
         )
         .map_err(net("plan the second subnet"))?;
-        let first = Bridge::create(&host, &format!("isoc-b{run_id}"), first_plan.gateway())
+        let first = Bridge::create(&host, &format!("isoc-br{run_id}"), first_plan.gateway())
             .map_err(net("create the first bridge"))?;
-        let second = Bridge::create(&host, &format!("isoc-c{run_id}"), second_plan.gateway())
+        let second = Bridge::create(&host, &format!("isoc-br{run_id}2"), second_plan.gateway())
             .map_err(net("create the second bridge"))?;
         isocheck_runtime::network::enable_forwarding(&host).map_err(net("enable forwarding"))?;
         let outside =
@@ -103,7 +103,9 @@ impl NetTestbed {
         Ok(BridgeAttachment {
             bridge: bridge.name().to_string(),
             address: address.to_string(),
-            gateway: Some(plan.gateway().addr().to_string()),
+            // The second bridge is an island: no default route, so nothing
+            // reaches the first bridge through the stand-in's forwarding.
+            gateway: (!second).then(|| plan.gateway().addr().to_string()),
             publish: publish.into_iter().collect(),
             detached,
         })

@@ -61,6 +61,8 @@ pub struct Runner {
     marker: PathBuf,
     marker_token: String,
     counter: usize,
+    /// A cgroup of ours that a container tries to move itself into.
+    escape_cgroup: Option<isocheck_runtime::cgroups::Cgroup>,
     /// Bridges and the outside world, made on first use.
     net: Option<NetTestbed>,
     // Last: dropped after the fixtures that live inside it.
@@ -94,6 +96,7 @@ impl Runner {
             marker,
             marker_token,
             counter: 0,
+            escape_cgroup: None,
             net: None,
             run,
         })
@@ -221,10 +224,7 @@ impl Runner {
         let deadline = Instant::now() + Duration::from_secs(s.timeout_secs);
         let mut doc = Map::new();
         let mut net = NetHalf::default();
-        let wants_net = overrides.network.as_deref() == Some("bridge")
-            || s.peer.is_some()
-            || s.outside.is_some();
-        if wants_net {
+        if s.needs_network() {
             if self.net.is_none() {
                 self.net = Some(NetTestbed::create(&self.run.run_id).map_err(|e| e.to_string())?);
             }
@@ -530,8 +530,33 @@ impl Runner {
         drop(nat);
     }
 
-    fn vars(&self) -> BTreeMap<String, String> {
+    fn vars(&mut self) -> BTreeMap<String, String> {
+        if self.escape_cgroup.is_none() {
+            self.escape_cgroup = isocheck_runtime::cgroups::CgroupManager::detect()
+                .and_then(|m| {
+                    m.create(
+                        &format!("{}-escape-decoy", self.run.run_id),
+                        &Default::default(),
+                    )
+                })
+                .ok();
+        }
+        // The pids hierarchy on v1/hybrid (any one hierarchy proves the move),
+        // the unified node on v2.
+        let escape_target = self
+            .escape_cgroup
+            .as_ref()
+            .and_then(|c| {
+                let paths = c.paths();
+                paths
+                    .iter()
+                    .find(|p| p.components().any(|c| c.as_os_str() == "pids"))
+                    .or(paths.first())
+                    .map(|p| p.join("cgroup.procs").display().to_string())
+            })
+            .unwrap_or_else(|| "/sys/fs/cgroup/isocheck/none/cgroup.procs".into());
         BTreeMap::from([
+            ("cgroup.escape_target".into(), escape_target),
             ("decoy.pid".into(), self.decoy.pid().to_string()),
             ("decoy.comm".into(), fixtures::DECOY_COMM.into()),
             ("shm.key".into(), self.shm_key.to_string()),

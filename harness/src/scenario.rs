@@ -335,6 +335,26 @@ impl Scenario {
         Scenario::parse(file, &text)
     }
 
+    /// Whether the scenario needs the network testbed: a bridged container,
+    /// a peer, an outside probe, or an argument naming one of its addresses.
+    pub fn needs_network(&self) -> bool {
+        let bridged = [&self.run.container, &self.control.container]
+            .iter()
+            .any(|c| c.network.as_deref() == Some("bridge"));
+        let args = [
+            Some(&self.run.probe),
+            self.control.probe.as_ref(),
+            self.run.companion.as_ref(),
+            self.control.companion.as_ref(),
+        ];
+        let named = args.into_iter().flatten().flatten().any(|a| {
+            ["{standin.", "{bridge.", "{uplink.", "{outside.", "{peer."]
+                .iter()
+                .any(|p| a.contains(p))
+        });
+        bridged || named || self.peer.is_some() || self.outside.is_some()
+    }
+
     /// The control's probe argv (the run's unless it has its own).
     pub fn control_probe(&self) -> &[String] {
         self.control.probe.as_deref().unwrap_or(&self.run.probe)
@@ -464,6 +484,20 @@ expect = [{ field = "probe.pid", ne = 1 }]
         assert!(e.contains("note"), "{e}");
         let e = err(&GOOD.replace(", eq = 1", ""));
         assert!(e.contains("run.expect[0]"), "{e}");
+    }
+
+    #[test]
+    fn network_scenarios_are_recognised() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let all = load_dir(&dir).expect("shipped scenarios load");
+        let net: Vec<_> = all
+            .iter()
+            .filter(|s| s.needs_network())
+            .map(|s| s.id.as_str())
+            .collect();
+        assert!(net.contains(&"net-none-loopback-only"), "{net:?}");
+        assert!(net.contains(&"net-port-forward"), "{net:?}");
+        assert!(!net.contains(&"pid-namespace-init"), "{net:?}");
     }
 
     #[test]

@@ -209,18 +209,28 @@ pub fn sysrq_kmsg(args: Args) -> Result<Observation, ProbeError> {
         "/proc/sysrq-trigger",
         OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         Mode::empty(),
-    )
-    .map(drop);
+    );
     let kmsg = fcntl::open(
         "/proc/kmsg",
         OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
-    )
-    .map(drop);
+    );
+    // A runtime may mask these files by binding /dev/null over them: then
+    // the open succeeds but reaches nothing. The real files are regular
+    // proc files, never character devices. (/proc/kmsg is never read: a
+    // read would take messages from the host's syslog reader.)
+    let real = |r: &Result<std::os::fd::OwnedFd, nix::errno::Errno>| {
+        r.as_ref().is_ok_and(|fd| {
+            nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFCHR)
+        })
+    };
+    let (sysrq_real, kmsg_real) = (real(&sysrq), real(&kmsg));
     let syslog = read_kernel_log();
     Ok(Observation::new()
-        .errno("sysrq_open_errno", &sysrq)
-        .errno("kmsg_open_errno", &kmsg)
+        .errno("sysrq_open_errno", &sysrq.map(drop))
+        .with("sysrq_opened_real", sysrq_real)
+        .errno("kmsg_open_errno", &kmsg.map(drop))
+        .with("kmsg_opened_real", kmsg_real)
         .errno("syslog_errno", &syslog))
 }
 

@@ -1,0 +1,297 @@
+//! The kernel matrix's local runner: each leg boots a stock Debian kernel in
+//! qemu with a busybox initramfs, mounts cgroups in the leg's mode, runs the
+//! suite inside and brings the JSON report back.
+//!
+//! Steps, in running order: [`kernel::fetch_kernel`] (apt, cached) →
+//! [`kernel::plan_for`] (modules in load order) → [`guest::init_script`] →
+//! [`initramfs::build`] → [`qemu::boot`] (KVM probed, TCG fallback) → the
+//! report from the 9p share, else from the console.
+
+pub mod guest;
+pub mod initramfs;
+pub mod kernel;
+pub mod legs;
+pub mod qemu;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use legs::{find_leg, list_legs, CgroupMode, Leg, LegKind};
+pub use qemu::Accel;
+
+use crate::report::Report;
+
+/// How long a KVM boot may take to reach /init before we call KVM unusable
+/// and fall back to TCG. Stock kernels reach /init in 1-3 s under working KVM.
+pub const KVM_PROBE_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Options the CLI passes for a qemu leg.
+#[derive(Debug, Clone)]
+pub struct VmRunOptions {
+    /// Static `isocheck`, run in the guest as `/isocheck run ...`.
+    pub isocheck_bin: PathBuf,
+    /// Static `isocheck-probe`, placed at `/isocheck-probe`.
+    pub probe_bin: PathBuf,
+    /// Copied to `/scenarios` in the guest.
+    pub scenarios_dir: PathBuf,
+    /// Kernels and apt state live here (default [`default_cache_dir`]).
+    pub cache_dir: PathBuf,
+    /// Whole-boot deadline; the guest is killed after it.
+    pub timeout: Duration,
+    /// Passed to the guest's `isocheck run --only`.
+    pub only: Option<Vec<String>>,
+}
+
+/// `~/.cache/isocheck/vm` (or `$XDG_CACHE_HOME/isocheck/vm`).
+pub fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("isocheck").join("vm")
+}
+
+/// What a leg produced. A leg that did not boot or wrote no report has
+/// `report: None`, `error` saying why, and the console tail.
+#[derive(Debug, Clone)]
+pub struct LegOutcome {
+    pub leg: String,
+    pub report: Option<Report>,
+    pub accel: Accel,
+    /// `uname -r` of the booted kernel.
+    pub kernel_version: String,
+    /// Seconds from qemu start until /init ran (the boot that counted).
+    pub boot_secs: Option<f64>,
+    /// Seconds for the whole leg, KVM probe and initramfs build included.
+    pub total_secs: f64,
+    pub console_tail: String,
+    /// Full console log of the boot that counted, kept in the cache.
+    pub console_log: PathBuf,
+    pub error: Option<String>,
+    /// Things worth knowing that are not errors (KVM fallback, built-in or
+    /// missing modules, report taken from the console).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("unknown leg {0:?} (see `isocheck vm list`)")]
+    UnknownLeg(String),
+    #[error("the host leg runs on this machine: call the suite runner directly")]
+    HostLeg,
+    #[error("{what} not found at {path}")]
+    MissingInput { what: &'static str, path: PathBuf },
+    #[error("no busybox found (install busybox-static or set ISOCHECK_BUSYBOX)")]
+    NoBusybox,
+    #[error("create work directory: {0}")]
+    WorkDir(std::io::Error),
+    #[error("kernel: {0}")]
+    Kernel(#[from] kernel::KernelError),
+    #[error("initramfs: {0}")]
+    Initramfs(#[from] initramfs::InitramfsError),
+    #[error("qemu: {0}")]
+    Qemu(#[from] qemu::QemuError),
+}
+
+fn busybox_path() -> Result<PathBuf, VmError> {
+    if let Some(p) = std::env::var_os("ISOCHECK_BUSYBOX") {
+        return Ok(PathBuf::from(p));
+    }
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(VmError::NoBusybox)
+}
+
+fn require(what: &'static str, path: &Path) -> Result<(), VmError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(VmError::MissingInput {
+            what,
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Which accelerations to try, in order. `ISOCHECK_VM_ACCEL=tcg|kvm` pins
+/// one (CI runners that know their /dev/kvm works, or a quick TCG-only run).
+/// A kernel that failed the KVM probe is not probed again by this process
+/// (`vm run --all` boots the 6.1 kernel three times).
+fn accel_plan(kernel_version: &str) -> Vec<Accel> {
+    match std::env::var("ISOCHECK_VM_ACCEL").as_deref() {
+        Ok("tcg") => vec![Accel::Tcg],
+        Ok("kvm") => vec![Accel::Kvm],
+        _ if kvm_failed_for(kernel_version, false) => vec![Accel::Tcg],
+        _ if qemu::kvm_device_usable() => vec![Accel::Kvm, Accel::Tcg],
+        _ => vec![Accel::Tcg],
+    }
+}
+
+/// Look up (or, with `record`, remember) that KVM did not boot a kernel.
+fn kvm_failed_for(kernel_version: &str, record: bool) -> bool {
+    static FAILED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let Ok(mut failed) = FAILED.lock() else {
+        return false;
+    };
+    if record && !failed.iter().any(|v| v == kernel_version) {
+        failed.push(kernel_version.to_owned());
+    }
+    failed.iter().any(|v| v == kernel_version)
+}
+
+/// Run one qemu leg to the end. Errors are for things that stop the leg
+/// before a boot (bad inputs, kernel fetch, initramfs); a guest that fails to
+/// boot or report is an `Ok` outcome with `error` set.
+pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmError> {
+    let started = Instant::now();
+    let leg = find_leg(leg_name).ok_or_else(|| VmError::UnknownLeg(leg_name.to_owned()))?;
+    let mode = match (leg.kind, leg.cgroup_mode) {
+        (LegKind::Qemu, Some(mode)) => mode,
+        _ => return Err(VmError::HostLeg),
+    };
+    require("isocheck binary", &opts.isocheck_bin)?;
+    require("probe binary", &opts.probe_bin)?;
+    let busybox = busybox_path()?;
+    let mut notes = Vec::new();
+
+    let tree = kernel::fetch_kernel(leg.suite, &opts.cache_dir)?;
+    let plan = kernel::plan_for(&tree)?;
+    if !plan.builtin.is_empty() {
+        notes.push(format!("built in: {}", plan.builtin.join(" ")));
+    }
+    if !plan.missing.is_empty() {
+        notes.push(format!("not in this kernel: {}", plan.missing.join(" ")));
+    }
+
+    let work = tempfile::Builder::new()
+        .prefix(&format!("isocheck-vm-{leg_name}-"))
+        .tempdir()
+        .map_err(VmError::WorkDir)?;
+    let share = work.path().join("share");
+    fs::create_dir(&share).map_err(VmError::WorkDir)?;
+    let initrd = work.path().join("initramfs.cpio");
+    let init = guest::init_script(&guest::InitConfig {
+        mode,
+        modules: plan
+            .load_order
+            .iter()
+            .enumerate()
+            .map(|(i, rel)| initramfs::guest_module_name(i, rel))
+            .collect(),
+        command: guest::suite_command(opts.only.as_deref()),
+    });
+    initramfs::build(
+        &initramfs::GuestFiles {
+            busybox: &busybox,
+            isocheck_bin: &opts.isocheck_bin,
+            probe_bin: &opts.probe_bin,
+            scenarios_dir: &opts.scenarios_dir,
+            init_script: &init,
+            kernel: &tree,
+            modules: &plan,
+        },
+        &initrd,
+    )?;
+
+    let logs = opts.cache_dir.join("logs");
+    fs::create_dir_all(&logs).map_err(VmError::WorkDir)?;
+    let console_log = logs.join(format!("{leg_name}.console.log"));
+    let mut boot = qemu::QemuBoot {
+        kernel: tree.vmlinuz.clone(),
+        initrd,
+        cmdline: guest::kernel_cmdline(mode),
+        share_dir: share.clone(),
+        console_log: console_log.clone(),
+        accel: Accel::Tcg,
+        timeout: opts.timeout,
+        boot_deadline: None,
+    };
+    let plan_accel = accel_plan(&tree.version);
+    let mut result = None;
+    for (i, accel) in plan_accel.iter().enumerate() {
+        let last = i + 1 == plan_accel.len();
+        boot.accel = *accel;
+        // Every try but the last is a probe: it must reach /init quickly.
+        boot.boot_deadline = (!last).then_some(KVM_PROBE_DEADLINE.min(opts.timeout));
+        let r = qemu::boot(&boot)?;
+        if r.booted() || last {
+            result = Some(r);
+            break;
+        }
+        if *accel == Accel::Kvm {
+            kvm_failed_for(&tree.version, true);
+        }
+        notes.push(format!(
+            "{accel} did not reach /init within {}s (console: {}); falling back",
+            KVM_PROBE_DEADLINE.as_secs(),
+            guest::console_tail(&r.console, 1)
+        ));
+    }
+    let Some(result) = result else {
+        // accel_plan never returns an empty list.
+        return Err(VmError::WorkDir(std::io::Error::other(
+            "no acceleration to try",
+        )));
+    };
+
+    let tail = guest::console_tail(&result.console, 40);
+    let (report, error) = collect_report(&share, &result, &mut notes);
+    Ok(LegOutcome {
+        leg: leg_name.to_owned(),
+        report,
+        accel: boot.accel,
+        kernel_version: tree.version,
+        boot_secs: result.boot_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+        console_tail: tail,
+        console_log,
+        error,
+        notes,
+    })
+}
+
+/// The report from the 9p share, else from the console markers; or why
+/// there is none.
+fn collect_report(
+    share: &Path,
+    result: &qemu::BootResult,
+    notes: &mut Vec<String>,
+) -> (Option<Report>, Option<String>) {
+    let from_share = fs::read_to_string(share.join("report.json")).ok();
+    let text = match from_share {
+        Some(t) => t,
+        None => match guest::report_from_console(&result.console) {
+            Some(t) => {
+                notes.push("report read from the serial console (no 9p copy)".to_owned());
+                t
+            }
+            None => {
+                let why = if !result.booted() {
+                    "the guest did not boot (no /init marker on the console)".to_owned()
+                } else if result.timed_out {
+                    "the guest timed out before writing a report".to_owned()
+                } else {
+                    format!(
+                        "the guest exited ({}) without a report",
+                        result
+                            .status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "killed".to_owned())
+                    )
+                };
+                return (None, Some(why));
+            }
+        },
+    };
+    match serde_json::from_str::<Report>(&text) {
+        Ok(r) => (Some(r), None),
+        Err(e) => (
+            None,
+            Some(format!("the guest's report is not valid JSON: {e}")),
+        ),
+    }
+}
