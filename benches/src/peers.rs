@@ -1,0 +1,252 @@
+//! The runtimes people use instead, each asked to do the same no-op in the
+//! same rootfs. Each peer is tried once before it is timed; a peer that is
+//! missing or refuses this host is skipped with its reason, never silently.
+
+use crate::cgroup_tree::BenchCgroups;
+use crate::oci::{self, Bundle, BENCH_LIMITS};
+use crate::probe::NOOP_ARG;
+use crate::rootfs::{MinimalRootfs, PROBE_IN_ROOT};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("`{program}` is not installed (not found in PATH)")]
+    NotInstalled { program: &'static str },
+    #[error("preparing the bundle: {0}")]
+    Bundle(#[from] oci::OciError),
+    #[error("creating temp dir isocheck-bench-state-*: {0}")]
+    StateDir(std::io::Error),
+    #[error("running {command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{command} exited with {status}: {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// How a peer is driven.
+#[derive(Debug)]
+enum Driver {
+    /// An OCI runtime CLI: `<bin> --root STATE run --bundle B id-N`, with a
+    /// private state dir and a bundle of its own (own cgroupsPath leaf).
+    Oci {
+        bundle: Bundle,
+        state: tempfile::TempDir,
+        next_id: u64,
+    },
+    /// A fixed argv run once per iteration.
+    Argv(Vec<OsString>),
+}
+
+/// One peer, ready to be timed.
+#[derive(Debug)]
+pub struct Peer {
+    /// Bench id, e.g. `peers/runc`.
+    pub id: &'static str,
+    /// What it is asked to do, and what it cannot do that `start/full` does.
+    pub asked: String,
+    program: PathBuf,
+    driver: Driver,
+}
+
+/// Where `program` is in PATH, if anywhere.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+impl Peer {
+    /// An OCI runtime (runc, crun, youki) on a generated bundle.
+    pub fn oci(
+        id: &'static str,
+        program: &'static str,
+        root: &MinimalRootfs,
+        cgroups: &BenchCgroups,
+    ) -> Result<Peer, PeerError> {
+        let binary = which(program).ok_or(PeerError::NotInstalled { program })?;
+        let config = oci::config(
+            root.path(),
+            &cgroups.oci_path(program),
+            BENCH_LIMITS,
+            &[PROBE_IN_ROOT, NOOP_ARG],
+        );
+        let bundle = Bundle::write(&config)?;
+        let state = tempfile::Builder::new()
+            .prefix("isocheck-bench-state-")
+            .tempdir()
+            .map_err(PeerError::StateDir)?;
+        Ok(Peer {
+            id,
+            asked: format!(
+                "`{program} --root STATE run --bundle B id-N`: bundle with pid/mount/uts/ipc/net/cgroup \
+                 namespaces, memory 64M + pids 32 + cpu 0.5 limits, no capabilities, no_new_privs, \
+                 /proc + tmpfs /dev + ro /sys + tmpfs /tmp, /probe noop; rootfs bound as is (no overlay), \
+                 then `delete --force` if state remains"
+            ),
+            program: binary,
+            driver: Driver::Oci {
+                bundle,
+                state,
+                next_id: 0,
+            },
+        })
+    }
+
+    /// bubblewrap: every namespace it supports, the rootfs bound as /.
+    /// No cgroup limits (bwrap has none), no overlay.
+    pub fn bwrap(root: &MinimalRootfs) -> Result<Peer, PeerError> {
+        let program = which("bwrap").ok_or(PeerError::NotInstalled { program: "bwrap" })?;
+        let argv: Vec<OsString> = vec![
+            "--unshare-all".into(),
+            "--bind".into(),
+            root.path().into(),
+            "/".into(),
+            "--proc".into(),
+            "/proc".into(),
+            "--dev".into(),
+            "/dev".into(),
+            "--".into(),
+            PROBE_IN_ROOT.into(),
+            NOOP_ARG.into(),
+        ];
+        Ok(Peer {
+            id: "peers/bwrap",
+            asked: "`bwrap --unshare-all --bind ROOT / --proc /proc --dev /dev -- /probe noop`: \
+                    user(try)/pid/mount/uts/ipc/net/cgroup(try) namespaces; no cgroup limits, \
+                    no overlay, capabilities as bwrap drops them"
+                .into(),
+            program,
+            driver: Driver::Argv(argv),
+        })
+    }
+
+    /// util-linux unshare + chroot: the namespaces, nothing mounted, no
+    /// limits, no capability drop, chroot instead of pivot_root.
+    pub fn unshare_chroot(root: &MinimalRootfs) -> Result<Peer, PeerError> {
+        let program = which("unshare").ok_or(PeerError::NotInstalled { program: "unshare" })?;
+        which("chroot").ok_or(PeerError::NotInstalled { program: "chroot" })?;
+        let argv: Vec<OsString> = vec![
+            "--pid".into(),
+            "--fork".into(),
+            "--mount".into(),
+            "--uts".into(),
+            "--ipc".into(),
+            "--net".into(),
+            "--cgroup".into(),
+            "chroot".into(),
+            root.path().into(),
+            PROBE_IN_ROOT.into(),
+            NOOP_ARG.into(),
+        ];
+        Ok(Peer {
+            id: "peers/unshare-chroot",
+            asked: "`unshare --pid --fork --mount --uts --ipc --net --cgroup chroot ROOT /probe noop`: \
+                    the six namespaces; no limits, no /proc, no capability drop, chroot not pivot_root"
+                .into(),
+            program,
+            driver: Driver::Argv(argv),
+        })
+    }
+
+    /// One start of the no-op, waited for and cleaned up.
+    pub fn run_once(&mut self) -> Result<(), PeerError> {
+        match &mut self.driver {
+            Driver::Argv(argv) => run(self.id, Command::new(&self.program).args(argv.iter())),
+            Driver::Oci {
+                bundle,
+                state,
+                next_id,
+            } => {
+                let id = format!("isocheck-bench-{}-{next_id}", std::process::id());
+                *next_id += 1;
+                let label = format!("{} run", self.program.display());
+                let result = run(
+                    &label,
+                    Command::new(&self.program)
+                        .arg("--root")
+                        .arg(state.path())
+                        .args(["run", "--bundle"])
+                        .arg(bundle.path())
+                        .arg(&id),
+                );
+                // A foreground `run` deletes the container when it exits;
+                // if state remains (a failure), force the delete.
+                if state.path().join(&id).exists() {
+                    let _ = run(
+                        "delete",
+                        Command::new(&self.program)
+                            .arg("--root")
+                            .arg(state.path())
+                            .args(["delete", "--force", &id]),
+                    );
+                }
+                result
+            }
+        }
+    }
+
+    /// Try one start; Err carries the reason to print when skipping.
+    pub fn trial(&mut self) -> Result<(), PeerError> {
+        self.run_once()
+    }
+
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+}
+
+/// Run a command with stdout discarded and stderr captured for the error.
+/// `label` names the command in errors (`runc run`), without temp paths.
+fn run(label: &str, command: &mut Command) -> Result<(), PeerError> {
+    let rendered = label.to_string();
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|source| PeerError::Spawn {
+            command: rendered.clone(),
+            source,
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(PeerError::Failed {
+            command: rendered,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_finds_sh_and_not_a_made_up_name() {
+        assert!(which("sh").is_some());
+        assert!(which("isocheck-no-such-program-xyz").is_none());
+    }
+
+    #[test]
+    fn a_failing_command_reports_status_and_stderr() {
+        let err = run(
+            "sh",
+            Command::new("sh").args(["-c", "echo refused >&2; exit 3"]),
+        )
+        .expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.contains("refused"), "{text}");
+        assert!(text.contains('3'), "{text}");
+    }
+}

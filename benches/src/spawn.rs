@@ -1,0 +1,276 @@
+//! The kernel's floor: clone3 with namespace flags, exec the probe, wait.
+//! Nothing of the runtime is involved, so `start/floor` and `ns/*` measure
+//! what the kernel charges for a process in new namespaces.
+//!
+//! clone3 without CLONE_VM and without a stack behaves like fork: the child
+//! runs on a copy of the parent's stack. Between clone and exec it calls only
+//! async-signal-safe functions (dup2, execve, _exit), because the bench
+//! process has other threads (criterion's) whose locks the child inherits.
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::{CString, NulError};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// One namespace a container gets, with the name the bench ids use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: &'static str,
+    pub clone_flag: u64,
+}
+
+/// The namespaces of a full container, in the order of the `ns/*` benches.
+pub const CONTAINER_NAMESPACES: [Namespace; 6] = [
+    Namespace {
+        name: "pid",
+        clone_flag: libc::CLONE_NEWPID as u64,
+    },
+    Namespace {
+        name: "mount",
+        clone_flag: libc::CLONE_NEWNS as u64,
+    },
+    Namespace {
+        name: "uts",
+        clone_flag: libc::CLONE_NEWUTS as u64,
+    },
+    Namespace {
+        name: "ipc",
+        clone_flag: libc::CLONE_NEWIPC as u64,
+    },
+    Namespace {
+        name: "net",
+        clone_flag: libc::CLONE_NEWNET as u64,
+    },
+    Namespace {
+        name: "cgroup",
+        clone_flag: libc::CLONE_NEWCGROUP as u64,
+    },
+];
+
+/// clone3 flags for every namespace of a full container.
+pub fn all_container_flags() -> u64 {
+    CONTAINER_NAMESPACES
+        .iter()
+        .fold(0, |acc, ns| acc | ns.clone_flag)
+}
+
+/// `struct clone_args` of linux/sched.h (the first, CLONE_ARGS_SIZE_VER0..2
+/// fields); libc does not define it for x86_64 gnu.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("argument {0:?} contains a NUL byte")]
+    Nul(#[from] NulError),
+    #[error("opening /dev/null for the child's stdout: {0}")]
+    DevNull(std::io::Error),
+    #[error("clone3 with flags {flags:#x}: {source}")]
+    Clone3 { flags: u64, source: std::io::Error },
+    #[error("waiting for child {pid}: {source}")]
+    Wait { pid: i32, source: nix::Error },
+    #[error("child {pid} (flags {flags:#x}) ended with {status:?}; exit 127 means execve failed")]
+    ChildFailed {
+        pid: i32,
+        flags: u64,
+        status: WaitStatus,
+    },
+}
+
+/// Everything the child needs, allocated before clone so the child allocates
+/// nothing.
+#[derive(Debug)]
+pub struct PreparedExec {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    dev_null: OwnedFd,
+}
+
+impl PreparedExec {
+    /// Prepare `path args...` with an empty environment and stdout to
+    /// /dev/null (the probe's JSON line would garble criterion's output).
+    pub fn new(path: &Path, args: &[&str]) -> Result<Self, SpawnError> {
+        let path = CString::new(path.as_os_str().as_bytes())?;
+        let mut argv = vec![path.clone()];
+        for arg in args {
+            argv.push(CString::new(*arg)?);
+        }
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let dev_null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(SpawnError::DevNull)?
+            .into();
+        Ok(PreparedExec {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            envp_ptrs: vec![std::ptr::null()],
+            dev_null,
+        })
+    }
+
+    /// clone3(flags) + execve + waitpid; Ok only when the child exited 0.
+    pub fn clone_exec_wait(&self, flags: u64) -> Result<(), SpawnError> {
+        // SAFETY: the child branch only calls async-signal-safe functions on
+        // memory prepared before clone (NUL-terminated strings and NULL-ended
+        // pointer arrays), then execs or _exits; it never returns.
+        let ret = unsafe { fork_into(flags) };
+        if ret == 0 {
+            // SAFETY: see above: we are the child.
+            unsafe {
+                libc::dup2(self.dev_null.as_raw_fd(), 1);
+                libc::execve(
+                    self.path.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.envp_ptrs.as_ptr(),
+                );
+                libc::_exit(127);
+            }
+        }
+        if ret < 0 {
+            return Err(SpawnError::Clone3 {
+                flags,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        wait_success(ret as i32, flags)
+    }
+}
+
+/// clone3 with `flags` and SIGCHLD, fork-like (no CLONE_VM, no stack):
+/// returns 0 in the child, the child's pid in the parent, -1 on error
+/// (errno set).
+///
+/// # Safety
+/// In a process with other threads the child may only call
+/// async-signal-safe functions until it execs or `_exit`s, and must never
+/// return into code that expects the parent's state (e.g. unwind).
+pub unsafe fn fork_into(flags: u64) -> i64 {
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed. Without
+    // CLONE_VM or a stack the child gets a private copy of our memory, like
+    // fork, so it cannot corrupt the parent; the caller upholds the rest.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
+/// waitpid(pid); Ok only when it exited 0.
+pub fn wait_success(pid: i32, flags: u64) -> Result<(), SpawnError> {
+    let status =
+        waitpid(Pid::from_raw(pid), None).map_err(|source| SpawnError::Wait { pid, source })?;
+    match status {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        status => Err(SpawnError::ChildFailed { pid, flags, status }),
+    }
+}
+
+/// A child that only sleeps in pause(2), for timing what is done to a
+/// process from outside (moving it into a cgroup). Killed and reaped on drop.
+#[derive(Debug)]
+pub struct IdleChild {
+    pid: i32,
+}
+
+impl IdleChild {
+    pub fn start() -> Result<IdleChild, SpawnError> {
+        // SAFETY: the child calls only pause and _exit (async-signal-safe)
+        // and never returns.
+        let ret = unsafe { fork_into(0) };
+        if ret == 0 {
+            // SAFETY: see above: we are the child.
+            unsafe {
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        if ret < 0 {
+            return Err(SpawnError::Clone3 {
+                flags: 0,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(IdleChild { pid: ret as i32 })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+}
+
+impl Drop for IdleChild {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_flags_cover_the_six_namespaces_once_each() {
+        let flags = all_container_flags();
+        assert_eq!(flags.count_ones(), 6);
+        for ns in CONTAINER_NAMESPACES {
+            assert_eq!(ns.clone_flag.count_ones(), 1, "{}", ns.name);
+            assert_ne!(flags & ns.clone_flag, 0, "{}", ns.name);
+        }
+    }
+
+    #[test]
+    fn clone_args_has_the_kernel_ver2_size() {
+        // CLONE_ARGS_SIZE_VER2 is 88 bytes.
+        assert_eq!(std::mem::size_of::<CloneArgs>(), 88);
+    }
+
+    #[test]
+    fn idle_child_stays_until_dropped() {
+        let child = IdleChild::start().expect("idle child");
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{}", child.pid()));
+        assert!(proc_dir.exists());
+        drop(child);
+        assert!(!proc_dir.exists(), "reaped on drop");
+    }
+
+    #[test]
+    fn plain_fork_exec_of_true_succeeds_and_false_is_reported() {
+        let ok = PreparedExec::new(Path::new("/bin/true"), &[]).expect("prepare true");
+        ok.clone_exec_wait(0).expect("fork+exec /bin/true");
+        let bad = PreparedExec::new(Path::new("/bin/false"), &[]).expect("prepare false");
+        assert!(matches!(
+            bad.clone_exec_wait(0),
+            Err(SpawnError::ChildFailed { .. })
+        ));
+    }
+}
