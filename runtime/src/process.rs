@@ -987,6 +987,13 @@ impl Drop for Container {
             let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), Signal::SIGKILL as i32);
             let _ = self.wait();
         }
+        // Every task is gone, so the network namespace is dying and takes
+        // the veth pair with it; only the published ports are ours to undo.
+        if let Some(net) = self.network.take() {
+            if let Err(e) = net.release_with_netns() {
+                tracing::warn!(error = %e, "releasing the container's network");
+            }
+        }
         // `rootfs` (the temp dir) is removed after this, now that PID 1 and
         // with it the mount namespace holding the overlay are gone.
     }

@@ -21,6 +21,10 @@ fn plan_error(field: &'static str, value: impl ToString, reason: impl ToString) 
 pub struct SubnetPlan {
     subnet: Ipv4Net,
     handed_out: BTreeSet<Ipv4Addr>,
+    /// The last address handed out: the search for a free one starts after
+    /// it, so a released address is reused as late as possible (a container
+    /// whose namespace is still being torn down may hold it for a moment).
+    last: Option<Ipv4Addr>,
 }
 
 impl SubnetPlan {
@@ -52,6 +56,7 @@ impl SubnetPlan {
         Ok(SubnetPlan {
             subnet,
             handed_out: BTreeSet::new(),
+            last: None,
         })
     }
 
@@ -65,17 +70,21 @@ impl SubnetPlan {
         Ipv4Net::new(Ipv4Addr::from(first), self.subnet.prefix_len()).expect("prefix already valid")
     }
 
-    /// The next free container address, with the subnet's prefix.
+    /// The next free container address after the last one handed out
+    /// (wrapping around), with the subnet's prefix.
     pub fn allocate(&mut self) -> Result<Ipv4Net, NetworkError> {
         let first = u32::from(self.subnet.network()) + 2;
         let last = u32::from(self.subnet.broadcast()) - 1;
-        let free = (first..=last)
+        let start = self.last.map_or(first, |a| u32::from(a) + 1);
+        let free = (start..=last)
+            .chain(first..start.min(last + 1))
             .map(Ipv4Addr::from)
             .find(|address| !self.handed_out.contains(address))
             .ok_or(NetworkError::SubnetExhausted {
                 subnet: self.subnet,
             })?;
         self.handed_out.insert(free);
+        self.last = Some(free);
         Ok(Ipv4Net::new(free, self.subnet.prefix_len()).expect("prefix already valid"))
     }
 

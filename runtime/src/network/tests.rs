@@ -30,8 +30,21 @@ fn subnet_plan_gateway_is_first_host_and_containers_follow() {
     assert_eq!(plan.gateway(), net("10.89.0.1/24"));
     assert_eq!(plan.allocate().unwrap(), net("10.89.0.2/24"));
     assert_eq!(plan.allocate().unwrap(), net("10.89.0.3/24"));
+    // A released address is reused only after the rest of the range.
     assert!(plan.release(Ipv4Addr::new(10, 89, 0, 2)));
-    assert_eq!(plan.allocate().unwrap(), net("10.89.0.2/24"));
+    assert_eq!(plan.allocate().unwrap(), net("10.89.0.4/24"));
+}
+
+#[test]
+fn subnet_plan_wraps_around_to_released_addresses() {
+    // /29: .1 gateway, .2-.6 containers.
+    let mut plan = SubnetPlan::new(net("10.89.0.0/29"), &[]).unwrap();
+    for last in 2..=6 {
+        assert_eq!(plan.allocate().unwrap(), net(&format!("10.89.0.{last}/29")));
+    }
+    assert!(plan.allocate().is_err());
+    assert!(plan.release(Ipv4Addr::new(10, 89, 0, 3)));
+    assert_eq!(plan.allocate().unwrap(), net("10.89.0.3/29"));
 }
 
 #[test]

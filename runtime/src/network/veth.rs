@@ -48,6 +48,19 @@ impl VethAttachment {
         self.teardown()
     }
 
+    /// Removes the published ports now and leaves the veth pair to the
+    /// kernel: it goes when the container's network namespace is torn down.
+    /// Deleting the link here costs ~30 ms (the unregister waits for RCU)
+    /// on the caller's path; the namespace's own teardown does it off it.
+    /// Only for a container whose namespace is dying (its PID 1 reaped).
+    pub fn release_with_netns(mut self) -> Result<(), TeardownErrors> {
+        self.detached = true;
+        match nat::unpublish(&self.host, &self.rules) {
+            Ok(()) => Ok(()),
+            Err(e) => TeardownErrors::from_vec(vec![e]),
+        }
+    }
+
     fn teardown(&mut self) -> Result<(), TeardownErrors> {
         let mut errors = Vec::new();
         if let Err(e) = nat::unpublish(&self.host, &self.rules) {
