@@ -15,11 +15,12 @@ use isocheck_benches::probe::{self, NOOP_ARG};
 use isocheck_benches::rootfs::MinimalRootfs;
 use isocheck_benches::spawn::{all_container_flags, IdleChild, PreparedExec, CONTAINER_NAMESPACES};
 use isocheck_benches::stages;
-use isocheck_benches::{standin, summary, workspace_root};
+use isocheck_benches::{summary, workspace_root};
 use isocheck_runtime::caps::CapPlan;
 use isocheck_runtime::cgroups::CgroupManager;
 use isocheck_runtime::network::{attach_netns, Bridge, Netns};
 use isocheck_runtime::spec::BridgeAttachment;
+use isocheck_runtime::standin;
 use std::time::Duration;
 
 /// The bridge of the networked benches, in the stand-in host.

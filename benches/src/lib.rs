@@ -14,7 +14,7 @@ pub mod rootfs;
 pub mod spawn;
 pub mod stage;
 pub mod stages;
-pub mod standin;
+
 pub mod summary;
 
 use std::path::{Path, PathBuf};

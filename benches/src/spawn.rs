@@ -7,6 +7,7 @@
 //! async-signal-safe functions (dup2, execve, _exit), because the bench
 //! process has other threads (criterion's) whose locks the child inherits.
 
+use isocheck_runtime::sys::{self, Forked};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::{CString, NulError};
@@ -54,24 +55,6 @@ pub fn all_container_flags() -> u64 {
     CONTAINER_NAMESPACES
         .iter()
         .fold(0, |acc, ns| acc | ns.clone_flag)
-}
-
-/// `struct clone_args` of linux/sched.h (the first, CLONE_ARGS_SIZE_VER0..2
-/// fields); libc does not define it for x86_64 gnu.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,52 +116,18 @@ impl PreparedExec {
         // SAFETY: the child branch only calls async-signal-safe functions on
         // memory prepared before clone (NUL-terminated strings and NULL-ended
         // pointer arrays), then execs or _exits; it never returns.
-        let ret = unsafe { fork_into(flags) };
-        if ret == 0 {
-            // SAFETY: see above: we are the child.
-            unsafe {
-                libc::dup2(self.dev_null.as_raw_fd(), 1);
-                libc::execve(
-                    self.path.as_ptr(),
-                    self.argv_ptrs.as_ptr(),
-                    self.envp_ptrs.as_ptr(),
-                );
-                libc::_exit(127);
+        match unsafe { sys::clone3(flags, false) } {
+            Ok(Forked::Child) => {
+                let _ = sys::dup2(self.dev_null.as_raw_fd(), 1);
+                sys::execve(&self.path, &self.argv_ptrs, &self.envp_ptrs);
+                sys::exit_now(127)
             }
-        }
-        if ret < 0 {
-            return Err(SpawnError::Clone3 {
+            Ok(Forked::Parent { pid, .. }) => wait_success(pid, flags),
+            Err(e) => Err(SpawnError::Clone3 {
                 flags,
-                source: std::io::Error::last_os_error(),
-            });
+                source: e.into(),
+            }),
         }
-        wait_success(ret as i32, flags)
-    }
-}
-
-/// clone3 with `flags` and SIGCHLD, fork-like (no CLONE_VM, no stack):
-/// returns 0 in the child, the child's pid in the parent, -1 on error
-/// (errno set).
-///
-/// # Safety
-/// In a process with other threads the child may only call
-/// async-signal-safe functions until it execs or `_exit`s, and must never
-/// return into code that expects the parent's state (e.g. unwind).
-pub unsafe fn fork_into(flags: u64) -> i64 {
-    let args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: `args` is a valid clone_args of the size passed. Without
-    // CLONE_VM or a stack the child gets a private copy of our memory, like
-    // fork, so it cannot corrupt the parent; the caller upholds the rest.
-    unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
     }
 }
 
@@ -203,15 +152,14 @@ impl IdleChild {
     pub fn start() -> Result<IdleChild, SpawnError> {
         // SAFETY: the child calls only pause and _exit (async-signal-safe)
         // and never returns.
-        let ret = unsafe { fork_into(0) };
-        if ret == 0 {
-            // SAFETY: see above: we are the child.
-            unsafe {
-                loop {
-                    libc::pause();
-                }
-            }
-        }
+        let ret = match unsafe { sys::clone3(0, false) } {
+            Ok(Forked::Child) => loop {
+                // SAFETY: pause takes no arguments; we are the child.
+                unsafe { libc::pause() };
+            },
+            Ok(Forked::Parent { pid, .. }) => i64::from(pid),
+            Err(_) => -1,
+        };
         if ret < 0 {
             return Err(SpawnError::Clone3 {
                 flags: 0,
@@ -246,12 +194,6 @@ mod tests {
             assert_eq!(ns.clone_flag.count_ones(), 1, "{}", ns.name);
             assert_ne!(flags & ns.clone_flag, 0, "{}", ns.name);
         }
-    }
-
-    #[test]
-    fn clone_args_has_the_kernel_ver2_size() {
-        // CLONE_ARGS_SIZE_VER2 is 88 bytes.
-        assert_eq!(std::mem::size_of::<CloneArgs>(), 88);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! nanoseconds back over a pipe. The clone, the exit and the wait are not
 //! counted, so the figure is the stage alone.
 
-use crate::spawn::{fork_into, wait_success, SpawnError};
+use crate::spawn::{wait_success, SpawnError};
+use isocheck_runtime::sys::{self, Forked};
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -54,7 +55,11 @@ pub fn time_in_child<F: FnMut() -> bool>(flags: u64, mut stage: F) -> Result<Dur
     // SAFETY: the child runs `stage` (see the contract above), two clock
     // reads, one write and _exit; a panic is caught so it never unwinds into
     // the parent's copied frames.
-    let ret = unsafe { fork_into(flags) };
+    let ret = match unsafe { sys::clone3(flags, false) } {
+        Ok(Forked::Child) => 0,
+        Ok(Forked::Parent { pid, .. }) => i64::from(pid),
+        Err(_) => -1,
+    };
     if ret == 0 {
         let start = monotonic_ns();
         let ok =

@@ -431,6 +431,14 @@ impl Runner {
             let mut spec = spec.clone();
             spec.command.truncate(1);
             spec.command.extend(expand_all(argv, &vars));
+            // Its own address: the first container's may linger a moment in
+            // its dying namespace.
+            if let NetworkMode::Bridge(att) = &spec.network {
+                let testbed = self.net.as_mut().ok_or("network testbed missing")?;
+                let fresh = testbed.attachment(overrides.second_bridge, att.detached, None)?;
+                net.attachments.push(fresh.clone());
+                spec.network = NetworkMode::Bridge(fresh);
+            }
             let mut second = self.spawn(
                 &spec,
                 &format!("{}-{}-companion", which.name(), self.counter),

@@ -14,6 +14,7 @@ pub mod network;
 pub mod process;
 pub mod rootfs;
 pub mod spec;
+pub mod standin;
 pub mod sys;
 
 pub use error::{ChildError, Error, Step};

@@ -707,9 +707,7 @@ impl Container {
             network: None,
         };
         let bridge = match (&spec.network, spec.namespaces.net) {
-            (NetworkMode::Bridge(att), true) => {
-                Some((att, opts.host_netns.take(), opts.name.as_str()))
-            }
+            (NetworkMode::Bridge(att), true) => Some((att, opts.host_netns.take())),
             _ => None,
         };
         container.handshake(
@@ -726,7 +724,7 @@ impl Container {
         sock: BorrowedFd<'_>,
         hooks: &mut [ParentSetup],
         mapping: Option<&UserMapping>,
-        bridge: Option<(&BridgeAttachment, Option<Netns>, &str)>,
+        bridge: Option<(&BridgeAttachment, Option<Netns>)>,
     ) -> Result<(), Error> {
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match receive(sock, deadline, "ready")? {
@@ -740,12 +738,16 @@ impl Container {
             cgroup.add_process(self.pid)?;
         }
         // The veth is created with its peer already in the child's netns.
-        if let Some((att, host, name)) = bridge {
+        if let Some((att, host)) = bridge {
             let host = match host {
                 Some(h) => h,
                 None => Netns::current()?,
             };
-            self.network = Some(network::attach(&host, self.pid, att, name)?);
+            // The host end is named after PID 1 (unique while it lives), not
+            // the container's name: a dying namespace may still hold the veth
+            // of an earlier container of the same name for a moment.
+            let hint = self.pid.to_string();
+            self.network = Some(network::attach(&host, self.pid, att, &hint)?);
         }
         for (index, hook) in hooks.iter_mut().enumerate() {
             hook(self.pid).map_err(|message| Error::ParentSetup { index, message })?;

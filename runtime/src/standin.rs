@@ -4,6 +4,9 @@
 //! never change the real host's interfaces, routes, firewall, hostname or
 //! mount table, and no packet can leave the machine.
 //!
+//! The harness and the benches both run inside one; a user of the runtime
+//! can too, to try containers without touching the real host.
+//!
 //! It must be entered while the process is still single-threaded: unshare of
 //! a mount namespace fails with EINVAL once threads share the filesystem
 //! context.
@@ -47,7 +50,7 @@ pub fn enter() -> Result<(), StandinError> {
     )
     .map_err(StandinError::Private)?;
     nix::unistd::sethostname(STANDIN_HOSTNAME).map_err(StandinError::Hostname)?;
-    use isocheck_runtime::network::{loopback_up_netns, Netns};
+    use crate::network::{loopback_up_netns, Netns};
     Netns::current()
         .and_then(|ns| loopback_up_netns(&ns))
         .map_err(|e| StandinError::Loopback(e.to_string()))?;
