@@ -108,16 +108,16 @@ struct ContainerRunArgs {
     #[arg(long)]
     rootfs: Option<PathBuf>,
     /// Memory limit, e.g. 64M (swap off).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     memory: Option<String>,
     /// Pids limit.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pids: Option<String>,
     /// CPU quota in CPUs, e.g. 0.5.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cpus: Option<String>,
     /// cpuset cpus, e.g. 0 or 0-1.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cpuset: Option<String>,
     /// Bind SRC at DST read-only (repeatable).
     #[arg(long = "ro-bind", value_name = "SRC:DST")]
@@ -451,11 +451,23 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
             Some(rspec::parse_cpus(c).map_err(|e| anyhow::anyhow!("--cpus {c}: {e}"))?);
     }
     if let Some(c) = &args.cpuset {
-        spec.limits.cpuset =
-            Some(rspec::parse_cpuset(c).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?);
+        let set = rspec::parse_cpuset(c).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?;
+        let host = rspec::host_online_cpus()?;
+        let wanted =
+            rspec::cpu_list(&set.cpus).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?;
+        if let Some(cpu) = wanted.iter().find(|cpu| !host.contains(cpu)) {
+            bail!("--cpuset {c}: cpu {cpu} does not exist on this host (online: {host:?})");
+        }
+        spec.limits.cpuset = Some(set);
     }
     for b in &args.ro_bind {
         let mut bind = rspec::parse_bind(b).map_err(|e| anyhow::anyhow!("--ro-bind {b}: {e}"))?;
+        if !bind.source.exists() {
+            bail!(
+                "--ro-bind {b}: the source {} does not exist",
+                bind.source.display()
+            );
+        }
         bind.readonly = true;
         spec.mounts.push(bind);
     }
