@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use isocheck_harness::report::{Environment, Report, Verdict};
 use isocheck_harness::runner::Runner;
 use isocheck_harness::{cleanup, scenario, standin};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -362,11 +362,20 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         report.results.clear();
         for (i, s) in selected.iter().enumerate() {
             let n = round as usize * selected.len() + i + 1;
-            eprint!("\r\x1b[K[{n}/{total}] {} ...", s.id);
-            let _ = std::io::stderr().flush();
+            // On a terminal the "running" line is overwritten by the result;
+            // in a log each result is one plain line.
+            let (clear, tty) = if std::io::stderr().is_terminal() {
+                ("\r\x1b[K", true)
+            } else {
+                ("", false)
+            };
+            if tty {
+                eprint!("{clear}[{n}/{total}] {} ...", s.id);
+                let _ = std::io::stderr().flush();
+            }
             let result = runner.run_scenario(s);
             eprintln!(
-                "\r\x1b[K[{n}/{total}] {:<32} {:<11} control {:<8} {:>6} ms",
+                "{clear}[{n}/{total}] {:<32} {:<11} control {:<8} {:>6} ms",
                 s.id,
                 result.verdict.label(),
                 if result.control_violation_observed {
