@@ -83,6 +83,10 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(*delay_ms));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{id}: the run ended before the kill; the test would prove nothing"
+        );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // Container processes die with the runner (parent-death signal).
@@ -100,6 +104,11 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
         );
 
         let out = Command::new(ISOCHECK).arg("cleanup").output().unwrap();
+        let removed = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("removing"))
+            .count();
+        eprintln!("{id}: killed after {delay_ms} ms; cleanup removed {removed} leftover(s)");
         assert!(
             out.status.success(),
             "{id}: cleanup failed: {}",
