@@ -479,13 +479,7 @@ fn remount_each_readonly<S: Syscalls>(
     let mut ids = [0u64; SUBTREE_MAX];
     let n = subtree_ids(info, target.to_bytes(), &mut ids)
         .map_err(|e| fail(Step::RemountReadonly, e, target))?;
-    for line in info.split(|&b| b == b'\n') {
-        let Some(m) = MountLine::parse(line) else {
-            continue;
-        };
-        if !ids[..n].contains(&m.id) {
-            continue;
-        }
+    for m in mounts_among(info, &ids[..n]) {
         let mut buf = [0u8; PATH_MAX];
         let path = unescape(m.mount_point, &mut buf)
             .ok_or_else(|| fail(Step::RemountReadonly, Errno::ENAMETOOLONG, target))?;
@@ -519,11 +513,8 @@ fn verify_readonly<S: Syscalls>(
     let mut ids = [0u64; SUBTREE_MAX];
     let n = subtree_ids(info, target.to_bytes(), &mut ids)
         .map_err(|e| fail(Step::VerifyReadonly, e, target))?;
-    for line in info.split(|&b| b == b'\n') {
-        let Some(m) = MountLine::parse(line) else {
-            continue;
-        };
-        if ids[..n].contains(&m.id) && !m.options.split(|&b| b == b',').any(|o| o == b"ro") {
+    for m in mounts_among(info, &ids[..n]) {
+        if !m.options.split(|&b| b == b',').any(|o| o == b"ro") {
             return Err(StepFailure::new(
                 Step::VerifyReadonly,
                 Errno::UnknownErrno,
@@ -532,6 +523,13 @@ fn verify_readonly<S: Syscalls>(
         }
     }
     Ok(())
+}
+
+/// The mountinfo lines whose mount id is one of `ids`.
+fn mounts_among<'a>(info: &'a [u8], ids: &'a [u64]) -> impl Iterator<Item = MountLine<'a>> + 'a {
+    info.split(|&b| b == b'\n')
+        .filter_map(MountLine::parse)
+        .filter(move |m| ids.contains(&m.id))
 }
 
 /// One line of /proc/self/mountinfo, borrowed.

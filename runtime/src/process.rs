@@ -810,36 +810,18 @@ impl Container {
     /// Waits for PID 1 to exit and reaps it (once; later calls repeat the
     /// status).
     pub fn wait(&mut self) -> Result<ExitStatus, Error> {
-        if let Some(s) = self.status {
-            return Ok(s);
-        }
-        let s = wait_pidfd(self.pidfd.as_fd())?;
-        self.status = Some(s);
-        Ok(s)
+        wait_once(self.pidfd.as_fd(), &mut self.status)
     }
 
     /// Like [`wait`](Self::wait) but gives up after `d` with `Ok(None)`.
     pub fn wait_timeout(&mut self, d: Duration) -> Result<Option<ExitStatus>, Error> {
-        if let Some(s) = self.status {
-            return Ok(Some(s));
-        }
-        let ms = d.as_millis().min(i32::MAX as u128) as i32;
-        if !sys::poll_readable(self.pidfd.as_fd(), ms).map_err(|e| Error::os("poll pidfd", e))? {
-            return Ok(None);
-        }
-        self.wait().map(Some)
+        wait_once_timeout(self.pidfd.as_fd(), &mut self.status, d)
     }
 
     /// SIGKILL to PID 1 through its pidfd (never a recycled pid). With a pid
     /// namespace the kernel then kills every process in it.
     pub fn kill_init(&self) -> Result<(), Error> {
-        if self.status.is_some() {
-            return Ok(());
-        }
-        match sys::pidfd_send_signal(self.pidfd.as_fd(), Signal::SIGKILL as i32) {
-            Ok(()) | Err(Errno::ESRCH) => Ok(()),
-            Err(e) => Err(Error::os("pidfd_send_signal SIGKILL", e)),
-        }
+        kill_unless_reaped(self.pidfd.as_fd(), self.status)
     }
 
     /// The container's cgroup.
@@ -1001,6 +983,44 @@ impl Drop for Container {
     }
 }
 
+/// Waits for a child held by its pidfd and reaps it once; later calls
+/// repeat the status kept in `status`.
+fn wait_once(pidfd: BorrowedFd<'_>, status: &mut Option<ExitStatus>) -> Result<ExitStatus, Error> {
+    if let Some(s) = *status {
+        return Ok(s);
+    }
+    let s = wait_pidfd(pidfd)?;
+    *status = Some(s);
+    Ok(s)
+}
+
+/// Like [`wait_once`], giving up after `d` with `Ok(None)`.
+fn wait_once_timeout(
+    pidfd: BorrowedFd<'_>,
+    status: &mut Option<ExitStatus>,
+    d: Duration,
+) -> Result<Option<ExitStatus>, Error> {
+    if let Some(s) = *status {
+        return Ok(Some(s));
+    }
+    let ms = d.as_millis().min(i32::MAX as u128) as i32;
+    if !sys::poll_readable(pidfd, ms).map_err(|e| Error::os("poll pidfd", e))? {
+        return Ok(None);
+    }
+    wait_once(pidfd, status).map(Some)
+}
+
+/// SIGKILL through the pidfd (never a recycled pid), unless already reaped.
+fn kill_unless_reaped(pidfd: BorrowedFd<'_>, status: Option<ExitStatus>) -> Result<(), Error> {
+    if status.is_some() {
+        return Ok(());
+    }
+    match sys::pidfd_send_signal(pidfd, Signal::SIGKILL as i32) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(Error::os("pidfd_send_signal SIGKILL", e)),
+    }
+}
+
 fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<ExitStatus, Error> {
     loop {
         match waitid(Id::PIDFd(pidfd), WaitPidFlag::WEXITED) {
@@ -1130,30 +1150,15 @@ impl ExecChild {
     }
 
     pub fn wait(&mut self) -> Result<ExitStatus, Error> {
-        if let Some(s) = self.status {
-            return Ok(s);
-        }
-        let s = wait_pidfd(self.pidfd.as_fd())?;
-        self.status = Some(s);
-        Ok(s)
+        wait_once(self.pidfd.as_fd(), &mut self.status)
     }
 
     pub fn wait_timeout(&mut self, d: Duration) -> Result<Option<ExitStatus>, Error> {
-        if let Some(s) = self.status {
-            return Ok(Some(s));
-        }
-        let ms = d.as_millis().min(i32::MAX as u128) as i32;
-        if !sys::poll_readable(self.pidfd.as_fd(), ms).map_err(|e| Error::os("poll pidfd", e))? {
-            return Ok(None);
-        }
-        self.wait().map(Some)
+        wait_once_timeout(self.pidfd.as_fd(), &mut self.status, d)
     }
 
     pub fn kill(&self) -> Result<(), Error> {
-        match sys::pidfd_send_signal(self.pidfd.as_fd(), Signal::SIGKILL as i32) {
-            Ok(()) | Err(Errno::ESRCH) => Ok(()),
-            Err(e) => Err(Error::os("pidfd_send_signal SIGKILL", e)),
-        }
+        kill_unless_reaped(self.pidfd.as_fd(), self.status)
     }
 }
 
