@@ -2,6 +2,8 @@
 //! creates nothing. These run without root: everything is refused before
 //! the root check and before any resource exists.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure message
+
 use std::path::PathBuf;
 use std::process::Command;
 
