@@ -6,6 +6,7 @@
 
 use libtest_mimic::{Arguments, Trial};
 
+#[cfg(feature = "privileged")]
 const CONTAINERS: usize = 50;
 
 fn main() {
