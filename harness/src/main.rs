@@ -125,6 +125,21 @@ struct ContainerRunArgs {
     /// Hostname inside.
     #[arg(long)]
     hostname: Option<String>,
+    /// `none`: its own network namespace with lo only. `bridge`: a veth to a
+    /// bridge isoc-br* made in the caller's network namespace for this run.
+    #[arg(long, default_value = "none", value_parser = ["none", "bridge"])]
+    net: String,
+    /// The bridge's subnet (with --net bridge); the bridge gets .1, the
+    /// container .2.
+    #[arg(long, default_value = "10.89.0.0/24")]
+    subnet: String,
+    /// Forward HOST_PORT of the caller's addresses to CONTAINER_PORT (TCP,
+    /// with --net bridge; turns IPv4 forwarding on in the caller's netns).
+    #[arg(long, value_name = "HOST:CONTAINER")]
+    publish: Vec<String>,
+    /// A user namespace: uid/gid 0-65535 inside are 100000-165535 outside.
+    #[arg(long)]
+    userns: bool,
     /// Command and arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -438,6 +453,78 @@ fn write_outputs(args: &RunArgs, report: &Report) -> Result<()> {
     Ok(())
 }
 
+/// Checks the network flags before anything exists: the subnet parses and
+/// overlaps none of the host's routes, each published port is free.
+fn plan_network(
+    args: &ContainerRunArgs,
+) -> Result<Option<(ipnet::Ipv4Net, Vec<isocheck_runtime::spec::PortForward>)>> {
+    if args.net == "none" {
+        if let Some(p) = args.publish.first() {
+            bail!("--publish {p}: needs --net bridge");
+        }
+        return Ok(None);
+    }
+    let subnet: ipnet::Ipv4Net = args
+        .subnet
+        .parse()
+        .ok()
+        .filter(|n: &ipnet::Ipv4Net| n.network() == n.addr() && n.prefix_len() <= 30)
+        .with_context(|| {
+            format!(
+                "--subnet {}: not an IPv4 network of /30 or larger, e.g. 10.89.0.0/24",
+                args.subnet
+            )
+        })?;
+    for (dest, iface) in host_routes() {
+        if isocheck_runtime::network::overlaps(&subnet, &dest) && dest.prefix_len() > 0 {
+            bail!("--subnet {subnet}: overlaps the host's route {dest} on {iface}");
+        }
+    }
+    let mut publish = Vec::new();
+    for p in &args.publish {
+        let forward = isocheck_harness::runner::parse_publish(p)
+            .map_err(|e| anyhow::anyhow!("--publish {p}: {e}"))?;
+        if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", forward.host_port)) {
+            bail!(
+                "--publish {p}: host port {} is taken ({e})",
+                forward.host_port
+            );
+        }
+        if publish
+            .iter()
+            .any(|f: &isocheck_runtime::spec::PortForward| f.host_port == forward.host_port)
+        {
+            bail!(
+                "--publish {p}: host port {} is published twice",
+                forward.host_port
+            );
+        }
+        publish.push(forward);
+    }
+    Ok(Some((subnet, publish)))
+}
+
+/// The IPv4 routes of the caller's network namespace (/proc/net/route:
+/// destination and mask in hex, host byte order).
+fn host_routes() -> Vec<(ipnet::Ipv4Net, String)> {
+    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?;
+            // The kernel prints the network-order word as a native number.
+            let addr = std::net::Ipv4Addr::from(dest.to_ne_bytes());
+            let prefix = mask.count_ones() as u8;
+            Some((
+                ipnet::Ipv4Net::new(addr, prefix).ok()?.trunc(),
+                f[0].to_string(),
+            ))
+        })
+        .collect()
+}
+
 fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     use isocheck_runtime::spec::{self as rspec, ContainerSpec, RootfsSource};
     use isocheck_runtime::{Container, SpawnOptions};
@@ -482,7 +569,22 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     }
     spec.hostname = args.hostname.clone();
     spec.command = args.command.clone();
-    let scratch;
+    if args.userns {
+        let map = vec![rspec::IdMap {
+            inside: 0,
+            outside: isocheck_harness::runner::USERNS_BASE,
+            count: 65536,
+        }];
+        spec.namespaces.user = true;
+        spec.user = Some(rspec::UserMapping {
+            uid_map: map.clone(),
+            gid_map: map,
+        });
+    }
+    let network = plan_network(&args)?;
+    require_root("container run")?;
+    // Registers the run so `isocheck cleanup` leaves its resources alone.
+    let run = isocheck_harness::fixtures::RunDir::create()?;
     spec.rootfs.source = match &args.rootfs {
         Some(p) if p.is_dir() && p.join("index.json").is_file() => {
             RootfsSource::OciLayout(p.clone())
@@ -490,7 +592,7 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
         Some(p) if p.is_dir() => RootfsSource::Dir(p.clone()),
         Some(p) => RootfsSource::Tar(p.clone()),
         None => {
-            scratch = tempfile::Builder::new().prefix("isocheck-").tempdir()?;
+            let root = run.join("rootfs");
             let probe = isocheck_harness::fixtures::probe_binary()?;
             let mut bins: Vec<(PathBuf, &str)> = vec![(probe, "/probe")];
             let busybox = PathBuf::from("/bin/busybox");
@@ -499,22 +601,38 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
             }
             let refs: Vec<(&std::path::Path, &str)> =
                 bins.iter().map(|(p, d)| (p.as_path(), *d)).collect();
-            isocheck_runtime::rootfs::minimal_rootfs(scratch.path(), &refs)?;
+            isocheck_runtime::rootfs::minimal_rootfs(&root, &refs)?;
             if bins.len() > 1 {
                 for applet in ["sh", "ls", "cat", "ps", "mount", "id", "hostname", "ip"] {
-                    let _ = std::os::unix::fs::symlink(
-                        "busybox",
-                        scratch.path().join("bin").join(applet),
-                    );
+                    let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
                 }
             }
-            RootfsSource::Dir(scratch.path().to_owned())
+            RootfsSource::Dir(root)
         }
     };
     spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    require_root("container run")?;
-    // Registers the run so `isocheck cleanup` leaves its resources alone.
-    let run = isocheck_harness::fixtures::RunDir::create()?;
+    // The bridge (and the published ports' forwarding) live as long as the
+    // container; both go when this function returns.
+    let _bridge = match network {
+        Some((subnet, publish)) => {
+            use isocheck_runtime::network::{enable_forwarding, Bridge, Netns, SubnetPlan};
+            let host = Netns::current()?;
+            let mut plan = SubnetPlan::new(subnet, &[])?;
+            let bridge = Bridge::create(&host, &format!("isoc-br{}", run.run_id), plan.gateway())?;
+            if !publish.is_empty() {
+                enable_forwarding(&host)?;
+            }
+            spec.network = rspec::NetworkMode::Bridge(rspec::BridgeAttachment {
+                bridge: bridge.name().to_string(),
+                address: plan.allocate()?.to_string(),
+                gateway: Some(plan.gateway().addr().to_string()),
+                publish,
+                detached: false,
+            });
+            Some(bridge)
+        }
+        None => None,
+    };
     let opts = SpawnOptions::new(run.run_id.clone(), "manual");
     let mut container = Container::spawn(&spec, opts)?;
     let status = container.wait()?;

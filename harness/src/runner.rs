@@ -715,8 +715,8 @@ fn address_only(cidr: &str) -> String {
     cidr.split('/').next().unwrap_or(cidr).to_string()
 }
 
-fn parse_publish(text: &str) -> Result<PortForward, String> {
-    let bad = || format!("container.publish: {text:?} is not HOST:CONTAINER (two ports 1-65535)");
+pub fn parse_publish(text: &str) -> Result<PortForward, String> {
+    let bad = || format!("{text:?} is not HOST:CONTAINER (two ports 1-65535)");
     let (h, c) = text.split_once(':').ok_or_else(bad)?;
     let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
     Ok(PortForward {

@@ -131,3 +131,80 @@ fn readme_lists_every_guarantee() {
         );
     }
 }
+
+#[test]
+fn network_flags_are_checked_before_anything_exists() {
+    let before = our_temp_dirs();
+    // A port that is taken: we hold it.
+    let held = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+    let port = held.local_addr().unwrap().port();
+    let publish = format!("{port}:80");
+    for (args, named) in [
+        (
+            vec!["--net", "bridge", "--publish", publish.as_str()],
+            format!("--publish {publish}"),
+        ),
+        (
+            vec!["--publish", "8080:80"],
+            "--publish 8080:80".to_string(),
+        ),
+        (
+            vec!["--net", "bridge", "--publish", "8080"],
+            "--publish 8080".to_string(),
+        ),
+        (
+            vec!["--net", "bridge", "--subnet", "10.89.0.7/24"],
+            "--subnet 10.89.0.7/24".to_string(),
+        ),
+        (
+            vec!["--net", "bridge", "--subnet", "300.1.0.0/16"],
+            "--subnet 300.1.0.0/16".to_string(),
+        ),
+    ] {
+        let mut argv = vec!["container", "run"];
+        argv.extend(&args);
+        argv.extend(["--", "/probe", "noop"]);
+        let (code, stderr) = isocheck(&argv);
+        assert_eq!(code, 2, "{args:?}: exit {code}, stderr {stderr}");
+        assert!(
+            stderr.contains(&named),
+            "{args:?}: stderr does not name {named:?}: {stderr}"
+        );
+    }
+    // A subnet that overlaps one of the host's own routes.
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap();
+    let taken = routes.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let dest = u32::from_str_radix(f[1], 16).ok()?;
+        let mask = u32::from_str_radix(f[7], 16).ok()?;
+        (mask != 0 && mask.count_ones() <= 30).then(|| {
+            let addr = std::net::Ipv4Addr::from(dest.to_ne_bytes());
+            format!("{addr}/{}", mask.count_ones())
+        })
+    });
+    match taken {
+        Some(subnet) => {
+            let (code, stderr) = isocheck(&[
+                "container",
+                "run",
+                "--net",
+                "bridge",
+                "--subnet",
+                &subnet,
+                "--",
+                "/probe",
+            ]);
+            assert_eq!(code, 2, "{stderr}");
+            assert!(
+                stderr.contains(&format!("--subnet {subnet}: overlaps")),
+                "{stderr}"
+            );
+        }
+        None => eprintln!("no non-default host route here: the overlap case is not exercised"),
+    }
+    assert_eq!(
+        our_temp_dirs(),
+        before,
+        "a refused command created a temp dir"
+    );
+}
