@@ -117,6 +117,26 @@ fn require(what: &'static str, path: &Path) -> Result<(), VmError> {
     }
 }
 
+/// Host programs the guest needs beside busybox: nft, for the NAT and port
+/// forwarding scenarios. Without it those scenarios say unsupported.
+fn guest_programs(notes: &mut Vec<String>) -> Vec<initramfs::HostProgram> {
+    let Some(nft) = ["/usr/sbin/nft", "/sbin/nft"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+    else {
+        notes.push("no nft on this host: the guest's NAT scenarios are unsupported".into());
+        return Vec::new();
+    };
+    match initramfs::HostProgram::resolve(nft) {
+        Ok(p) => vec![p],
+        Err(e) => {
+            notes.push(format!("nft left out of the guest: {e}"));
+            Vec::new()
+        }
+    }
+}
+
 /// Which accelerations to try, in order. `ISOCHECK_VM_ACCEL=tcg|kvm` pins
 /// one (CI runners that know their /dev/kvm works, or a quick TCG-only run).
 /// A kernel that failed the KVM probe is not probed again by this process
@@ -167,6 +187,8 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
         notes.push(format!("not in this kernel: {}", plan.missing.join(" ")));
     }
 
+    let programs = guest_programs(&mut notes);
+
     let work = tempfile::Builder::new()
         .prefix(&format!("isocheck-vm-{leg_name}-"))
         .tempdir()
@@ -193,6 +215,7 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
             init_script: &init,
             kernel: &tree,
             modules: &plan,
+            programs: &programs,
         },
         &initrd,
     )?;
