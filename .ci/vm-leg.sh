@@ -8,7 +8,9 @@
 #   ISOCHECK_VM_ACCEL  tcg (the default here) or kvm. Left unset by the
 #                      caller, it is set to tcg: this machine's /dev/kvm
 #                      (kvm_pvm) hangs stock kernels, and probing it costs a
-#                      20 s boot. A runner whose KVM is known good sets kvm.
+#                      20 s boot (the runner then remembers the failure in
+#                      ~/.cache/isocheck/vm/kvm-unusable). A runner whose KVM
+#                      is known good sets kvm.
 #   ISOCHECK_VM_ONLY   comma-separated scenario ids instead of the whole
 #                      suite (the four resource guarantees are always added).
 #   ISOCHECK_VM_TIMEOUT  guest deadline in seconds (default 420).
