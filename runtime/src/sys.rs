@@ -191,7 +191,9 @@ pub fn dup2(from: RawFd, to: RawFd) -> Result<(), Errno> {
 }
 
 /// close_range(first, ~0, CLOSE_RANGE_CLOEXEC): nothing the parent leaked
-/// survives execve.
+/// survives execve. CLOSE_RANGE_CLOEXEC is Linux 5.11+ (5.10 answers EINVAL,
+/// 5.8 and older ENOSYS): there, set FD_CLOEXEC on each fd below the
+/// RLIMIT_NOFILE soft limit (no /proc walk: it may not be mounted here).
 pub fn cloexec_from(first: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall with integer arguments.
     let r = unsafe {
@@ -202,7 +204,30 @@ pub fn cloexec_from(first: u32) -> Result<(), Errno> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    Errno::result(r).map(drop)
+    match Errno::result(r) {
+        Err(Errno::EINVAL | Errno::ENOSYS) => cloexec_each_from(first),
+        other => other.map(drop),
+    }
+}
+
+/// The pre-5.11 way: fcntl(F_SETFD, FD_CLOEXEC) on every possible fd.
+fn cloexec_each_from(first: u32) -> Result<(), Errno> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    Errno::result(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    let end = limit.rlim_cur.min(i32::MAX as libc::rlim_t) as i32;
+    for fd in (first.min(i32::MAX as u32) as i32)..end {
+        // SAFETY: fcntl on an fd number that may not be open; EBADF is the
+        // answer for those and is ignored.
+        let r = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        if r < 0 && Errno::last() != Errno::EBADF {
+            return Err(Errno::last());
+        }
+    }
+    Ok(())
 }
 
 /// setresuid/setresgid/setgroups(0 entries).
@@ -739,4 +764,26 @@ pub fn set_xattr(path: &CStr, name: &CStr, value: &[u8]) -> Result<(), Errno> {
         )
     };
     Errno::result(r).map(drop)
+}
+
+#[cfg(test)]
+mod cloexec_tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn fallback_marks_an_inherited_fd_close_on_exec() {
+        // SAFETY: dup of stdin gives a fresh fd without FD_CLOEXEC, ours to close.
+        let fd = unsafe { libc::dup(0) };
+        assert!(fd >= 3, "dup gave {fd}");
+        // SAFETY: the fd was just created and is owned here.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: F_GETFD on an open fd.
+        let before = unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(before & libc::FD_CLOEXEC, 0);
+        cloexec_each_from(fd as u32).expect("fallback");
+        // SAFETY: F_GETFD on an open fd.
+        let after = unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(after & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+    }
 }

@@ -8,9 +8,11 @@
 //! padded to a multiple of 4, then the data, padded to 4. The archive ends
 //! with an entry named "TRAILER!!!".
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use super::kernel::{self, KernelError, KernelTree, ModulePlan};
 
@@ -28,6 +30,8 @@ pub enum InitramfsError {
     Write { name: String, source: io::Error },
     #[error("read module: {0}")]
     Module(#[from] KernelError),
+    #[error("list the shared libraries of {program} with ldd: {detail}")]
+    Ldd { program: PathBuf, detail: String },
 }
 
 /// Streams entries into a newc archive.
@@ -119,6 +123,64 @@ pub struct GuestFiles<'a> {
     pub init_script: &'a str,
     pub kernel: &'a KernelTree,
     pub modules: &'a ModulePlan,
+    /// Dynamically linked host programs the suite calls (nft): each lands in
+    /// the guest's /sbin, its shared libraries at their host paths.
+    pub programs: &'a [HostProgram],
+}
+
+/// A host executable and the shared libraries it loads (the ELF
+/// interpreter included), as absolute host paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostProgram {
+    pub path: PathBuf,
+    pub libraries: Vec<PathBuf>,
+}
+
+impl HostProgram {
+    /// Resolve `path`'s libraries with `ldd` (the dynamic loader itself, so
+    /// the answer is what the loader would really open).
+    pub fn resolve(path: &Path) -> Result<HostProgram, InitramfsError> {
+        let ldd_err = |detail: String| InitramfsError::Ldd {
+            program: path.to_owned(),
+            detail,
+        };
+        let out = Command::new("ldd")
+            .arg(path)
+            .output()
+            .map_err(|e| ldd_err(e.to_string()))?;
+        if !out.status.success() {
+            return Err(ldd_err(
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            ));
+        }
+        let libraries = parse_ldd(&String::from_utf8_lossy(&out.stdout)).map_err(ldd_err)?;
+        Ok(HostProgram {
+            path: path.to_owned(),
+            libraries,
+        })
+    }
+}
+
+/// The absolute library paths in `ldd` output. The vDSO has no file; a
+/// library ldd could not find is an error (the program would not start).
+pub fn parse_ldd(output: &str) -> Result<Vec<PathBuf>, String> {
+    let mut libs = Vec::new();
+    for line in output.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.contains("not found") {
+            return Err(format!("missing library: {line}"));
+        }
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)"; "linux-vdso.so.1 (0x...)".
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.trim(),
+            None => line,
+        };
+        let path = path.split_whitespace().next().unwrap_or_default();
+        if path.starts_with('/') {
+            libs.push(PathBuf::from(path));
+        }
+    }
+    Ok(libs)
 }
 
 /// The file name a module gets in the guest's /modules: its load position
@@ -182,9 +244,37 @@ pub fn build(files: &GuestFiles<'_>, out_path: &Path) -> Result<(), InitramfsErr
         let name = format!("modules/{}", guest_module_name(i, rel));
         w.file(&name, 0o644, &bytes).map_err(werr(&name))?;
     }
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    for program in files.programs {
+        let Some(name) = program.path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let guest = format!("sbin/{name}");
+        w.file(&guest, 0o755, &read(&program.path)?)
+            .map_err(werr(&guest))?;
+        for lib in &program.libraries {
+            let guest = lib.to_string_lossy().trim_start_matches('/').to_owned();
+            if !dirs.insert(guest.clone()) {
+                continue;
+            }
+            // The kernel's unpacker creates no parent directories.
+            for parent in parent_dirs(&guest) {
+                if dirs.insert(parent.clone()) {
+                    w.dir(&parent).map_err(werr(&parent))?;
+                }
+            }
+            w.file(&guest, 0o755, &read(lib)?).map_err(werr(&guest))?;
+        }
+    }
     add_tree(&mut w, files.scenarios_dir, "scenarios")?;
     w.finish().map_err(werr("TRAILER!!!"))?;
     Ok(())
+}
+
+/// "a/b/c.so" -> ["a", "a/b"], outermost first.
+fn parent_dirs(rel: &str) -> Vec<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    (1..parts.len()).map(|n| parts[..n].join("/")).collect()
 }
 
 fn add_tree<W: Write>(
@@ -304,6 +394,30 @@ mod tests {
             Path::new("busybox")
         );
         assert_eq!(fs::read(x.join("odd")).expect("odd"), b"abc");
+    }
+
+    #[test]
+    fn ldd_output_gives_absolute_library_paths() {
+        let out = "\tlinux-vdso.so.1 (0x00007fff)\n\
+                   \tlibnftables.so.1 => /lib/x86_64-linux-gnu/libnftables.so.1 (0x00007f91)\n\
+                   \t/lib64/ld-linux-x86-64.so.2 (0x00007f91)\n";
+        assert_eq!(
+            parse_ldd(out).expect("parsed"),
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libnftables.so.1"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+        assert!(parse_ldd("\tlibfoo.so.1 => not found\n").is_err());
+    }
+
+    #[test]
+    fn parents_are_listed_outermost_first() {
+        assert_eq!(
+            parent_dirs("lib/x86_64-linux-gnu/libc.so.6"),
+            ["lib", "lib/x86_64-linux-gnu"]
+        );
+        assert!(parent_dirs("init").is_empty());
     }
 
     #[test]

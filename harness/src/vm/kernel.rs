@@ -26,6 +26,9 @@ pub const CONTAINER_MODULES: &[&str] = &[
     "nft_chain_nat",
     "nft_masq",
     "nft_ct",
+    // DNAT (port forwarding) and `fib daddr type local` in the inet table.
+    "nft_nat",
+    "nft_fib_inet",
 ];
 
 /// What the 9p report share needs. 5.10 and 6.1 build these as modules;

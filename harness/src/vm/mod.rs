@@ -15,7 +15,6 @@ pub mod qemu;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use legs::{find_leg, list_legs, CgroupMode, Leg, LegKind};
@@ -117,30 +116,70 @@ fn require(what: &'static str, path: &Path) -> Result<(), VmError> {
     }
 }
 
+/// Host programs the guest needs beside busybox: nft, for the NAT and port
+/// forwarding scenarios. Without it those scenarios say unsupported.
+fn guest_programs(notes: &mut Vec<String>) -> Vec<initramfs::HostProgram> {
+    let Some(nft) = ["/usr/sbin/nft", "/sbin/nft"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+    else {
+        notes.push("no nft on this host: the guest's NAT scenarios are unsupported".into());
+        return Vec::new();
+    };
+    match initramfs::HostProgram::resolve(nft) {
+        Ok(p) => vec![p],
+        Err(e) => {
+            notes.push(format!("nft left out of the guest: {e}"));
+            Vec::new()
+        }
+    }
+}
+
 /// Which accelerations to try, in order. `ISOCHECK_VM_ACCEL=tcg|kvm` pins
 /// one (CI runners that know their /dev/kvm works, or a quick TCG-only run).
-/// A kernel that failed the KVM probe is not probed again by this process
-/// (`vm run --all` boots the 6.1 kernel three times).
-fn accel_plan(kernel_version: &str) -> Vec<Accel> {
+/// A kernel that failed the KVM probe on this host is not probed again: the
+/// failure is remembered in the cache, keyed by the host's kernel release so
+/// a changed hypervisor is probed afresh (`rm CACHE/kvm-unusable` forgets).
+fn accel_plan(cache_dir: &Path, kernel_version: &str) -> Vec<Accel> {
     match std::env::var("ISOCHECK_VM_ACCEL").as_deref() {
         Ok("tcg") => vec![Accel::Tcg],
         Ok("kvm") => vec![Accel::Kvm],
-        _ if kvm_failed_for(kernel_version, false) => vec![Accel::Tcg],
+        _ if kvm_failed_before(cache_dir, kernel_version) => vec![Accel::Tcg],
         _ if qemu::kvm_device_usable() => vec![Accel::Kvm, Accel::Tcg],
         _ => vec![Accel::Tcg],
     }
 }
 
-/// Look up (or, with `record`, remember) that KVM did not boot a kernel.
-fn kvm_failed_for(kernel_version: &str, record: bool) -> bool {
-    static FAILED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let Ok(mut failed) = FAILED.lock() else {
-        return false;
-    };
-    if record && !failed.iter().any(|v| v == kernel_version) {
-        failed.push(kernel_version.to_owned());
+/// `CACHE/kvm-unusable`: one "HOST_RELEASE GUEST_VERSION" line per kernel
+/// that did not reach /init under this host's KVM.
+fn kvm_memory(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("kvm-unusable")
+}
+
+fn kvm_memory_line(kernel_version: &str) -> String {
+    let host = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("{host} {kernel_version}")
+}
+
+fn kvm_failed_before(cache_dir: &Path, kernel_version: &str) -> bool {
+    let line = kvm_memory_line(kernel_version);
+    fs::read_to_string(kvm_memory(cache_dir))
+        .is_ok_and(|text| text.lines().any(|l| l.trim() == line))
+}
+
+/// Best effort: a cache we cannot write only costs the next run a probe.
+fn remember_kvm_failure(cache_dir: &Path, kernel_version: &str) {
+    if kvm_failed_before(cache_dir, kernel_version) {
+        return;
     }
-    failed.iter().any(|v| v == kernel_version)
+    let path = kvm_memory(cache_dir);
+    let mut text = fs::read_to_string(&path).unwrap_or_default();
+    text.push_str(&kvm_memory_line(kernel_version));
+    text.push('\n');
+    let _ = fs::write(&path, text);
 }
 
 /// Run one qemu leg to the end. Errors are for things that stop the leg
@@ -166,6 +205,8 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
     if !plan.missing.is_empty() {
         notes.push(format!("not in this kernel: {}", plan.missing.join(" ")));
     }
+
+    let programs = guest_programs(&mut notes);
 
     let work = tempfile::Builder::new()
         .prefix(&format!("isocheck-vm-{leg_name}-"))
@@ -193,6 +234,7 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
             init_script: &init,
             kernel: &tree,
             modules: &plan,
+            programs: &programs,
         },
         &initrd,
     )?;
@@ -210,7 +252,7 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
         timeout: opts.timeout,
         boot_deadline: None,
     };
-    let plan_accel = accel_plan(&tree.version);
+    let plan_accel = accel_plan(&opts.cache_dir, &tree.version);
     let mut result = None;
     for (i, accel) in plan_accel.iter().enumerate() {
         let last = i + 1 == plan_accel.len();
@@ -223,7 +265,7 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
             break;
         }
         if *accel == Accel::Kvm {
-            kvm_failed_for(&tree.version, true);
+            remember_kvm_failure(&opts.cache_dir, &tree.version);
         }
         notes.push(format!(
             "{accel} did not reach /init within {}s (console: {}); falling back",
@@ -293,5 +335,35 @@ fn collect_report(
             None,
             Some(format!("the guest's report is not valid JSON: {e}")),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kvm_failure_is_remembered_per_guest_kernel() {
+        let dir = tempfile::Builder::new()
+            .prefix("isocheck-")
+            .tempdir()
+            .expect("tempdir");
+        assert!(!kvm_failed_before(dir.path(), "6.1.0-50-amd64"));
+        remember_kvm_failure(dir.path(), "6.1.0-50-amd64");
+        remember_kvm_failure(dir.path(), "6.1.0-50-amd64");
+        assert!(kvm_failed_before(dir.path(), "6.1.0-50-amd64"));
+        assert!(!kvm_failed_before(dir.path(), "5.10.0-32-amd64"));
+        let text = fs::read_to_string(kvm_memory(dir.path())).expect("memory file");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_failure_on_another_host_kernel_does_not_count() {
+        let dir = tempfile::Builder::new()
+            .prefix("isocheck-")
+            .tempdir()
+            .expect("tempdir");
+        fs::write(kvm_memory(dir.path()), "0.0.0-other-host 6.1.0-50-amd64\n").expect("write");
+        assert!(!kvm_failed_before(dir.path(), "6.1.0-50-amd64"));
     }
 }
