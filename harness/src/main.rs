@@ -300,6 +300,9 @@ fn vm_run(
                         .map(|e| format!(", error: {e}"))
                         .unwrap_or_default()
                 );
+                for note in &outcome.notes {
+                    eprintln!("isocheck vm: {name}: {note}");
+                }
                 if outcome.report.is_none() {
                     eprintln!(
                         "isocheck vm: {name}: console tail:\n{}",

@@ -3,33 +3,11 @@
 
 use std::fmt;
 
-/// How the guest lays out its cgroup hierarchies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CgroupMode {
-    /// Each controller mounted as its own v1 hierarchy under /sys/fs/cgroup.
-    V1,
-    /// One cgroup2 hierarchy at /sys/fs/cgroup, v1 disabled on the cmdline.
-    V2,
-    /// v1 controllers plus a controller-less cgroup2 at /sys/fs/cgroup/unified.
-    Hybrid,
-}
-
-impl CgroupMode {
-    /// The spelling the JSON report uses (`environment.cgroup_mode`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CgroupMode::V1 => "v1",
-            CgroupMode::V2 => "v2",
-            CgroupMode::Hybrid => "hybrid",
-        }
-    }
-}
-
-impl fmt::Display for CgroupMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How the guest lays out its cgroup hierarchies: the runtime's own modes
+/// (v1 = one hierarchy per controller, v2 = `cgroup_no_v1=all` and one
+/// cgroup2, hybrid = v1 controllers plus a controller-less cgroup2 at
+/// /sys/fs/cgroup/unified).
+pub use isocheck_runtime::cgroups::CgroupMode;
 
 /// Where a leg runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -51,7 +51,7 @@ pub const PARENT: &str = "isocheck";
 const MAX_NAME_LEN: usize = 128;
 
 /// How the host's cgroup filesystems are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupMode {
     /// Legacy: one hierarchy per controller.
