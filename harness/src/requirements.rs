@@ -18,6 +18,9 @@ pub enum Requirement {
     Program(String),
     /// At least this many CPUs online (a cpuset control needs a second one).
     Cpus(usize),
+    /// The kernel mounts overlayfs inside a user namespace (5.11 and later;
+    /// probed by trying, see `Runner::new`).
+    OverlayInUserns,
 }
 
 impl Requirement {
@@ -37,12 +40,13 @@ impl Requirement {
             ("cpus", n) if n.parse::<usize>().is_ok_and(|n| n > 0) => {
                 Ok(Requirement::Cpus(n.parse().unwrap_or(1)))
             }
+            ("feature", "overlay-in-userns") => Ok(Requirement::OverlayInUserns),
             ("filesystem", f) if !f.is_empty() => Ok(Requirement::Filesystem(f.into())),
             ("program", p) if !p.is_empty() && !p.contains('/') => {
                 Ok(Requirement::Program(p.into()))
             }
             _ => Err(format!(
-                "{text:?} is not a requirement (root, controller:memory|pids|cpu|cpuset, namespace:NAME, filesystem:NAME, program:NAME, cpus:N)"
+                "{text:?} is not a requirement (root, controller:memory|pids|cpu|cpuset, namespace:NAME, filesystem:NAME, program:NAME, cpus:N, feature:overlay-in-userns)"
             )),
         }
     }
@@ -67,6 +71,7 @@ impl Requirement {
             Requirement::Program(p) => {
                 (!on_path(p)).then(|| format!("{p} is not installed (not on PATH)"))
             }
+            Requirement::OverlayInUserns => host.overlay_in_userns.clone(),
             Requirement::Cpus(n) => {
                 (host.cpus < *n).then(|| format!("needs {n} cpus; this host has {}", host.cpus))
             }
@@ -82,6 +87,9 @@ pub struct HostFacts {
     pub controllers: Vec<String>,
     pub filesystems: Vec<String>,
     pub cpus: usize,
+    /// Why an overlay cannot be mounted in a user namespace here, if it
+    /// cannot (filled in by the runner, which can start a container).
+    pub overlay_in_userns: Option<String>,
 }
 
 impl HostFacts {
@@ -107,6 +115,7 @@ impl HostFacts {
             controllers,
             filesystems,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            overlay_in_userns: None,
         }
     }
 }
@@ -149,7 +158,12 @@ mod tests {
             controllers: vec!["pids".into()],
             filesystems: vec![],
             cpus: 1,
+            overlay_in_userns: Some("refused".into()),
         };
+        assert_eq!(
+            Requirement::OverlayInUserns.missing(&host).as_deref(),
+            Some("refused")
+        );
         assert!(Requirement::Cpus(2).missing(&host).is_some());
         let why = Requirement::Controller("memory".into())
             .missing(&host)

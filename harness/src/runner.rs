@@ -88,8 +88,10 @@ impl Runner {
             path: marker.clone(),
             source,
         })?;
+        let mut host = HostFacts::gather();
+        host.overlay_in_userns = overlay_in_userns_refused(&image, &run.run_id);
         Ok(Runner {
-            host: HostFacts::gather(),
+            host,
             probe,
             image,
             decoy,
@@ -728,6 +730,42 @@ pub fn parse_publish(text: &str) -> Result<PortForward, String> {
 fn child_stdout(child: &mut std::process::Child) -> Result<File, String> {
     let out = child.stdout.take().ok_or("no stdout pipe")?;
     Ok(File::from(std::os::fd::OwnedFd::from(out)))
+}
+
+/// Tries the call: a container with a user namespace over the overlaid
+/// image. `Some(reason)` only when the kernel refuses the overlay mount
+/// itself (before 5.11 overlayfs cannot be mounted in a user namespace);
+/// any other failure is left for the scenarios to show as a fail.
+fn overlay_in_userns_refused(image: &Path, run_id: &str) -> Option<String> {
+    let map = vec![rspec::IdMap {
+        inside: 0,
+        outside: USERNS_BASE,
+        count: 65536,
+    }];
+    let mut spec = ContainerSpec::default();
+    spec.rootfs.source = RootfsSource::Dir(image.to_owned());
+    spec.namespaces.user = true;
+    spec.user = Some(rspec::UserMapping {
+        uid_map: map.clone(),
+        gid_map: map,
+    });
+    spec.command = vec!["/probe".into(), "noop".into()];
+    let mut opts = SpawnOptions::new(run_id, "userns-probe");
+    opts.stdout = StdioMode::Null;
+    match Container::spawn(&spec, opts) {
+        Err(isocheck_runtime::Error::Child(e))
+            if e.step == isocheck_runtime::Step::MountOverlay && e.errno == nix::errno::Errno::EPERM =>
+        {
+            Some(format!(
+                "this kernel refuses an overlayfs mount inside a user namespace ({e}; overlayfs allows it from Linux 5.11)"
+            ))
+        }
+        Ok(mut c) => {
+            let _ = c.wait_timeout(Duration::from_secs(5));
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// A half's result: what was seen and which expectations did not hold.
