@@ -186,9 +186,15 @@ pub fn unpack_tar(archive: &Path, dest: &Path) -> Result<(), RootfsError> {
     file.rewind().map_err(io_err("rewind", archive))?;
     let reader = BufReader::new(file);
     if gz {
-        unpack_tar_reader(GzDecoder::new(reader), archive, dest, false)
+        unpack_tar_reader(
+            GzDecoder::new(reader),
+            archive,
+            dest,
+            false,
+            &UnpackLimits::DEFAULT,
+        )
     } else {
-        unpack_tar_reader(reader, archive, dest, false)
+        unpack_tar_reader(reader, archive, dest, false, &UnpackLimits::DEFAULT)
     }
 }
 
@@ -255,11 +261,29 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 /// The unpacking loop. With `layer`, OCI whiteouts become overlayfs
 /// whiteouts (a 0/0 character device) and opaque markers an xattr.
+/// How much an archive may unpack to: a hostile image must not fill the
+/// disk or the inode table before anything runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnpackLimits {
+    /// Sum of the entries' sizes.
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl UnpackLimits {
+    /// 8 GiB and a million entries: far above any image a test needs.
+    pub const DEFAULT: UnpackLimits = UnpackLimits {
+        bytes: 8 << 30,
+        entries: 1_000_000,
+    };
+}
+
 pub fn unpack_tar_reader<R: Read>(
     reader: R,
     archive_name: &Path,
     dest: &Path,
     layer: bool,
+    limits: &UnpackLimits,
 ) -> Result<(), RootfsError> {
     let refuse = |entry: &Path, reason: &str| RootfsError::UnsafeEntry {
         archive: archive_name.to_path_buf(),
@@ -274,12 +298,28 @@ pub fn unpack_tar_reader<R: Read>(
     let entries = ar
         .entries()
         .map_err(io_err("read entries of", archive_name))?;
+    let (mut bytes, mut count) = (0u64, 0u64);
     for entry in entries {
         let mut entry = entry.map_err(io_err("read entry of", archive_name))?;
         let path = entry
             .path()
             .map_err(io_err("read entry name in", archive_name))?
             .into_owned();
+        // Checked from the headers, before the entry is written.
+        bytes = bytes.saturating_add(entry.header().size().unwrap_or(u64::MAX));
+        count += 1;
+        if bytes > limits.bytes {
+            return Err(refuse(
+                &path,
+                &format!("the archive unpacks to more than {} bytes", limits.bytes),
+            ));
+        }
+        if count > limits.entries {
+            return Err(refuse(
+                &path,
+                &format!("the archive has more than {} entries", limits.entries),
+            ));
+        }
         if let Some(reason) = unsafe_name(&path) {
             return Err(refuse(&path, reason));
         }
@@ -346,9 +386,14 @@ pub fn unpack_tar_reader<R: Read>(
                 }
             }
         }
+        // A short read here is a truncated archive: name it, not just dest.
         let inside = entry
             .unpack_in(dest)
-            .map_err(io_err("unpack entry into", dest))?;
+            .map_err(|e| RootfsError::UnsafeEntry {
+                archive: archive_name.to_path_buf(),
+                entry: path.display().to_string(),
+                reason: format!("cannot unpack (truncated or corrupt archive?): {e}"),
+            })?;
         if !inside {
             return Err(refuse(&path, "resolves outside the destination"));
         }
@@ -445,9 +490,15 @@ pub fn unpack_oci_layout(layout: &Path, into: &Path) -> Result<Vec<PathBuf>, Roo
         let file = fs::File::open(&blob).map_err(io_err("open layer", &blob))?;
         let reader = BufReader::new(file);
         if layer.media_type.ends_with("gzip") {
-            unpack_tar_reader(GzDecoder::new(reader), &blob, &dir, true)?;
+            unpack_tar_reader(
+                GzDecoder::new(reader),
+                &blob,
+                &dir,
+                true,
+                &UnpackLimits::DEFAULT,
+            )?;
         } else if layer.media_type.ends_with("tar") || layer.media_type.is_empty() {
-            unpack_tar_reader(reader, &blob, &dir, true)?;
+            unpack_tar_reader(reader, &blob, &dir, true, &UnpackLimits::DEFAULT)?;
         } else {
             return Err(RootfsError::Oci {
                 path: blob,
@@ -539,6 +590,49 @@ mod tests {
         ar.append(&h, data).expect("append to memory");
     }
 
+    #[test]
+    fn oversized_and_overfull_archives_are_refused() {
+        let sb = Sandbox::new();
+        let mut ar = tar::Builder::new(Vec::new());
+        raw(&mut ar, "a", EntryType::Regular, "", &[0u8; 600]);
+        raw(&mut ar, "b", EntryType::Regular, "", &[0u8; 600]);
+        let bytes = ar.into_inner().expect("tar");
+        let small = UnpackLimits {
+            bytes: 1000,
+            entries: 10,
+        };
+        let e = unpack_tar_reader(&bytes[..], Path::new("big.tar"), &sb.dest(), false, &small)
+            .expect_err("over the byte budget");
+        assert!(e.to_string().contains("more than 1000 bytes"), "{e}");
+        assert!(e.to_string().contains("\"b\""), "names the entry: {e}");
+        let few = UnpackLimits {
+            bytes: 1 << 20,
+            entries: 1,
+        };
+        let e = unpack_tar_reader(&bytes[..], Path::new("big.tar"), &sb.dest(), false, &few)
+            .expect_err("over the entry budget");
+        assert!(e.to_string().contains("more than 1 entries"), "{e}");
+        assert!(sb.outside_entries().len() <= 2, "nothing escaped");
+    }
+
+    #[test]
+    fn a_truncated_archive_is_an_error_naming_it() {
+        let sb = Sandbox::new();
+        let mut ar = tar::Builder::new(Vec::new());
+        raw(&mut ar, "file", EntryType::Regular, "", &[7u8; 4096]);
+        let bytes = ar.into_inner().expect("tar");
+        let cut = &bytes[..512 + 1000];
+        let e = unpack_tar_reader(
+            cut,
+            Path::new("cut.tar"),
+            &sb.dest(),
+            false,
+            &UnpackLimits::DEFAULT,
+        )
+        .expect_err("truncated");
+        assert!(e.to_string().contains("cut.tar"), "{e}");
+    }
+
     struct Sandbox {
         dir: TempDir,
     }
@@ -558,7 +652,13 @@ mod tests {
             self.dir.path().join("dest")
         }
         fn unpack(&self, bytes: &[u8]) -> Result<(), RootfsError> {
-            unpack_tar_reader(bytes, Path::new("test.tar"), &self.dest(), false)
+            unpack_tar_reader(
+                bytes,
+                Path::new("test.tar"),
+                &self.dest(),
+                false,
+                &UnpackLimits::DEFAULT,
+            )
         }
         /// Everything outside dest/, without following symlinks.
         fn outside_entries(&self) -> BTreeSet<PathBuf> {
