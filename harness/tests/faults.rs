@@ -13,15 +13,24 @@ use std::time::Duration;
 
 const ISOCHECK: &str = env!("CARGO_BIN_EXE_isocheck");
 
-/// One scenario per kind, and when to pull the plug (ms after start): during
-/// a fork bomb, an OOM, a networked run, an overlay run, an escape.
+/// One scenario per kind, and how long after its first container appears
+/// the plug is pulled (ms): during a fork bomb, an OOM, a networked run, an
+/// overlay run, an escape.
 const CASES: &[(&str, u64)] = &[
-    ("pids-fork-bomb", 900),
-    ("memory-oom-kill", 600),
-    ("net-nat-outside", 1200),
-    ("overlay-image-untouched", 300),
-    ("escape-ptrace-host", 400),
+    ("pids-fork-bomb", 300),
+    ("memory-oom-kill", 100),
+    ("net-nat-outside", 200),
+    ("overlay-image-untouched", 0),
+    ("escape-ptrace-host", 0),
 ];
+
+/// A container of the run exists: the runtime's temp dir
+/// `isocheck-<run>-run-N-*` (the first half's container) has appeared.
+fn container_started(before: &[PathBuf]) -> bool {
+    run_dirs()
+        .iter()
+        .any(|d| !before.contains(d) && d.to_string_lossy().contains("-run-"))
+}
 
 fn run_dirs() -> Vec<PathBuf> {
     std::fs::read_dir(std::env::temp_dir())
@@ -83,6 +92,18 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !container_started(&before_dirs) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{id}: the run ended before its container appeared"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id}: no container within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(*delay_ms));
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -109,7 +130,7 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
             .lines()
             .filter(|l| l.starts_with("removing"))
             .count();
-        eprintln!("{id}: killed after {delay_ms} ms; cleanup removed {removed} leftover(s)");
+        eprintln!("{id}: killed {delay_ms} ms into its first container; cleanup removed {removed} leftover(s)");
         assert!(
             out.status.success(),
             "{id}: cleanup failed: {}",
