@@ -31,6 +31,19 @@ fn isocheck(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `container run ARGS -- /probe noop` exits 2 and its error names `named`.
+fn assert_refused(args: &[&str], named: &str) {
+    let mut argv = vec!["container", "run"];
+    argv.extend(args);
+    argv.extend(["--", "/probe", "noop"]);
+    let (code, stderr) = isocheck(&argv);
+    assert_eq!(code, 2, "{args:?}: exit {code}, stderr {stderr}");
+    assert!(
+        stderr.contains(named),
+        "{args:?}: stderr does not name {named:?}: {stderr}"
+    );
+}
+
 #[test]
 fn bad_limits_and_binds_are_refused_naming_flag_and_value() {
     let before = our_temp_dirs();
@@ -48,15 +61,7 @@ fn bad_limits_and_binds_are_refused_naming_flag_and_value() {
         ),
         (vec!["--ro-bind", "nocolon"], "--ro-bind nocolon"),
     ] {
-        let mut argv = vec!["container", "run"];
-        argv.extend(&args);
-        argv.extend(["--", "/probe", "noop"]);
-        let (code, stderr) = isocheck(&argv);
-        assert_eq!(code, 2, "{args:?}: exit {code}, stderr {stderr}");
-        assert!(
-            stderr.contains(named),
-            "{args:?}: stderr does not name {named:?}: {stderr}"
-        );
+        assert_refused(&args, named);
     }
     assert_eq!(
         our_temp_dirs(),
@@ -161,15 +166,7 @@ fn network_flags_are_checked_before_anything_exists() {
             "--subnet 300.1.0.0/16".to_string(),
         ),
     ] {
-        let mut argv = vec!["container", "run"];
-        argv.extend(&args);
-        argv.extend(["--", "/probe", "noop"]);
-        let (code, stderr) = isocheck(&argv);
-        assert_eq!(code, 2, "{args:?}: exit {code}, stderr {stderr}");
-        assert!(
-            stderr.contains(&named),
-            "{args:?}: stderr does not name {named:?}: {stderr}"
-        );
+        assert_refused(&args, &named);
     }
     // A subnet that overlaps one of the host's own routes.
     let routes = std::fs::read_to_string("/proc/net/route").unwrap();
