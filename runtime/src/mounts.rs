@@ -473,12 +473,8 @@ fn remount_each_readonly<S: Syscalls>(
     target: &CStr,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
-    let info = sys
-        .read_mountinfo(scratch)
-        .map_err(|e| fail(Step::ReadMountinfo, e, c"/proc/self/mountinfo"))?;
     let mut ids = [0u64; SUBTREE_MAX];
-    let n = subtree_ids(info, target.to_bytes(), &mut ids)
-        .map_err(|e| fail(Step::RemountReadonly, e, target))?;
+    let (info, n) = read_subtree(sys, target, scratch, &mut ids, Step::RemountReadonly)?;
     for m in mounts_among(info, &ids[..n]) {
         let mut buf = [0u8; PATH_MAX];
         let path = unescape(m.mount_point, &mut buf)
@@ -507,12 +503,8 @@ fn verify_readonly<S: Syscalls>(
     target: &CStr,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
-    let info = sys
-        .read_mountinfo(scratch)
-        .map_err(|e| fail(Step::ReadMountinfo, e, c"/proc/self/mountinfo"))?;
     let mut ids = [0u64; SUBTREE_MAX];
-    let n = subtree_ids(info, target.to_bytes(), &mut ids)
-        .map_err(|e| fail(Step::VerifyReadonly, e, target))?;
+    let (info, n) = read_subtree(sys, target, scratch, &mut ids, Step::VerifyReadonly)?;
     for m in mounts_among(info, &ids[..n]) {
         if !m.options.split(|&b| b == b',').any(|o| o == b"ro") {
             return Err(StepFailure::new(
@@ -523,6 +515,22 @@ fn verify_readonly<S: Syscalls>(
         }
     }
     Ok(())
+}
+
+/// Reads mountinfo into `scratch` and fills `ids` with the mount on top at
+/// `target` and every mount below it; returns the text and how many ids.
+fn read_subtree<'b, S: Syscalls>(
+    sys: &mut S,
+    target: &CStr,
+    scratch: &'b mut [u8],
+    ids: &mut [u64; SUBTREE_MAX],
+    step: Step,
+) -> Result<(&'b [u8], usize), StepFailure> {
+    let info = sys
+        .read_mountinfo(scratch)
+        .map_err(|e| fail(Step::ReadMountinfo, e, c"/proc/self/mountinfo"))?;
+    let n = subtree_ids(info, target.to_bytes(), ids).map_err(|e| fail(step, e, target))?;
+    Ok((info, n))
 }
 
 /// The mountinfo lines whose mount id is one of `ids`.
