@@ -28,11 +28,10 @@ impl std::fmt::Display for Leftover {
 }
 
 /// Run ids whose owner process is still alive (their resources are not leftovers).
-fn live_runs(tmp: &Path) -> Vec<String> {
-    run_dirs(tmp)
-        .into_iter()
+fn live_runs(dirs: &[(PathBuf, Option<i32>)]) -> Vec<String> {
+    dirs.iter()
         .filter(|(_, owner)| owner.is_some_and(pid_alive))
-        .map(|(dir, _)| run_id_of(&dir))
+        .map(|(dir, _)| run_id_of(dir))
         .collect()
 }
 
@@ -77,20 +76,16 @@ fn pid_alive(pid: i32) -> bool {
 
 /// Leftovers of dead runs (never those of a live run, nor our own).
 pub fn find() -> Vec<Leftover> {
-    let tmp = std::env::temp_dir();
-    let live = live_runs(&tmp);
-    let mut found: Vec<Leftover> = run_dirs(&tmp)
+    let dirs = run_dirs(&std::env::temp_dir());
+    // Run dirs and containers' temp dirs whose owner lives.
+    let live = live_runs(&dirs);
+    let mut found: Vec<Leftover> = dirs
         .into_iter()
         .filter(|(dir, owner)| !owner.is_some_and(pid_alive) && !belongs_to_live_run(dir, &live))
         .map(|(dir, _)| Leftover::RunDir(dir))
         .collect();
     // A cgroup `<run_id>-<name>` is in use while its run lives or while its
     // container's temp dir (`isocheck-<run_id>-<name>-*`) has a live owner.
-    let live_dirs: Vec<String> = run_dirs(&tmp)
-        .into_iter()
-        .filter(|(_, owner)| owner.is_some_and(pid_alive))
-        .map(|(dir, _)| run_id_of(&dir))
-        .collect();
     if let Ok(manager) = CgroupManager::detect() {
         for path in manager.leftovers() {
             let name = path
@@ -98,7 +93,7 @@ pub fn find() -> Vec<Leftover> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let in_use = live.iter().any(|run| name.starts_with(&format!("{run}-")))
-                || live_dirs.iter().any(|d| d.starts_with(&format!("{name}-")));
+                || live.iter().any(|d| d.starts_with(&format!("{name}-")));
             if !in_use {
                 found.push(Leftover::Cgroup(path));
             }
@@ -178,7 +173,7 @@ mod tests {
         let mut dirs = run_dirs(tmp.path());
         dirs.sort();
         assert_eq!(dirs.len(), 2);
-        let live = live_runs(tmp.path());
+        let live = live_runs(&run_dirs(tmp.path()));
         assert_eq!(live, vec!["live1".to_string()]);
         assert!(belongs_to_live_run(
             &tmp.path().join("isocheck-live1-ctr-x"),
