@@ -358,6 +358,15 @@ impl Scenario {
         bridged || named || self.peer.is_some() || self.outside.is_some()
     }
 
+    /// Whether any expectation of either half reads `field`.
+    pub fn expects_field(&self, field: &str) -> bool {
+        self.run.expect.iter().chain(&self.control.expect).any(|e| {
+            e.field == field
+                || e.eq_field.as_deref() == Some(field)
+                || e.ne_field.as_deref() == Some(field)
+        })
+    }
+
     /// The control's probe argv (the run's unless it has its own).
     pub fn control_probe(&self) -> &[String] {
         self.control.probe.as_deref().unwrap_or(&self.run.probe)
@@ -501,6 +510,16 @@ expect = [{ field = "probe.pid", ne = 1 }]
         assert!(net.contains(&"net-none-loopback-only"), "{net:?}");
         assert!(net.contains(&"net-port-forward"), "{net:?}");
         assert!(!net.contains(&"pid-namespace-init"), "{net:?}");
+    }
+
+    #[test]
+    fn expects_field_sees_both_halves_and_field_comparisons() {
+        let s = Scenario::parse(Path::new("demo.toml"), GOOD).expect("loads");
+        assert!(s.expects_field("probe.pid"));
+        assert!(!s.expects_field("host.image_unchanged"));
+        let text = GOOD.replace("ne = 1", "ne_field = \"host.other\"");
+        let s = Scenario::parse(Path::new("demo.toml"), &text).expect("loads");
+        assert!(s.expects_field("host.other"));
     }
 
     #[test]
