@@ -573,16 +573,7 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     spec.hostname = args.hostname.clone();
     spec.command = args.command.clone();
     if args.userns {
-        let map = vec![rspec::IdMap {
-            inside: 0,
-            outside: isocheck_harness::runner::USERNS_BASE,
-            count: 65536,
-        }];
-        spec.namespaces.user = true;
-        spec.user = Some(rspec::UserMapping {
-            uid_map: map.clone(),
-            gid_map: map,
-        });
+        isocheck_harness::runner::with_user_namespace(&mut spec);
     }
     let network = plan_network(&args)?;
     require_root("container run")?;

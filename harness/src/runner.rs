@@ -674,16 +674,7 @@ impl Runner {
             spec.kernel_files.host_cgroupfs_rw = v;
         }
         if o.userns {
-            let map = vec![rspec::IdMap {
-                inside: 0,
-                outside: USERNS_BASE,
-                count: 65536,
-            }];
-            spec.namespaces.user = true;
-            spec.user = Some(rspec::UserMapping {
-                uid_map: map.clone(),
-                gid_map: map,
-            });
+            with_user_namespace(&mut spec);
         }
         // Without a mount namespace the container sees the host's files, so
         // the probe is named by its host path.
@@ -735,23 +726,29 @@ fn child_stdout(child: &mut std::process::Child) -> Result<File, String> {
     Ok(File::from(std::os::fd::OwnedFd::from(out)))
 }
 
-/// Tries the call: a container with a user namespace over the overlaid
-/// image. `Some(reason)` only when the kernel refuses the overlay mount
-/// itself (before 5.11 overlayfs cannot be mounted in a user namespace);
-/// any other failure is left for the scenarios to show as a fail.
-fn overlay_in_userns_refused(image: &Path, run_id: &str) -> Option<String> {
+/// Gives the spec a user namespace mapping uid/gid 0-65535 inside to
+/// [`USERNS_BASE`]..+65536 outside.
+pub fn with_user_namespace(spec: &mut ContainerSpec) {
     let map = vec![rspec::IdMap {
         inside: 0,
         outside: USERNS_BASE,
         count: 65536,
     }];
-    let mut spec = ContainerSpec::default();
-    spec.rootfs.source = RootfsSource::Dir(image.to_owned());
     spec.namespaces.user = true;
     spec.user = Some(rspec::UserMapping {
         uid_map: map.clone(),
         gid_map: map,
     });
+}
+
+/// Tries the call: a container with a user namespace over the overlaid
+/// image. `Some(reason)` only when the kernel refuses the overlay mount
+/// itself (before 5.11 overlayfs cannot be mounted in a user namespace);
+/// any other failure is left for the scenarios to show as a fail.
+fn overlay_in_userns_refused(image: &Path, run_id: &str) -> Option<String> {
+    let mut spec = ContainerSpec::default();
+    spec.rootfs.source = RootfsSource::Dir(image.to_owned());
+    with_user_namespace(&mut spec);
     spec.command = vec!["/probe".into(), "noop".into()];
     let mut opts = SpawnOptions::new(run_id, "userns-probe");
     opts.stdout = StdioMode::Null;
