@@ -550,14 +550,11 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
             Some(rspec::parse_cpus(c).map_err(|e| anyhow::anyhow!("--cpus {c}: {e}"))?);
     }
     if let Some(c) = &args.cpuset {
-        let set = rspec::parse_cpuset(c).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?;
-        let host = rspec::host_online_cpus()?;
-        let wanted =
-            rspec::cpu_list(&set.cpus).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?;
-        if let Some(cpu) = wanted.iter().find(|cpu| !host.contains(cpu)) {
-            bail!("--cpuset {c}: cpu {cpu} does not exist on this host (online: {host:?})");
-        }
-        spec.limits.cpuset = Some(set);
+        spec.limits.cpuset =
+            Some(rspec::parse_cpuset(c).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?);
+        // The spec's own check: every cpu must be online here.
+        spec.validate_limits(&rspec::host_online_cpus()?)
+            .map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?;
     }
     for b in &args.ro_bind {
         let mut bind = rspec::parse_bind(b).map_err(|e| anyhow::anyhow!("--ro-bind {b}: {e}"))?;

@@ -514,7 +514,8 @@ impl ContainerSpec {
         Ok(())
     }
 
-    fn validate_limits(&self, host_cpus: &BTreeSet<u32>) -> Result<(), SpecError> {
+    /// The limits alone (a CLI checks them before it builds a rootfs).
+    pub fn validate_limits(&self, host_cpus: &BTreeSet<u32>) -> Result<(), SpecError> {
         let l = &self.limits;
         if l.memory_bytes == Some(0) {
             return Err(invalid("limits.memory_bytes", "0 is not a usable limit"));
