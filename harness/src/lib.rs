@@ -7,6 +7,7 @@ pub mod expect;
 pub mod fixtures;
 pub mod matrix;
 pub mod nettestbed;
+pub mod proof;
 pub mod report;
 pub mod requirements;
 pub mod runner;

@@ -27,6 +27,13 @@ enum Command {
     List {
         #[arg(long)]
         scenarios: Option<PathBuf>,
+        /// Every protection of the runtime with the scenarios whose control
+        /// switches it off (and their verdicts, given --report).
+        #[arg(long)]
+        protections: bool,
+        /// A JSON report (`isocheck run --json`) whose verdicts to show.
+        #[arg(long, requires = "protections")]
+        report: Option<PathBuf>,
     },
     /// Run the guarantee suite (each scenario and its control) and report.
     Run(RunArgs),
@@ -158,9 +165,28 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::List { scenarios } => {
+        Command::List {
+            scenarios,
+            protections,
+            report,
+        } => {
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
             let all = scenario::load_dir(&dir)?;
+            if protections {
+                let verdicts = match report {
+                    Some(path) => isocheck_harness::report::Report::load(&path)?
+                        .results
+                        .into_iter()
+                        .map(|r| (r.id, r.verdict))
+                        .collect(),
+                    None => Default::default(),
+                };
+                print!(
+                    "{}",
+                    isocheck_harness::proof::coverage_table(&all, &verdicts)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let width = all.iter().map(|s| s.id.len()).max().unwrap_or(0);
             for s in all {
                 println!("{:<width$}  {}", s.id, s.guarantee);

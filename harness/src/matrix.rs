@@ -271,6 +271,7 @@ mod tests {
         ScenarioResult {
             id: id.to_owned(),
             guarantee: format!("guarantee of {id}"),
+            protection: "pid-namespace".into(),
             verdict,
             control_violation_observed: verdict == Verdict::Pass,
             observed: serde_json::json!({}),

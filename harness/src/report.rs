@@ -23,6 +23,14 @@ pub struct Environment {
     pub isocheck_version: String,
 }
 
+/// A report file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ReportError {
+    pub path: std::path::PathBuf,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -35,6 +43,10 @@ pub enum Verdict {
 pub struct ScenarioResult {
     pub id: String,
     pub guarantee: String,
+    /// The one protection the control switches off (kebab-case name of
+    /// `isocheck_runtime::Protection`); empty in reports that predate it.
+    #[serde(default)]
+    pub protection: String,
     pub verdict: Verdict,
     /// The control run (isolation switched off) showed the violation.
     pub control_violation_observed: bool,
@@ -83,6 +95,18 @@ impl Verdict {
 }
 
 impl Report {
+    /// Reads a JSON report written by `isocheck run --json`.
+    pub fn load(path: &std::path::Path) -> Result<Report, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ReportError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| ReportError {
+            path: path.to_owned(),
+            message: format!("not an isocheck JSON report: {e}"),
+        })
+    }
+
     pub fn failed(&self) -> usize {
         self.count(Verdict::Fail)
     }
@@ -211,6 +235,7 @@ mod tests {
                 ScenarioResult {
                     id: "pid-namespace-init".into(),
                     guarantee: "The first process is PID 1 & sees only its own.".into(),
+                    protection: "pid-namespace".into(),
                     verdict: Verdict::Pass,
                     control_violation_observed: true,
                     observed: json!({"run": {"probe": {"pid": 1}}, "control": {"probe": {"pid": 4242}}}),
@@ -221,6 +246,7 @@ mod tests {
                 ScenarioResult {
                     id: "memory-oom-kill".into(),
                     guarantee: "A memory hog is OOM-killed at the limit.".into(),
+                    protection: "pid-namespace".into(),
                     verdict: Verdict::Fail,
                     control_violation_observed: true,
                     observed: json!({}),
@@ -231,6 +257,7 @@ mod tests {
                 ScenarioResult {
                     id: "time-namespace".into(),
                     guarantee: "Clocks carry offsets.".into(),
+                    protection: "pid-namespace".into(),
                     verdict: Verdict::Unsupported,
                     control_violation_observed: false,
                     observed: json!({}),
@@ -278,6 +305,7 @@ mod tests {
                 "guarantee",
                 "id",
                 "observed",
+                "protection",
                 "reason",
                 "verdict"
             ]

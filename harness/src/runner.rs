@@ -11,10 +11,7 @@ use crate::report::{ScenarioResult, Verdict};
 use crate::requirements::{HostFacts, Requirement};
 use crate::scenario::{ContainerOverrides, Fixture, Interaction, Scenario};
 use crate::standin;
-use isocheck_runtime::spec::{
-    self as rspec, BridgeAttachment, ContainerSpec, NetworkMode, PortForward, RootEntry,
-    RootfsSource,
-};
+use isocheck_runtime::spec::{BridgeAttachment, ContainerSpec, NetworkMode, RootfsSource};
 use isocheck_runtime::{Container, SpawnOptions, StdioMode};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -42,14 +39,11 @@ impl Which {
     }
 }
 
-/// Safety caps every container gets unless its scenario sets its own: the
-/// house rule is that nothing runs without a pids and a memory limit.
-pub const DEFAULT_MEMORY: &str = "256M";
-pub const DEFAULT_PIDS: u64 = 128;
-/// Where uid/gid 0 of a user-namespaced container lands on the host.
-pub const USERNS_BASE: u32 = 100_000;
-/// Hostname given to containers that have a UTS namespace.
-pub const CONTAINER_HOSTNAME: &str = "isocheck-ctr";
+pub use crate::proof::{
+    parse_publish, with_user_namespace, CONTAINER_HOSTNAME, DEFAULT_MEMORY, DEFAULT_PIDS,
+    USERNS_BASE,
+};
+use crate::proof::{build_spec, expand_all, on_second_bridge};
 
 /// One harness run: the stand-in's fixtures shared by every scenario.
 #[derive(Debug)]
@@ -128,6 +122,7 @@ impl Runner {
         let mut result = ScenarioResult {
             id: s.id.clone(),
             guarantee: s.guarantee.clone(),
+            protection: s.control.switch_off.name().to_string(),
             verdict: Verdict::Unsupported,
             control_violation_observed: false,
             observed: json!({}),
@@ -184,14 +179,9 @@ impl Runner {
     pub fn observe(&mut self, s: &Scenario, which: Which) -> Result<Value, String> {
         self.counter += 1;
         self.decoy.ensure_alive().map_err(|e| e.to_string())?;
-        let (probe_args, overrides, companion) = match which {
-            Which::Run => (&s.run.probe, &s.run.container, s.run.companion.as_ref()),
-            Which::Control => (
-                s.control.probe.as_ref().unwrap_or(&s.run.probe),
-                &s.control.container,
-                s.control.companion.as_ref().or(s.run.companion.as_ref()),
-            ),
-        };
+        let probe_args = &s.run.probe;
+        let companion = s.run.companion.as_ref();
+        let overrides = s.container(which == Which::Control);
         let mut host = Map::new();
         let mut vars = self.vars();
         let token = fixtures::token();
@@ -256,12 +246,8 @@ impl Runner {
             let testbed = self.net.as_mut().ok_or("network testbed missing")?;
             let att = testbed.attachment(false, false, None)?;
             vars.insert("peer.address".into(), address_only(&att.address));
-            let mut spec = self.build_spec(
-                &ContainerOverrides::default(),
-                peer_argv,
-                &vars,
-                &self.image,
-            )?;
+            let mut spec =
+                build_spec(&ContainerOverrides::default(), peer_argv, &vars, &self.image)?;
             spec.network = NetworkMode::Bridge(att.clone());
             net.attachments.push(att);
             let mut peer = self.spawn(&spec, &format!("peer-{}", self.counter))?;
@@ -276,16 +262,25 @@ impl Runner {
             net.outside_server = Some((child, reader));
         }
 
-        let mut spec = self.build_spec(overrides, probe_args, &vars, &image)?;
-        if overrides.network.as_deref() == Some("bridge") {
-            let publish = match &overrides.publish {
-                Some(p) => Some(parse_publish(p)?),
-                None => None,
-            };
+        let mut spec = build_spec(overrides, probe_args, &vars, &image)?;
+        if let NetworkMode::Bridge(wanted) = &spec.network {
             let testbed = self.net.as_mut().ok_or("network testbed missing")?;
-            let att = testbed.attachment(overrides.second_bridge, overrides.detached, publish)?;
+            let att = testbed.attachment(
+                on_second_bridge(wanted),
+                wanted.detached,
+                wanted.publish.first().copied(),
+            )?;
             spec.network = NetworkMode::Bridge(att.clone());
             net.attachments.push(att);
+        }
+        // The control: exactly one protection off (the loader checked that
+        // nothing else differs).
+        if which == Which::Control && s.apply_switch_off {
+            s.control.switch_off.switch_off(&mut spec);
+            if !spec.namespaces.mount {
+                // The host's files: the probe by its host path.
+                spec.command[0] = image.join("probe").display().to_string();
+            }
         }
         let spawned = self.spawn(&spec, &format!("{}-{}", which.name(), self.counter));
         let Spawned {
@@ -328,31 +323,23 @@ impl Runner {
                 host.insert("container_ns".into(), json!(container.namespace_inodes()));
                 let companion = companion.ok_or("interaction exec needs a companion probe")?;
                 let companion = expand_all(companion, &vars);
-                let seen = match which {
-                    Which::Run => {
-                        let mut argv = vec!["/probe".to_string()];
-                        argv.extend(companion);
-                        let mut child = container
-                            .exec(&argv, StdioMode::Piped)
-                            .map_err(|e| format!("exec: {e}"))?;
-                        let mut text = String::new();
-                        if let Some(mut o) = child.take_stdout() {
-                            let _ = o.read_to_string(&mut text);
-                        }
-                        child.wait().map_err(|e| format!("exec wait: {e}"))?;
-                        text
-                    }
-                    // The control: the same probe started on the host without
-                    // joining anything.
-                    Which::Control => {
-                        let output = fixtures::die_with_parent(
-                            std::process::Command::new(&self.probe).args(&companion),
-                        )
-                        .output()
-                        .map_err(|e| format!("run the companion on the host: {e}"))?;
-                        String::from_utf8_lossy(&output.stdout).into_owned()
-                    }
+                // In the control the spec has exec's setns switched off.
+                let probe = if container.exec_joins() {
+                    "/probe".to_string()
+                } else {
+                    self.probe.display().to_string()
                 };
+                let mut argv = vec![probe];
+                argv.extend(companion);
+                let mut child = container
+                    .exec(&argv, StdioMode::Piped)
+                    .map_err(|e| format!("exec: {e}"))?;
+                let mut seen = String::new();
+                if let Some(mut o) = child.take_stdout() {
+                    o.read_to_string(&mut seen)
+                        .map_err(|e| format!("read the exec'd probe's output: {e}"))?;
+                }
+                child.wait().map_err(|e| format!("exec wait: {e}"))?;
                 doc.insert("companion".into(), last_json(&seen).unwrap_or(Value::Null));
                 say_go(&mut stdin);
             }
@@ -361,20 +348,16 @@ impl Runner {
                 doc.insert("probe".into(), first);
                 let cgroup = container.cgroup_stats().unwrap_or_default();
                 doc.insert("cgroup_before_kill".into(), json!(cgroup));
-                match which {
-                    Which::Run => container
-                        .kill()
-                        .map_err(|e| format!("kill the container: {e}"))?,
-                    Which::Control => container
-                        .kill_init()
-                        .map_err(|e| format!("kill PID 1: {e}"))?,
-                }
+                // The control's spec has group kill switched off (PID 1 only).
+                container
+                    .kill()
+                    .map_err(|e| format!("kill the container: {e}"))?;
                 let _ = container.wait_timeout(Duration::from_secs(5));
                 std::thread::sleep(Duration::from_millis(300));
-                host.insert(
-                    "tasks_after_kill".into(),
-                    json!(container.cgroup_procs().len()),
-                );
+                let left = container
+                    .cgroup_procs()
+                    .map_err(|e| format!("read the container's cgroup tasks: {e}"))?;
+                host.insert("tasks_after_kill".into(), json!(left.len()));
             }
             Interaction::ThenCompanion => {}
             Interaction::OutsideClient => {
@@ -594,100 +577,6 @@ impl Runner {
             ("run_id".into(), self.run.run_id.clone()),
         ])
     }
-
-    /// The default container with the scenario's changes applied.
-    fn build_spec(
-        &self,
-        o: &ContainerOverrides,
-        probe_args: &[String],
-        vars: &BTreeMap<String, String>,
-        image: &Path,
-    ) -> Result<ContainerSpec, String> {
-        let mut spec = ContainerSpec::default();
-        spec.rootfs.source = RootfsSource::Dir(image.to_owned());
-        for (name, on) in &o.namespaces {
-            let ns = &mut spec.namespaces;
-            let slot = match name.as_str() {
-                "pid" => &mut ns.pid,
-                "mount" => &mut ns.mount,
-                "uts" => &mut ns.uts,
-                "ipc" => &mut ns.ipc,
-                "net" => &mut ns.net,
-                "cgroup" => &mut ns.cgroup,
-                "time" => &mut ns.time,
-                "user" => &mut ns.user,
-                other => return Err(format!("container.namespaces: unknown namespace {other:?}")),
-            };
-            *slot = *on;
-        }
-        spec.hostname = match &o.hostname {
-            Some(h) => Some(h.clone()),
-            None if spec.namespaces.uts => Some(CONTAINER_HOSTNAME.into()),
-            None => None,
-        };
-        spec.capabilities = match &o.capabilities {
-            Some(caps) if caps.iter().any(|c| c == "ALL") => all_capabilities(),
-            Some(caps) => caps.clone(),
-            None => Vec::new(),
-        };
-        let memory = o.memory.as_deref().unwrap_or(DEFAULT_MEMORY);
-        spec.limits.memory_bytes =
-            Some(rspec::parse_memory(memory).map_err(|e| format!("container.memory: {e}"))?);
-        spec.limits.pids = Some(o.pids.unwrap_or(DEFAULT_PIDS));
-        if let Some(cpus) = &o.cpus {
-            spec.limits.cpu =
-                Some(rspec::parse_cpus(cpus).map_err(|e| format!("container.cpus: {e}"))?);
-        }
-        if let Some(set) = &o.cpuset {
-            spec.limits.cpuset =
-                Some(rspec::parse_cpuset(set).map_err(|e| format!("container.cpuset: {e}"))?);
-        }
-        for bind in &o.binds {
-            spec.mounts.push(
-                rspec::parse_bind(&expand(bind, vars))
-                    .map_err(|e| format!("container.binds: {e}"))?,
-            );
-        }
-        if let Some(overlay) = o.overlay {
-            spec.rootfs.overlay = overlay;
-        }
-        spec.rootfs.entry = match o.root_entry.as_deref() {
-            None | Some("pivot_root") => RootEntry::PivotRoot,
-            Some("chroot_only") => RootEntry::ChrootOnly,
-            Some(other) => {
-                return Err(format!(
-                    "container.root_entry: {other:?} is not pivot_root or chroot_only"
-                ))
-            }
-        };
-        if let Some(secs) = o.time_offset_secs {
-            spec.time_offsets.monotonic_secs = secs;
-            spec.time_offsets.boottime_secs = secs;
-        }
-        if let Some(v) = o.proc_sys_readonly {
-            spec.kernel_files.proc_sys_readonly = v;
-        }
-        if let Some(v) = o.mask_proc_files {
-            spec.kernel_files.mask_proc_files = v;
-        }
-        if let Some(v) = o.host_cgroupfs_rw {
-            spec.kernel_files.host_cgroupfs_rw = v;
-        }
-        if o.userns {
-            with_user_namespace(&mut spec);
-        }
-        // Without a mount namespace the container sees the host's files, so
-        // the probe is named by its host path.
-        let probe = if spec.namespaces.mount {
-            "/probe".to_string()
-        } else {
-            image.join("probe").display().to_string()
-        };
-        spec.command = std::iter::once(probe)
-            .chain(expand_all(probe_args, vars))
-            .collect();
-        Ok(spec)
-    }
 }
 
 /// A started container with its pipes.
@@ -711,35 +600,12 @@ fn address_only(cidr: &str) -> String {
     cidr.split('/').next().unwrap_or(cidr).to_string()
 }
 
-pub fn parse_publish(text: &str) -> Result<PortForward, String> {
-    let bad = || format!("{text:?} is not HOST:CONTAINER (two ports 1-65535)");
-    let (h, c) = text.split_once(':').ok_or_else(bad)?;
-    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
-    Ok(PortForward {
-        host_port: port(h).ok_or_else(bad)?,
-        container_port: port(c).ok_or_else(bad)?,
-    })
-}
 
 fn child_stdout(child: &mut std::process::Child) -> Result<File, String> {
     let out = child.stdout.take().ok_or("no stdout pipe")?;
     Ok(File::from(std::os::fd::OwnedFd::from(out)))
 }
 
-/// Gives the spec a user namespace mapping uid/gid 0-65535 inside to
-/// [`USERNS_BASE`]..+65536 outside.
-pub fn with_user_namespace(spec: &mut ContainerSpec) {
-    let map = vec![rspec::IdMap {
-        inside: 0,
-        outside: USERNS_BASE,
-        count: 65536,
-    }];
-    spec.namespaces.user = true;
-    spec.user = Some(rspec::UserMapping {
-        uid_map: map.clone(),
-        gid_map: map,
-    });
-}
 
 /// Tries the call: a container with a user namespace over the overlaid
 /// image. `Some(reason)` only when the kernel refuses the overlay mount
@@ -775,23 +641,8 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
-/// Every capability we hold (our bounding set), for controls that keep
-/// them all: a capability outside it cannot be kept by anyone.
-fn all_capabilities() -> Vec<String> {
-    caps::read(None, caps::CapSet::Bounding)
-        .map(|set| set.iter().map(|c| c.to_string()).collect())
-        .unwrap_or_default()
-}
 
-fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
-    vars.iter().fold(text.to_string(), |acc, (k, v)| {
-        acc.replace(&format!("{{{k}}}"), v)
-    })
-}
 
-fn expand_all(args: &[String], vars: &BTreeMap<String, String>) -> Vec<String> {
-    args.iter().map(|a| expand(a, vars)).collect()
-}
 
 /// CLOCK_MONOTONIC and CLOCK_BOOTTIME of the stand-in host, in seconds.
 fn host_clocks() -> (f64, f64) {
@@ -944,6 +795,7 @@ impl LineReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proof::expand;
 
     #[test]
     fn placeholders_are_filled() {

@@ -7,6 +7,7 @@
 //! the file, the line and the field.
 
 use crate::expect::Expectation;
+use isocheck_runtime::Protection;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,6 +86,16 @@ pub struct Scenario {
     /// Where it was loaded from (set by the loader).
     #[serde(skip)]
     pub file: PathBuf,
+    /// The run's container changes (set by the loader).
+    #[serde(skip)]
+    pub run_container: ContainerOverrides,
+    /// The control's: the run's with the control's keys merged over them.
+    #[serde(skip)]
+    pub control_container: ContainerOverrides,
+    /// Whether the runner must still apply `Protection::switch_off` to the
+    /// control's spec (false when the control's keys already changed it).
+    #[serde(skip)]
+    pub apply_switch_off: bool,
 }
 
 fn default_timeout() -> u64 {
@@ -99,27 +110,29 @@ pub struct Variant {
     pub probe: Vec<String>,
     /// Changes to the default container.
     #[serde(default)]
-    pub container: ContainerOverrides,
+    pub container: toml::Table,
     /// A second probe run by the interaction (exec, outside client/server).
     #[serde(default)]
     pub companion: Option<Vec<String>>,
     pub expect: Vec<Expectation>,
 }
 
+/// The control: the run's container and probe with exactly one protection
+/// switched off. The loader refuses a control that changes anything else.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
-    /// What the control switches off, in a few words.
-    pub switch_off: String,
-    /// Probe argv; defaults to the run's.
+    /// The one protection the control removes.
+    pub switch_off: Protection,
+    /// How it is switched off, in a few words, when the default way
+    /// (`Protection::switch_off`) needs saying (e.g. "raised to 256").
     #[serde(default)]
-    pub probe: Option<Vec<String>>,
-    /// Changes to the default container, applied instead of the run's.
+    pub how: Option<String>,
+    /// Keys of the run's container changed for this protection alone (a
+    /// raised limit's value); merged over the run's `container`.
     #[serde(default)]
-    pub container: ContainerOverrides,
-    #[serde(default)]
-    pub companion: Option<Vec<String>>,
-    /// What must be seen when the isolation is off: the violation.
+    pub container: toml::Table,
+    /// What must be seen when the protection is off: the violation.
     pub expect: Vec<Expectation>,
 }
 
@@ -163,7 +176,7 @@ pub enum Interaction {
 
 /// A scenario's changes to the default container. Every field is optional;
 /// what is not given keeps the safe default.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerOverrides {
     /// Namespaces to switch on (true) or off (false).
@@ -208,6 +221,12 @@ pub struct ContainerOverrides {
     /// A user namespace mapping uid/gid 0-65535 inside to 100000-165535 outside.
     #[serde(default)]
     pub userns: bool,
+    /// Protections switched off in this half (applied last). A control's
+    /// own protection is named by `control.switch_off`; this is for the
+    /// other layer that would also stop the attack, switched off in both
+    /// halves so the proof says which layer held.
+    #[serde(default)]
+    pub switched_off: Vec<Protection>,
 }
 
 /// A scenario file that could not be loaded. The message names the file,
@@ -283,9 +302,7 @@ impl Scenario {
         }
         let probes = [
             ("probe", Some(&scenario.run.probe)),
-            ("probe", scenario.control.probe.as_ref()),
             ("companion", scenario.run.companion.as_ref()),
-            ("companion", scenario.control.companion.as_ref()),
             ("peer", scenario.peer.as_ref()),
             ("outside", scenario.outside.as_ref()),
         ];
@@ -327,6 +344,16 @@ impl Scenario {
             crate::requirements::Requirement::parse(req)
                 .map_err(|m| invalid("requires", format!("requires: {m}")))?;
         }
+        let overrides = |table: &toml::Table, section: &str| {
+            ContainerOverrides::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|e| invalid("container", format!("{section}.container: {e}")))
+        };
+        scenario.run_container = overrides(&scenario.run.container, "run")?;
+        let merged = merge_tables(&scenario.run.container, &scenario.control.container);
+        scenario.control_container = overrides(&merged, "control")?;
+        let proof = crate::proof::check_control(&scenario)
+            .map_err(|m| invalid("switch_off", format!("control: {m}")))?;
+        scenario.apply_switch_off = proof.apply_switch_off;
         Ok(scenario)
     }
 
@@ -341,15 +368,10 @@ impl Scenario {
     /// Whether the scenario needs the network testbed: a bridged container,
     /// a peer, an outside probe, or an argument naming one of its addresses.
     pub fn needs_network(&self) -> bool {
-        let bridged = [&self.run.container, &self.control.container]
+        let bridged = [&self.run_container, &self.control_container]
             .iter()
             .any(|c| c.network.as_deref() == Some("bridge"));
-        let args = [
-            Some(&self.run.probe),
-            self.control.probe.as_ref(),
-            self.run.companion.as_ref(),
-            self.control.companion.as_ref(),
-        ];
+        let args = [Some(&self.run.probe), self.run.companion.as_ref()];
         let named = args.into_iter().flatten().flatten().any(|a| {
             ["{standin.", "{bridge.", "{uplink.", "{outside.", "{peer."]
                 .iter()
@@ -367,10 +389,30 @@ impl Scenario {
         })
     }
 
-    /// The control's probe argv (the run's unless it has its own).
-    pub fn control_probe(&self) -> &[String] {
-        self.control.probe.as_deref().unwrap_or(&self.run.probe)
+    /// The container changes of one half.
+    pub fn container(&self, control: bool) -> &ContainerOverrides {
+        if control {
+            &self.control_container
+        } else {
+            &self.run_container
+        }
     }
+}
+
+/// `over`'s keys replace `base`'s; tables (e.g. `namespaces`) merge key by key.
+fn merge_tables(base: &toml::Table, over: &toml::Table) -> toml::Table {
+    let mut out = base.clone();
+    for (key, value) in over {
+        match (out.get_mut(key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => {
+                *b = merge_tables(b, o);
+            }
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Loads every `*.toml` in `dir`, sorted by file name. All files are checked
@@ -437,8 +479,7 @@ probe = ["pids"]
 expect = [{ field = "probe.pid", eq = 1 }]
 
 [control]
-switch_off = "pid namespace"
-container = { namespaces = { pid = false } }
+switch_off = "pid-namespace"
 expect = [{ field = "probe.pid", ne = 1 }]
 "#;
 
@@ -452,8 +493,9 @@ expect = [{ field = "probe.pid", ne = 1 }]
     fn a_good_file_loads() {
         let s = Scenario::parse(Path::new("demo.toml"), GOOD).expect("loads");
         assert_eq!(s.id, "demo");
-        assert_eq!(s.control_probe(), &["pids".to_string()]);
-        assert_eq!(s.control.container.namespaces.get("pid"), Some(&false));
+        assert_eq!(s.control.switch_off, Protection::PidNamespace);
+        assert_eq!(s.control_container.namespaces.get("pid"), None);
+        assert!(s.apply_switch_off);
     }
 
     #[test]

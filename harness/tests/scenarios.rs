@@ -1,6 +1,6 @@
-//! Every scenario as two libtest-mimic trials, `<id>` (the guarantee holds)
-//! and `<id>::control` (with the isolation switched off, the violation is
-//! seen), so cargo's own summary counts them. They run for real only with
+//! Every scenario as one libtest-mimic trial, `<id>`: it passes only when
+//! the guarantee holds *and* its control (one protection switched off) shows
+//! the violation, so cargo's own summary counts proofs, not halves. They run for real only with
 //! `--features privileged` and as root; otherwise each is reported as
 //! ignored with the reason.
 
@@ -27,14 +27,14 @@ fn trials(scenarios: Vec<Scenario>) -> Vec<Trial> {
     eprintln!("isocheck scenarios: ignored: they need root and `--features privileged`");
     scenarios
         .iter()
-        .flat_map(|s| [s.id.clone(), format!("{}::control", s.id)])
-        .map(|name| Trial::test(name, || Ok(())).with_ignored_flag(true))
+        .map(|s| Trial::test(s.id.clone(), || Ok(())).with_ignored_flag(true))
         .collect()
 }
 
 #[cfg(feature = "privileged")]
 fn trials(scenarios: Vec<Scenario>) -> Vec<Trial> {
-    use isocheck_harness::runner::{Runner, Which};
+    use isocheck_harness::report::Verdict;
+    use isocheck_harness::runner::Runner;
     use libtest_mimic::{Completion, Failed};
     use std::sync::{Arc, Mutex};
 
@@ -53,7 +53,7 @@ fn trials(scenarios: Vec<Scenario>) -> Vec<Trial> {
             let skip = why == "needs root";
             return scenarios
                 .iter()
-                .flat_map(|s| [s.id.clone(), format!("{}::control", s.id)])
+                .map(|s| s.id.clone())
                 .map(|name| {
                     let why = why.clone();
                     Trial::ignorable_test(name, move || {
@@ -67,32 +67,31 @@ fn trials(scenarios: Vec<Scenario>) -> Vec<Trial> {
                 .collect();
         }
     };
-    let mut trials = Vec::new();
-    for s in scenarios {
-        let s = Arc::new(s);
-        for which in [Which::Run, Which::Control] {
-            let name = match which {
-                Which::Run => s.id.clone(),
-                Which::Control => format!("{}::control", s.id),
-            };
-            let (s, runner) = (Arc::clone(&s), Arc::clone(&runner));
-            trials.push(Trial::ignorable_test(name, move || {
+    // One trial per scenario: it passes only when the run holds *and* the
+    // control shows the violation, so a half alone can never go green.
+    scenarios
+        .into_iter()
+        .map(|s| {
+            let runner = Arc::clone(&runner);
+            Trial::ignorable_test(s.id.clone(), move || {
                 let mut runner = runner.lock().map_err(|_| Failed::from("runner poisoned"))?;
                 if let Some(why) = runner.unsupported(&s) {
                     return Ok(Completion::ignored_with(why));
                 }
-                let outcome = runner.check(&s, which);
-                if outcome.failures.is_empty() {
-                    Ok(Completion::Completed)
-                } else {
-                    Err(Failed::from(format!(
-                        "{}\nobserved: {}",
-                        outcome.failures.join("\n"),
-                        serde_json::to_string(&outcome.observation).unwrap_or_default()
-                    )))
+                let result = runner.run_scenario(&s);
+                match result.verdict {
+                    Verdict::Pass => Ok(Completion::Completed),
+                    Verdict::Unsupported => Ok(Completion::ignored_with(
+                        result.reason.unwrap_or_default(),
+                    )),
+                    Verdict::Fail => Err(Failed::from(format!(
+                        "{} (protection {})\nobserved: {}",
+                        result.reason.unwrap_or_default(),
+                        result.protection,
+                        serde_json::to_string(&result.observed).unwrap_or_default()
+                    ))),
                 }
-            }));
-        }
-    }
-    trials
+            })
+        })
+        .collect()
 }

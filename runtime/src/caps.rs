@@ -196,3 +196,13 @@ mod tests {
         }
     }
 }
+
+/// Every capability the caller can pass on (its bounding set), as `CAP_*`
+/// names: what a spec keeps when the capability drop is switched off. Not
+/// every capability the kernel knows: a runtime without one (a VM that
+/// withholds CAP_SYS_RESOURCE) cannot keep it.
+pub fn all_names() -> Vec<String> {
+    caps::read(None, caps::CapSet::Bounding)
+        .map(|set| set.iter().map(|c| c.to_string()).collect())
+        .unwrap_or_default()
+}

@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::error::{Step, StepFailure};
-use crate::spec::{ContainerSpec, KernelFiles, RootEntry};
+use crate::spec::{ContainerSpec, Hardening, KernelFiles, RootEntry};
 use crate::sys::Syscalls;
 
 /// Longest path we join (PATH_MAX).
@@ -66,6 +66,7 @@ pub struct RootPlan {
     /// otherwise the host's /sys is bound.
     pub fresh_sysfs: bool,
     pub entry: RootEntry,
+    pub hardening: Hardening,
 }
 
 /// A path or option that cannot become a C string.
@@ -111,6 +112,7 @@ impl RootPlan {
             kernel_files: spec.kernel_files,
             fresh_sysfs: spec.namespaces.net,
             entry: spec.rootfs.entry,
+            hardening: spec.hardening,
         })
     }
 }
@@ -171,7 +173,9 @@ pub fn build_root<S: Syscalls>(
     plan: &RootPlan,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
-    make_host_root_slave(sys)?;
+    if plan.hardening.rslave_root {
+        make_host_root_slave(sys)?;
+    }
     mount_image(sys, plan)?;
     mount_dev(sys, plan)?;
     mount_proc(sys, plan, scratch)?;
@@ -182,6 +186,11 @@ pub fn build_root<S: Syscalls>(
     }
     for bind in &plan.binds {
         mount_bind(sys, plan, bind, scratch)?;
+    }
+    if !plan.hardening.rslave_root {
+        // Switched off (a control): every mount above has propagated to
+        // the host by now; pivot_root still needs a non-shared parent.
+        make_host_root_slave(sys)?;
     }
     enter_root(sys, plan)
 }
@@ -437,16 +446,20 @@ fn mount_bind<S: Syscalls>(
         }
     }
     let target = join(&mut buf, root, dest)?;
-    sys.mount(
-        Some(&bind.source),
-        target,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .map_err(|e| fail(Step::BindMount, e, target))?;
+    // MS_REC carries the source's submounts: a mount the host put over a
+    // directory of the source keeps hiding it inside.
+    let mut flags = MsFlags::MS_BIND;
+    if plan.hardening.recursive_binds {
+        flags |= MsFlags::MS_REC;
+    }
+    sys.mount(Some(&bind.source), target, None, flags, None)
+        .map_err(|e| fail(Step::BindMount, e, target))?;
     if bind.readonly {
-        make_readonly_recursive(sys, target, scratch)?;
+        if plan.hardening.recursive_readonly {
+            make_readonly_recursive(sys, target, scratch)?;
+        } else {
+            make_readonly_top_only(sys, target, scratch)?;
+        }
     }
     Ok(())
 }
@@ -468,6 +481,19 @@ fn make_readonly_recursive<S: Syscalls>(
     verify_readonly(sys, target, scratch)
 }
 
+/// Switched off (a control): the mount at `target` alone is made read-only;
+/// its submounts stay writable.
+fn make_readonly_top_only<S: Syscalls>(
+    sys: &mut S,
+    target: &CStr,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    remount_readonly(sys, target)?;
+    let mut ids = [0u64; SUBTREE_MAX];
+    let (info, n) = read_subtree(sys, target, scratch, &mut ids, Step::VerifyReadonly)?;
+    check_readonly(mounts_among(info, &ids[..n.min(1)]))
+}
+
 fn remount_each_readonly<S: Syscalls>(
     sys: &mut S,
     target: &CStr,
@@ -479,21 +505,26 @@ fn remount_each_readonly<S: Syscalls>(
         let mut buf = [0u8; PATH_MAX];
         let path = unescape(m.mount_point, &mut buf)
             .ok_or_else(|| fail(Step::RemountReadonly, Errno::ENAMETOOLONG, target))?;
-        // A remount must repeat the flags it keeps (nosuid, nodev...), and
-        // in a user namespace the kernel refuses to clear locked ones.
-        let keep = sys
-            .mount_flags(path)
-            .map_err(|e| fail(Step::RemountReadonly, e, path))?;
-        sys.mount(
-            None,
-            path,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
-            None,
-        )
-        .map_err(|e| fail(Step::RemountReadonly, e, path))?;
+        remount_readonly(sys, path)?;
     }
     Ok(())
+}
+
+/// One mount made read-only by a bind remount.
+fn remount_readonly<S: Syscalls>(sys: &mut S, path: &CStr) -> Result<(), StepFailure> {
+    // A remount must repeat the flags it keeps (nosuid, nodev...), and in a
+    // user namespace the kernel refuses to clear locked ones.
+    let keep = sys
+        .mount_flags(path)
+        .map_err(|e| fail(Step::RemountReadonly, e, path))?;
+    sys.mount(
+        None,
+        path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+        None,
+    )
+    .map_err(|e| fail(Step::RemountReadonly, e, path))
 }
 
 /// Reads mountinfo back: the mount on top at `target` and everything below
@@ -505,7 +536,13 @@ fn verify_readonly<S: Syscalls>(
 ) -> Result<(), StepFailure> {
     let mut ids = [0u64; SUBTREE_MAX];
     let (info, n) = read_subtree(sys, target, scratch, &mut ids, Step::VerifyReadonly)?;
-    for m in mounts_among(info, &ids[..n]) {
+    check_readonly(mounts_among(info, &ids[..n]))
+}
+
+/// Every one of `mounts` has `ro` among its options; errno 0 in the failure
+/// means "the check failed".
+fn check_readonly<'a>(mounts: impl Iterator<Item = MountLine<'a>>) -> Result<(), StepFailure> {
+    for m in mounts {
         if !m.options.split(|&b| b == b',').any(|o| o == b"ro") {
             return Err(StepFailure::new(
                 Step::VerifyReadonly,
@@ -665,12 +702,16 @@ fn enter_root<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailu
             }
             sys.pivot_root(root, put_old)
                 .map_err(|e| fail(Step::PivotRoot, e, root))?;
-            let mut old_buf = [0u8; 64];
-            let old = join_small_path(&mut old_buf, PUT_OLD.as_bytes());
-            sys.umount2(old, MntFlags::MNT_DETACH)
-                .map_err(|e| fail(Step::DetachOldRoot, e, old))?;
-            sys.rmdir(old)
-                .map_err(|e| fail(Step::RemoveOldRoot, e, old))?;
+            // Switched off only in a control: the host's whole tree then
+            // stays reachable under PUT_OLD.
+            if plan.hardening.detach_old_root {
+                let mut old_buf = [0u8; 64];
+                let old = join_small_path(&mut old_buf, PUT_OLD.as_bytes());
+                sys.umount2(old, MntFlags::MNT_DETACH)
+                    .map_err(|e| fail(Step::DetachOldRoot, e, old))?;
+                sys.rmdir(old)
+                    .map_err(|e| fail(Step::RemoveOldRoot, e, old))?;
+            }
             sys.chdir(c"/").map_err(|e| fail(Step::Chdir, e, c"/"))
         }
         RootEntry::ChrootOnly => {
@@ -685,6 +726,35 @@ fn join_small_path<'a>(buf: &'a mut [u8; 64], p: &[u8]) -> &'a CStr {
     buf[..n].copy_from_slice(&p[..n]);
     buf[n] = 0;
     CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"/")
+}
+
+/// Detaches every mount at or below `dir` in the caller's mount namespace,
+/// deepest first (parent side: allocates). What a container built without
+/// rslave leaves behind in the namespace it was cloned from.
+pub fn detach_all_under(dir: &Path) -> std::io::Result<()> {
+    let info = std::fs::read("/proc/self/mountinfo")?;
+    let prefix = dir.as_os_str().as_bytes();
+    let mut points: Vec<CString> = info
+        .split(|&b| b == b'\n')
+        .filter_map(MountLine::parse)
+        .filter_map(|m| {
+            let mut buf = [0u8; PATH_MAX];
+            let p = unescape(m.mount_point, &mut buf)?.to_owned();
+            let b = p.to_bytes();
+            let under = b.starts_with(prefix)
+                && (b.len() == prefix.len() || b.get(prefix.len()) == Some(&b'/'));
+            under.then_some(p)
+        })
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_bytes().len()));
+    points.dedup();
+    for p in points {
+        match nix::mount::umount2(p.as_c_str(), MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(std::io::Error::from(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Sets the hostname (UTS namespace) through the seam.
@@ -723,6 +793,7 @@ mod tests {
             kernel_files: KernelFiles::default(),
             fresh_sysfs: true,
             entry: RootEntry::PivotRoot,
+            hardening: Hardening::default(),
         }
     }
 
@@ -910,6 +981,41 @@ mod tests {
         assert!(
             matches!(sysfs, Call::Mount { fstype: Some(t), flags, .. } if t == "sysfs" && flags.contains(MsFlags::MS_RDONLY))
         );
+    }
+
+    #[test]
+    fn switched_off_hardening_is_skipped_or_weakened() {
+        let mut p = plan();
+        p.hardening = Hardening {
+            rslave_root: false,
+            detach_old_root: false,
+            recursive_binds: false,
+            recursive_readonly: false,
+            ..Hardening::default()
+        };
+        let mut sys = RecordingSyscalls {
+            // /data/sub stays writable: only the top is remounted.
+            mountinfo: mountinfo(&["/data/sub", "/data/sub/deeper"]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        let calls = &sys.calls;
+        let slave = position(calls, |c| {
+            matches!(c, Call::Mount { flags, .. } if *flags == MsFlags::MS_REC | MsFlags::MS_SLAVE)
+        });
+        let overlay = position(calls, |c| is_mount_at(c, ROOT));
+        let pivot = position(calls, |c| matches!(c, Call::PivotRoot { .. }));
+        assert!(overlay < slave && slave < pivot, "rslave late: {calls:#?}");
+        assert!(!calls.iter().any(|c| matches!(c, Call::Umount2 { .. })));
+        assert!(!calls.iter().any(|c| matches!(c, Call::Rmdir { .. })));
+        let data = format!("{ROOT}/data");
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { source: Some(s), target, flags, .. }
+            if s == "/srv/data" && *target == data && *flags == MsFlags::MS_BIND)));
+        assert!(!calls.iter().any(
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == data)
+        ));
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, flags, .. }
+            if *target == data && flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY))));
     }
 
     #[test]

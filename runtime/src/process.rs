@@ -42,7 +42,9 @@ use crate::error::{ChildError, Error, Step, StepFailure, FAILURE_WIRE_LEN};
 use crate::mounts::{self, RootPlan};
 use crate::network::{self, Netns, VethAttachment};
 use crate::rootfs::{self, PreparedRootfs};
-use crate::spec::{BridgeAttachment, ContainerSpec, IdMap, NetworkMode, SpecError, UserMapping};
+use crate::spec::{
+    BridgeAttachment, ContainerSpec, Hardening, IdMap, NetworkMode, SpecError, UserMapping,
+};
 use crate::sys::{self, Forked, RealSyscalls};
 
 /// How long the parent waits for each handshake message.
@@ -218,6 +220,7 @@ struct ChildPlan {
     cwd: CString,
     caps: CapPlan,
     no_new_privs: bool,
+    close_host_fds: bool,
     exec: ExecArgs,
 }
 
@@ -304,7 +307,9 @@ fn child_steps(plan: &mut ChildPlan, sock: BorrowedFd<'_>) -> Result<Proceed, St
     if plan.no_new_privs {
         step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;
     }
-    step(Step::CloseFds, b"", sys::cloexec_from(3))?;
+    if plan.close_host_fds {
+        step(Step::CloseFds, b"", sys::cloexec_from(3))?;
+    }
     Err(plan.exec.exec())
 }
 
@@ -468,6 +473,10 @@ fn clone_flags(spec: &ContainerSpec) -> u64 {
 
 /// Every namespace the container has, for setns(pidfd, ...) by `exec`.
 fn join_flags(spec: &ContainerSpec) -> i32 {
+    if !spec.hardening.exec_joins_namespaces {
+        // Switched off (a control): exec takes PID 1's root and nothing else.
+        return 0;
+    }
     let ns = &spec.namespaces;
     let mut flags = clone_flags(spec) as i32;
     if ns.cgroup {
@@ -556,6 +565,7 @@ pub struct Container {
     ids: Option<(u32, u32, bool)>,
     caps: CapPlan,
     no_new_privs: bool,
+    hardening: Hardening,
     env: Vec<String>,
     /// The run's temp dir; removed after PID 1 is reaped.
     rootfs: Option<PreparedRootfs>,
@@ -671,6 +681,7 @@ impl Container {
             cwd,
             caps: caps.clone(),
             no_new_privs: spec.no_new_privs,
+            close_host_fds: spec.hardening.close_host_fds,
             exec: ExecArgs::new(&spec.command, &spec.env)?,
         };
 
@@ -701,6 +712,7 @@ impl Container {
             ids,
             caps,
             no_new_privs: spec.no_new_privs,
+            hardening: spec.hardening,
             env: spec.env.clone(),
             rootfs,
             cgroup,
@@ -835,12 +847,19 @@ impl Container {
         self.cgroup.as_ref().and_then(|c| c.stats().ok())
     }
 
-    /// Every task still in the container's cgroup.
-    pub fn cgroup_procs(&self) -> Vec<i32> {
-        self.cgroup
-            .as_ref()
-            .and_then(|c| c.procs().ok())
-            .unwrap_or_default()
+    /// Every task still in the container's cgroup. A read that fails is an
+    /// error, never "no tasks".
+    pub fn cgroup_procs(&self) -> Result<Vec<i32>, Error> {
+        match &self.cgroup {
+            Some(c) => Ok(c.procs()?),
+            None => Err(Error::Handshake("the container has no cgroup".into())),
+        }
+    }
+
+    /// Whether [`exec`](Self::exec) joins PID 1's namespaces and root (off
+    /// only in a control): when not, argv[0] is a path of the caller's.
+    pub fn exec_joins(&self) -> bool {
+        self.join_flags != 0
     }
 
     /// The veth attachment of a bridged container.
@@ -852,7 +871,7 @@ impl Container {
     /// left the process tree included (cgroup.kill, or freeze + SIGKILL +
     /// thaw), then PID 1 through its pidfd.
     pub fn kill(&self) -> Result<(), Error> {
-        if let Some(cgroup) = &self.cgroup {
+        if let Some(cgroup) = self.cgroup.as_ref().filter(|_| self.hardening.group_kill) {
             cgroup.kill_all()?;
         }
         self.kill_init()
@@ -978,6 +997,14 @@ impl Drop for Container {
                 tracing::warn!(error = %e, "releasing the container's network");
             }
         }
+        // Without rslave (a control), the mounts that built the root were
+        // copied into the caller's namespace: detach them, or the temp dir
+        // cannot be removed.
+        if let (false, Some(dir)) = (self.hardening.rslave_root, self.temp_dir()) {
+            if let Err(e) = mounts::detach_all_under(dir) {
+                tracing::warn!(error = %e, dir = %dir.display(), "detaching propagated mounts");
+            }
+        }
         // `rootfs` (the temp dir) is removed after this, now that PID 1 and
         // with it the mount namespace holding the overlay are gone.
     }
@@ -1085,15 +1112,18 @@ fn exec_helper_main(h: &ExecHelper<'_>) -> ! {
         }
         // SAFETY: as above.
         let pidfd = unsafe { BorrowedFd::borrow_raw(h.pidfd) };
-        step(
-            Step::JoinNamespaces,
-            b"pidfd",
-            sys::setns(pidfd, h.join_flags),
-        )?;
-        // SAFETY: as above.
-        let root = unsafe { BorrowedFd::borrow_raw(h.root) };
-        step(Step::Chroot, b"/proc/<pid>/root", sys::fchdir(root))?;
-        {
+        // join_flags is 0 only when the spec switched this protection off
+        // (a control): then the process stays where the caller is, root
+        // included.
+        if h.join_flags != 0 {
+            step(
+                Step::JoinNamespaces,
+                b"pidfd",
+                sys::setns(pidfd, h.join_flags),
+            )?;
+            // SAFETY: as above.
+            let root = unsafe { BorrowedFd::borrow_raw(h.root) };
+            step(Step::Chroot, b"/proc/<pid>/root", sys::fchdir(root))?;
             use crate::sys::Syscalls;
             let mut real = RealSyscalls;
             step(Step::Chroot, b".", real.chroot(c"."))?;

@@ -30,6 +30,9 @@ pub struct ContainerSpec {
     /// are the safe ones; the others exist so a control can switch one
     /// protection off and watch the check fail.
     pub kernel_files: KernelFiles,
+    /// Protections that have no other field; all on by default. See
+    /// [`crate::protection::Protection`] for the whole list.
+    pub hardening: Hardening,
     /// argv of the first process; `command[0]` is a path inside the rootfs.
     pub command: Vec<String>,
     pub env: Vec<String>,
@@ -50,6 +53,7 @@ impl Default for ContainerSpec {
             user: None,
             time_offsets: TimeOffsets::default(),
             kernel_files: KernelFiles::default(),
+            hardening: Hardening::default(),
             command: Vec::new(),
             env: vec!["PATH=/bin:/sbin:/usr/bin:/usr/sbin".into()],
             cwd: PathBuf::from("/"),
@@ -245,6 +249,48 @@ impl Default for KernelFiles {
             sys_readonly: true,
             host_cgroupfs_rw: false,
             mask_proc_files: true,
+        }
+    }
+}
+
+/// Protections of the root and the process that have no natural field
+/// elsewhere in the spec. Each is on by default; switching one off exists so
+/// a control can remove exactly that protection (`Protection::switch_off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hardening {
+    /// `/` made rslave before the first mount. Off: the mounts that build
+    /// the root propagate to the host (rslave comes only before pivot_root,
+    /// which refuses a shared parent).
+    pub rslave_root: bool,
+    /// The old root unmounted after pivot_root. Off: it stays at
+    /// `/.isocheck-put-old`.
+    pub detach_old_root: bool,
+    /// Binds are recursive (MS_REC). Off: submounts of a source are not
+    /// carried, so what they hide on the host shows through.
+    pub recursive_binds: bool,
+    /// Read-only binds are read-only in every submount. Off: the top mount
+    /// only.
+    pub recursive_readonly: bool,
+    /// Every fd above 2 is closed on exec. Off: inherited fds stay open.
+    pub close_host_fds: bool,
+    /// `Container::kill` kills the whole cgroup. Off: PID 1 only.
+    pub group_kill: bool,
+    /// `Container::exec` joins PID 1's namespaces. Off: it only takes
+    /// PID 1's root.
+    pub exec_joins_namespaces: bool,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening {
+            rslave_root: true,
+            detach_old_root: true,
+            recursive_binds: true,
+            recursive_readonly: true,
+            close_host_fds: true,
+            group_kill: true,
+            exec_joins_namespaces: true,
         }
     }
 }

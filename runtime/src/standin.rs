@@ -23,6 +23,8 @@ pub enum StandinError {
     Unshare(nix::Error),
     #[error("stand-in host: make / private: {0}")]
     Private(nix::Error),
+    #[error("stand-in host: make / shared in its own peer groups: {0}")]
+    Shared(nix::Error),
     #[error("stand-in host: sethostname {STANDIN_HOSTNAME}: {0}")]
     Hostname(nix::Error),
     #[error("stand-in host: bring lo up: {0}")]
@@ -49,6 +51,18 @@ pub fn enter() -> Result<(), StandinError> {
         None::<&str>,
     )
     .map_err(StandinError::Private)?;
+    // Then shared again, in peer groups of its own (the real host's are cut
+    // off above): a systemd host's `/` is shared, and a container that
+    // forgets to make its root rslave must show it here, not be hidden by a
+    // private stand-in.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(StandinError::Shared)?;
     nix::unistd::sethostname(STANDIN_HOSTNAME).map_err(StandinError::Hostname)?;
     use crate::network::{loopback_up_netns, Netns};
     Netns::current()

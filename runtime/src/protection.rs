@@ -1,0 +1,316 @@
+//! The closed list of every protection the runtime applies, and how a
+//! [`ContainerSpec`] switches each one off alone.
+//!
+//! A proof of isolation needs a control: the same container with exactly one
+//! protection removed, which must then show the violation. This module is
+//! where "exactly one" is defined: [`Protection::switch_off`] weakens one
+//! protection of a spec, and [`Protection::state`] projects the part of a
+//! spec that protection owns, so [`changed_protections`] can tell which
+//! protections two specs differ in (the harness refuses a control that
+//! changes more than one).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use strum::{EnumIter, EnumString, IntoEnumIterator, IntoStaticStr};
+
+use crate::spec::{ContainerSpec, NetworkMode, RootEntry};
+
+/// Every protection the runtime applies. Names are kebab-case in scenario
+/// files, reports and the CLI (`pid-namespace`, `detach-old-root`...).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    EnumIter,
+    EnumString,
+    IntoStaticStr,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum Protection {
+    PidNamespace,
+    MountNamespace,
+    UtsNamespace,
+    IpcNamespace,
+    NetNamespace,
+    CgroupNamespace,
+    UserNamespace,
+    TimeNamespace,
+    /// pivot_root into the new root (chroot alone is escapable).
+    PivotRoot,
+    /// The old root unmounted (MNT_DETACH) after pivot_root.
+    DetachOldRoot,
+    /// `/` made rslave before the first mount, so nothing propagates out.
+    RslaveRoot,
+    /// The image under an overlay with a throw-away upper layer.
+    Overlay,
+    /// Binds the spec marks read-only are read-only.
+    ReadonlyBinds,
+    /// ... and so is every mount below them.
+    RecursiveReadonly,
+    /// Binds carry their submounts (MS_REC), so what the host hides under a
+    /// submount stays hidden.
+    RecursiveBinds,
+    ProcSysReadonly,
+    SysReadonly,
+    /// Files of /proc that act on or leak the host, bound over by /dev/null.
+    MaskedPaths,
+    /// No cgroup filesystem of the host's inside.
+    HostCgroupfsHidden,
+    /// Only the kept capabilities, in all five sets.
+    CapabilityDrop,
+    NoNewPrivs,
+    /// No fd above 2 of the runtime's survives exec.
+    CloseHostFds,
+    MemoryLimit,
+    PidsLimit,
+    CpuQuota,
+    Cpuset,
+    /// `Container::kill` kills every task of the cgroup, not only PID 1.
+    GroupKill,
+    /// `Container::exec` joins every namespace of PID 1.
+    ExecJoinsNamespaces,
+    /// The container's veth is attached to its bridge.
+    BridgeAttachment,
+    /// The bridge's subnet is masqueraded out of the uplink (the harness's
+    /// `network::Nat`, not part of a container's spec).
+    Masquerade,
+    /// Published ports are forwarded (DNAT) to the container.
+    PortForward,
+}
+
+/// How much a control raises a limit instead of removing it: fork bombs and
+/// allocators always run capped, in controls too.
+pub const LIMIT_RAISE_FACTOR: u64 = 8;
+
+impl Protection {
+    /// Every protection, in declaration order.
+    pub fn all() -> impl Iterator<Item = Protection> {
+        Protection::iter()
+    }
+
+    /// The kebab-case name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether this protection is part of a container's spec (all but
+    /// [`Protection::Masquerade`], which lives on the bridge).
+    pub fn in_spec(self) -> bool {
+        self != Protection::Masquerade
+    }
+
+    /// The part of `spec` this protection owns, as comparable text. Two specs
+    /// with the same state apply the protection the same way.
+    pub fn state(self, spec: &ContainerSpec) -> String {
+        let ns = &spec.namespaces;
+        let h = &spec.hardening;
+        let k = &spec.kernel_files;
+        let bridge = match &spec.network {
+            NetworkMode::Bridge(b) => Some(b),
+            NetworkMode::None => None,
+        };
+        match self {
+            Protection::PidNamespace => format!("{}", ns.pid),
+            Protection::MountNamespace => format!("{}", ns.mount),
+            Protection::UtsNamespace => format!("{}", ns.uts),
+            Protection::IpcNamespace => format!("{}", ns.ipc),
+            Protection::NetNamespace => format!("{}", ns.net),
+            Protection::CgroupNamespace => format!("{}", ns.cgroup),
+            Protection::UserNamespace => format!("{} {:?}", ns.user, spec.user),
+            Protection::TimeNamespace => format!("{} {:?}", ns.time, spec.time_offsets),
+            Protection::PivotRoot => format!("{:?}", spec.rootfs.entry),
+            Protection::DetachOldRoot => format!("{}", h.detach_old_root),
+            Protection::RslaveRoot => format!("{}", h.rslave_root),
+            Protection::Overlay => format!("{}", spec.rootfs.overlay),
+            Protection::ReadonlyBinds => {
+                format!("{:?}", spec.mounts.iter().map(|m| m.readonly).collect::<Vec<_>>())
+            }
+            Protection::RecursiveReadonly => format!("{}", h.recursive_readonly),
+            Protection::RecursiveBinds => format!("{}", h.recursive_binds),
+            Protection::ProcSysReadonly => format!("{}", k.proc_sys_readonly),
+            Protection::SysReadonly => format!("{}", k.sys_readonly),
+            Protection::MaskedPaths => format!("{}", k.mask_proc_files),
+            Protection::HostCgroupfsHidden => format!("{}", !k.host_cgroupfs_rw),
+            Protection::CapabilityDrop => {
+                let kept: BTreeSet<&String> = spec.capabilities.iter().collect();
+                format!("{kept:?}")
+            }
+            Protection::NoNewPrivs => format!("{}", spec.no_new_privs),
+            Protection::CloseHostFds => format!("{}", h.close_host_fds),
+            Protection::MemoryLimit => format!("{:?}", spec.limits.memory_bytes),
+            Protection::PidsLimit => format!("{:?}", spec.limits.pids),
+            Protection::CpuQuota => format!("{:?}", spec.limits.cpu),
+            Protection::Cpuset => format!("{:?}", spec.limits.cpuset),
+            Protection::GroupKill => format!("{}", h.group_kill),
+            Protection::ExecJoinsNamespaces => format!("{}", h.exec_joins_namespaces),
+            Protection::BridgeAttachment => format!("{:?}", bridge.map(|b| b.detached)),
+            Protection::Masquerade => String::new(),
+            Protection::PortForward => format!("{:?}", bridge.map(|b| &b.publish)),
+        }
+    }
+
+    /// Weakens `spec` in this protection alone. Limits are raised by
+    /// [`LIMIT_RAISE_FACTOR`] rather than removed (memory, pids); the CPU
+    /// quota and the cpuset are removed.
+    pub fn switch_off(self, spec: &mut ContainerSpec) {
+        let ns = &mut spec.namespaces;
+        let h = &mut spec.hardening;
+        let k = &mut spec.kernel_files;
+        match self {
+            Protection::PidNamespace => ns.pid = false,
+            Protection::MountNamespace => ns.mount = false,
+            Protection::UtsNamespace => {
+                ns.uts = false;
+                spec.hostname = None;
+            }
+            Protection::IpcNamespace => ns.ipc = false,
+            Protection::NetNamespace => ns.net = false,
+            Protection::CgroupNamespace => ns.cgroup = false,
+            Protection::UserNamespace => {
+                ns.user = false;
+                spec.user = None;
+            }
+            Protection::TimeNamespace => {
+                ns.time = false;
+                spec.time_offsets = Default::default();
+            }
+            Protection::PivotRoot => spec.rootfs.entry = RootEntry::ChrootOnly,
+            Protection::DetachOldRoot => h.detach_old_root = false,
+            Protection::RslaveRoot => h.rslave_root = false,
+            Protection::Overlay => spec.rootfs.overlay = false,
+            Protection::ReadonlyBinds => spec.mounts.iter_mut().for_each(|m| m.readonly = false),
+            Protection::RecursiveReadonly => h.recursive_readonly = false,
+            Protection::RecursiveBinds => h.recursive_binds = false,
+            Protection::ProcSysReadonly => k.proc_sys_readonly = false,
+            Protection::SysReadonly => k.sys_readonly = false,
+            Protection::MaskedPaths => k.mask_proc_files = false,
+            Protection::HostCgroupfsHidden => k.host_cgroupfs_rw = true,
+            Protection::CapabilityDrop => {
+                spec.capabilities = crate::caps::all_names();
+            }
+            Protection::NoNewPrivs => spec.no_new_privs = false,
+            Protection::CloseHostFds => h.close_host_fds = false,
+            Protection::MemoryLimit => {
+                spec.limits.memory_bytes = spec
+                    .limits
+                    .memory_bytes
+                    .map(|b| b.saturating_mul(LIMIT_RAISE_FACTOR))
+            }
+            Protection::PidsLimit => {
+                spec.limits.pids = spec
+                    .limits
+                    .pids
+                    .map(|p| p.saturating_mul(LIMIT_RAISE_FACTOR))
+            }
+            Protection::CpuQuota => spec.limits.cpu = None,
+            Protection::Cpuset => spec.limits.cpuset = None,
+            Protection::GroupKill => h.group_kill = false,
+            Protection::ExecJoinsNamespaces => h.exec_joins_namespaces = false,
+            Protection::BridgeAttachment => {
+                if let NetworkMode::Bridge(b) = &mut spec.network {
+                    b.detached = true;
+                }
+            }
+            Protection::Masquerade => {}
+            Protection::PortForward => {
+                if let NetworkMode::Bridge(b) = &mut spec.network {
+                    b.publish.clear();
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The protections whose state differs between two specs.
+pub fn changed_protections(a: &ContainerSpec, b: &ContainerSpec) -> BTreeSet<Protection> {
+    Protection::all()
+        .filter(|p| p.state(a) != p.state(b))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bridged() -> ContainerSpec {
+        let mut spec = ContainerSpec::default();
+        spec.limits.memory_bytes = Some(64 << 20);
+        spec.limits.pids = Some(32);
+        spec.limits.cpu = Some(crate::spec::CpuQuota {
+            quota_us: 20_000,
+            period_us: 100_000,
+        });
+        spec.limits.cpuset = Some(crate::spec::CpuSet {
+            cpus: "0".into(),
+            mems: None,
+        });
+        spec.hostname = Some("c".into());
+        spec.namespaces.time = true;
+        spec.namespaces.user = true;
+        spec.mounts.push(crate::spec::BindMount {
+            source: "/src".into(),
+            destination: "/dst".into(),
+            readonly: true,
+        });
+        spec.network = NetworkMode::Bridge(crate::spec::BridgeAttachment {
+            bridge: "isoc-br0".into(),
+            address: "10.89.0.2/24".into(),
+            gateway: None,
+            publish: vec![crate::spec::PortForward {
+                host_port: 8080,
+                container_port: 8000,
+            }],
+            detached: false,
+        });
+        spec
+    }
+
+    #[test]
+    fn switching_one_off_changes_that_one_alone() {
+        for p in Protection::all().filter(|p| p.in_spec()) {
+            let base = bridged();
+            let mut weak = base.clone();
+            p.switch_off(&mut weak);
+            let changed = changed_protections(&base, &weak);
+            assert_eq!(
+                changed,
+                BTreeSet::from([p]),
+                "switching off {p} changed {changed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_raised_not_removed() {
+        let mut spec = bridged();
+        Protection::MemoryLimit.switch_off(&mut spec);
+        Protection::PidsLimit.switch_off(&mut spec);
+        assert_eq!(spec.limits.memory_bytes, Some(512 << 20));
+        assert_eq!(spec.limits.pids, Some(256));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in Protection::all() {
+            let parsed: Protection = p.name().parse().expect("parses");
+            assert_eq!(parsed, p);
+            let json = serde_json::to_string(&p).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", p.name()));
+        }
+        assert_eq!(Protection::DetachOldRoot.name(), "detach-old-root");
+    }
+}
