@@ -17,6 +17,10 @@ use std::process::ExitCode;
     about = "Verify Linux container isolation on a real kernel"
 )]
 struct Cli {
+    /// More detail on stderr (-v: debug, -vv: trace). Warnings, such as a
+    /// teardown step that failed, are always shown.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -154,6 +158,7 @@ struct ContainerRunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -161,6 +166,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The runtime reports teardown problems (a cgroup that would not go, a
+/// veth or nft table left) through `tracing`; without a subscriber they
+/// would vanish.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {

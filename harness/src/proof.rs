@@ -68,7 +68,10 @@ pub fn check_control(s: &Scenario) -> Result<ControlProof, String> {
         ));
     }
     if !p.in_spec() && s.control_container.nat == s.run_container.nat {
-        return Err(format!("switch_off = {:?} but the control keeps it", p.name()));
+        return Err(format!(
+            "switch_off = {:?} but the control keeps it",
+            p.name()
+        ));
     }
     Ok(ControlProof { apply_switch_off })
 }
@@ -417,7 +420,10 @@ container = { hostname = "other" }"#,
     #[test]
     fn an_unknown_protection_is_refused() {
         let e = scenario("", r#"switch_off = "pid namespace""#).expect_err("unknown");
-        assert!(e.contains("switch_off") || e.contains("unknown variant"), "{e}");
+        assert!(
+            e.contains("switch_off") || e.contains("unknown variant"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -39,11 +39,11 @@ impl Which {
     }
 }
 
+use crate::proof::{build_spec, expand_all, on_second_bridge};
 pub use crate::proof::{
     parse_publish, with_user_namespace, CONTAINER_HOSTNAME, DEFAULT_MEMORY, DEFAULT_PIDS,
     USERNS_BASE,
 };
-use crate::proof::{build_spec, expand_all, on_second_bridge};
 
 /// One harness run: the stand-in's fixtures shared by every scenario.
 #[derive(Debug)]
@@ -246,8 +246,12 @@ impl Runner {
             let testbed = self.net.as_mut().ok_or("network testbed missing")?;
             let att = testbed.attachment(false, false, None)?;
             vars.insert("peer.address".into(), address_only(&att.address));
-            let mut spec =
-                build_spec(&ContainerOverrides::default(), peer_argv, &vars, &self.image)?;
+            let mut spec = build_spec(
+                &ContainerOverrides::default(),
+                peer_argv,
+                &vars,
+                &self.image,
+            )?;
             spec.network = NetworkMode::Bridge(att.clone());
             net.attachments.push(att);
             let mut peer = self.spawn(&spec, &format!("peer-{}", self.counter))?;
@@ -600,12 +604,10 @@ fn address_only(cidr: &str) -> String {
     cidr.split('/').next().unwrap_or(cidr).to_string()
 }
 
-
 fn child_stdout(child: &mut std::process::Child) -> Result<File, String> {
     let out = child.stdout.take().ok_or("no stdout pipe")?;
     Ok(File::from(std::os::fd::OwnedFd::from(out)))
 }
-
 
 /// Tries the call: a container with a user namespace over the overlaid
 /// image. `Some(reason)` only when the kernel refuses the overlay mount
@@ -640,9 +642,6 @@ pub struct Outcome {
     pub observation: Value,
     pub failures: Vec<String>,
 }
-
-
-
 
 /// CLOCK_MONOTONIC and CLOCK_BOOTTIME of the stand-in host, in seconds.
 fn host_clocks() -> (f64, f64) {

@@ -81,9 +81,9 @@ fn trials(scenarios: Vec<Scenario>) -> Vec<Trial> {
                 let result = runner.run_scenario(&s);
                 match result.verdict {
                     Verdict::Pass => Ok(Completion::Completed),
-                    Verdict::Unsupported => Ok(Completion::ignored_with(
-                        result.reason.unwrap_or_default(),
-                    )),
+                    Verdict::Unsupported => {
+                        Ok(Completion::ignored_with(result.reason.unwrap_or_default()))
+                    }
                     Verdict::Fail => Err(Failed::from(format!(
                         "{} (protection {})\nobserved: {}",
                         result.reason.unwrap_or_default(),

@@ -165,6 +165,16 @@ fn cap_name(cap: Capability) -> &'static [u8] {
         .map_or(&b"CAP_?"[..], |s| s.as_bytes())
 }
 
+/// Every capability the caller can pass on (its bounding set), as `CAP_*`
+/// names: what a spec keeps when the capability drop is switched off. Not
+/// every capability the kernel knows: a runtime without one (a VM that
+/// withholds CAP_SYS_RESOURCE) cannot keep it.
+pub fn all_names() -> Vec<String> {
+    caps::read(None, caps::CapSet::Bounding)
+        .map(|set| set.iter().map(|c| c.to_string()).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,14 +205,4 @@ mod tests {
             assert_eq!(cap_name(cap), cap.to_string().as_bytes());
         }
     }
-}
-
-/// Every capability the caller can pass on (its bounding set), as `CAP_*`
-/// names: what a spec keeps when the capability drop is switched off. Not
-/// every capability the kernel knows: a runtime without one (a VM that
-/// withholds CAP_SYS_RESOURCE) cannot keep it.
-pub fn all_names() -> Vec<String> {
-    caps::read(None, caps::CapSet::Bounding)
-        .map(|set| set.iter().map(|c| c.to_string()).collect())
-        .unwrap_or_default()
 }

@@ -20,6 +20,6 @@ pub mod sys;
 
 pub use error::{ChildError, Error, Step};
 pub use process::{Container, ExecChild, ExitStatus, ParentSetup, SpawnOptions, StdioMode};
-pub use rootfs::{minimal_rootfs, RootfsError};
 pub use protection::Protection;
+pub use rootfs::{minimal_rootfs, RootfsError};
 pub use spec::{ContainerSpec, SpecError};

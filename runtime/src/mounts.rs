@@ -1000,21 +1000,26 @@ mod tests {
         };
         run(&mut sys, &p).expect("builds");
         let calls = &sys.calls;
-        let slave = position(calls, |c| {
-            matches!(c, Call::Mount { flags, .. } if *flags == MsFlags::MS_REC | MsFlags::MS_SLAVE)
-        });
+        let slave = position(
+            calls,
+            |c| matches!(c, Call::Mount { flags, .. } if *flags == MsFlags::MS_REC | MsFlags::MS_SLAVE),
+        );
         let overlay = position(calls, |c| is_mount_at(c, ROOT));
         let pivot = position(calls, |c| matches!(c, Call::PivotRoot { .. }));
         assert!(overlay < slave && slave < pivot, "rslave late: {calls:#?}");
         assert!(!calls.iter().any(|c| matches!(c, Call::Umount2 { .. })));
         assert!(!calls.iter().any(|c| matches!(c, Call::Rmdir { .. })));
         let data = format!("{ROOT}/data");
-        assert!(calls.iter().any(|c| matches!(c, Call::Mount { source: Some(s), target, flags, .. }
-            if s == "/srv/data" && *target == data && *flags == MsFlags::MS_BIND)));
-        assert!(!calls.iter().any(
-            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == data)
+        assert!(calls.iter().any(
+            |c| matches!(c, Call::Mount { source: Some(s), target, flags, .. }
+            if s == "/srv/data" && *target == data && *flags == MsFlags::MS_BIND)
         ));
-        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, flags, .. }
+        assert!(!calls
+            .iter()
+            .any(|c| matches!(c, Call::MountSetattrReadonly { target } if *target == data)));
+        assert!(calls
+            .iter()
+            .any(|c| matches!(c, Call::Mount { target, flags, .. }
             if *target == data && flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY))));
     }
 

@@ -131,7 +131,10 @@ impl Protection {
             Protection::RslaveRoot => format!("{}", h.rslave_root),
             Protection::Overlay => format!("{}", spec.rootfs.overlay),
             Protection::ReadonlyBinds => {
-                format!("{:?}", spec.mounts.iter().map(|m| m.readonly).collect::<Vec<_>>())
+                format!(
+                    "{:?}",
+                    spec.mounts.iter().map(|m| m.readonly).collect::<Vec<_>>()
+                )
             }
             Protection::RecursiveReadonly => format!("{}", h.recursive_readonly),
             Protection::RecursiveBinds => format!("{}", h.recursive_binds),

@@ -538,21 +538,12 @@ impl Syscalls for RealSyscalls {
             if len == buf.len() {
                 return Err(Errno::ENOBUFS);
             }
-            let n = read(fd.as_fd_borrow(), &mut buf[len..])?;
+            let n = read(std::os::fd::AsFd::as_fd(&fd), &mut buf[len..])?;
             if n == 0 {
                 return Ok(&buf[..len]);
             }
             len += n;
         }
-    }
-}
-
-trait AsFdBorrow {
-    fn as_fd_borrow(&self) -> BorrowedFd<'_>;
-}
-impl AsFdBorrow for OwnedFd {
-    fn as_fd_borrow(&self) -> BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self)
     }
 }
 
