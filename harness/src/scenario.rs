@@ -46,6 +46,7 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "sysrq-kmsg",
     "read",
     "id",
+    "status",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

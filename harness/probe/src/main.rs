@@ -15,6 +15,7 @@ mod net_actions;
 mod output;
 mod proc_actions;
 mod resource_actions;
+mod status_actions;
 
 use std::process::ExitCode;
 
@@ -76,6 +77,7 @@ fn lookup(name: &str) -> Option<Action> {
         "ptrace" => escape_actions::ptrace,
         "cgroup-move" => escape_actions::cgroup_move,
         "sysrq-kmsg" => escape_actions::sysrq_kmsg,
+        "status" => status_actions::status,
         _ => return None,
     };
     Some(action)
