@@ -2,6 +2,7 @@
 //! guarantee with its control, the stand-in host, reports, and the kernel
 //! matrix. The `isocheck` binary is a thin CLI over this library.
 
+pub mod catalog;
 pub mod cleanup;
 pub mod expect;
 pub mod fixtures;

@@ -38,6 +38,9 @@ enum Command {
         /// A JSON report (`isocheck run --json`) whose verdicts to show.
         #[arg(long, requires = "protections")]
         report: Option<PathBuf>,
+        /// The guarantee table in Markdown (README.md's).
+        #[arg(long, conflicts_with = "protections")]
+        markdown: bool,
     },
     /// Run the guarantee suite (each scenario and its control) and report.
     Run(RunArgs),
@@ -191,9 +194,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             scenarios,
             protections,
             report,
+            markdown,
         } => {
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
             let all = scenario::load_dir(&dir)?;
+            if markdown {
+                print!("{}", isocheck_harness::catalog::markdown_table(&all));
+                return Ok(ExitCode::SUCCESS);
+            }
             if protections {
                 let verdicts = match report {
                     Some(path) => isocheck_harness::report::Report::load(&path)?
@@ -205,7 +213,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 };
                 print!(
                     "{}",
-                    isocheck_harness::proof::coverage_table(&all, &verdicts)
+                    isocheck_harness::catalog::coverage_table(&all, &verdicts)
                 );
                 return Ok(ExitCode::SUCCESS);
             }

@@ -287,45 +287,6 @@ pub fn expand_all(args: &[String], vars: &BTreeMap<String, String>) -> Vec<Strin
     args.iter().map(|a| expand(a, vars)).collect()
 }
 
-/// Each protection with the ids of the scenarios whose control switches it
-/// off. Every protection is a key, those no scenario proves with an empty list.
-pub fn coverage(scenarios: &[Scenario]) -> BTreeMap<Protection, Vec<&str>> {
-    let mut map: BTreeMap<Protection, Vec<&str>> =
-        Protection::all().map(|p| (p, Vec::new())).collect();
-    for s in scenarios {
-        map.entry(s.control.switch_off)
-            .or_default()
-            .push(s.id.as_str());
-    }
-    map
-}
-
-/// `isocheck list --protections`: one line per protection, its scenarios and
-/// (when a report is given) their verdicts.
-pub fn coverage_table(
-    scenarios: &[Scenario],
-    verdicts: &BTreeMap<String, crate::report::Verdict>,
-) -> String {
-    let cov = coverage(scenarios);
-    let width = Protection::all().map(|p| p.name().len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for (p, ids) in &cov {
-        let list = if ids.is_empty() {
-            "(no scenario: unproven)".to_string()
-        } else {
-            ids.iter()
-                .map(|id| match verdicts.get(*id) {
-                    Some(v) => format!("{id} ({})", v.label()),
-                    None => id.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        out.push_str(&format!("{:<width$}  {list}\n", p.name()));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,31 +385,5 @@ container = { hostname = "other" }"#,
             e.contains("switch_off") || e.contains("unknown variant"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn every_protection_has_a_scenario() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-        let all = crate::scenario::load_dir(&dir).expect("shipped scenarios load");
-        let unproven: Vec<&str> = coverage(&all)
-            .into_iter()
-            .filter(|(_, ids)| ids.is_empty())
-            .map(|(p, _)| p.name())
-            .collect();
-        assert!(
-            unproven.is_empty(),
-            "protections no scenario's control switches off: {unproven:?}"
-        );
-    }
-
-    #[test]
-    fn coverage_lists_unproven_protections() {
-        let s = scenario("", r#"switch_off = "pid-namespace""#).expect("loads");
-        let cov = coverage(std::slice::from_ref(&s));
-        assert_eq!(cov[&Protection::PidNamespace], vec!["demo"]);
-        assert!(cov[&Protection::GroupKill].is_empty());
-        let table = coverage_table(&[s], &BTreeMap::new());
-        assert!(table.contains("group-kill"), "{table}");
-        assert!(table.contains("(no scenario: unproven)"), "{table}");
     }
 }
