@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The proof of the proof: remove each protection from the runtime's source,
+# one at a time, rebuild, run the scenarios that name it, and require that at
+# least one turns red. A removal whose source line no longer matches is an
+# error too (the table below went stale), never a silent pass.
+#
+#   .ci/protection-removals.sh [NAME...]     every removal, or only these
+#
+# Runs in a scratch worktree of HEAD (your tree is never touched), as root.
+# Each entry: name | file | exact text (first occurrence) | replacement |
+# scenarios to run. Texts are literal, not regexes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+REMOVALS=$(cat <<'EOF'
+pid-namespace|runtime/src/process.rs|(ns.pid, CloneFlags::CLONE_NEWPID),||pid-namespace-init,pid-namespace-no-kill-host
+mount-namespace|runtime/src/process.rs|(ns.mount, CloneFlags::CLONE_NEWNS),||mount-namespace-private
+uts-namespace|runtime/src/process.rs|(ns.uts, CloneFlags::CLONE_NEWUTS),||uts-hostname
+ipc-namespace|runtime/src/process.rs|(ns.ipc, CloneFlags::CLONE_NEWIPC),||ipc-namespace
+net-namespace|runtime/src/process.rs|(ns.net, CloneFlags::CLONE_NEWNET),||net-none-loopback-only
+user-namespace|runtime/src/process.rs|(ns.user, CloneFlags::CLONE_NEWUSER),||user-namespace-root-is-nobody
+cgroup-namespace|runtime/src/process.rs|step(Step::UnshareCgroup, b"", sys::unshare(sys::CLONE_NEWCGROUP))?;||cgroup-namespace
+time-namespace|runtime/src/process.rs|enter_time_namespace(offsets)?;|let _ = offsets;|time-namespace
+pivot-root|runtime/src/mounts.rs|match plan.entry {|match RootEntry::ChrootOnly {|pivot-root-no-escape
+detach-old-root|runtime/src/mounts.rs|if plan.hardening.detach_old_root {|if false {|old-root-detached
+rslave-root|runtime/src/mounts.rs|    if plan.hardening.rslave_root {|    if false {|mount-propagation-one-way
+overlay|runtime/src/rootfs.rs|let image = if spec.rootfs.overlay {|let image = if false {|overlay-image-untouched
+readonly-binds|runtime/src/mounts.rs|    if bind.readonly {|    if false {|readonly-bind-mount
+recursive-readonly|runtime/src/mounts.rs|if plan.hardening.recursive_readonly {|if false {|readonly-bind-submounts
+recursive-binds|runtime/src/mounts.rs|if plan.hardening.recursive_binds {|if false {|bind-submounts-kept
+proc-sys-readonly|runtime/src/mounts.rs|if plan.kernel_files.proc_sys_readonly {|if false {|escape-proc-sys-write
+sys-readonly|runtime/src/mounts.rs|let ro = plan.kernel_files.sys_readonly;|let ro = false;|sys-readonly
+masked-paths|runtime/src/mounts.rs|if plan.kernel_files.mask_proc_files {|if false {|escape-sysrq-and-kmsg
+host-cgroupfs-hidden|runtime/src/mounts.rs|if plan.kernel_files.host_cgroupfs_rw {|if true {|escape-cgroup-move
+capability-drop|runtime/src/process.rs|    plan.caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly
+capability-drop-exec|runtime/src/process.rs|                h.caps.apply()?;||exec-confined
+no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||no-new-privs-setuid
+no-new-privs-exec|runtime/src/process.rs|                    step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||exec-confined
+close-host-fds|runtime/src/process.rs|        step(Step::CloseFds, b"", sys::cloexec_from(3))?;||escape-leaked-fd
+cgroup-placement|runtime/src/process.rs|            cgroup.add_process(self.pid)?;||memory-oom-kill,pids-fork-bomb
+cgroup-placement-exec|runtime/src/process.rs|            step(Step::JoinCgroup, b"cgroup.procs", sys::write_all(fd, b"0"))?;|let _ = fd;|exec-confined
+group-kill|runtime/src/process.rs|            cgroup.kill_all()?;||cgroup-kill-all
+exec-joins-namespaces|runtime/src/process.rs|                sys::setns(pidfd, h.join_flags),|Ok::<(), Errno>(()),|exec-joins-namespaces
+EOF
+)
+
+want=("$@")
+selected() {
+  [ ${#want[@]} -eq 0 ] && return 0
+  local w
+  for w in "${want[@]}"; do [ "$w" = "$1" ] && return 0; done
+  return 1
+}
+
+scratch=$(mktemp -d /tmp/protection-removals.XXXXXX)
+cleanup() {
+  git -C "$repo" worktree remove --force "$scratch/tree" >/dev/null 2>&1 || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+git -C "$repo" worktree add --detach -q "$scratch/tree" HEAD
+tree=$scratch/tree
+# Start from this tree's build so each removal only rebuilds what it touched.
+[ -d "$repo/target" ] && cp -a "$repo/target" "$tree/target"
+bin=$tree/target/x86_64-unknown-linux-gnu/release/isocheck
+
+stale=0 survived=0 caught=0
+printf '%-24s %-8s %s\n' removal result detail
+while IFS='|' read -r name file from to scenarios; do
+  [ -z "$name" ] && continue
+  selected "$name" || continue
+  git -C "$tree" checkout -q -- .
+  before=$(sha256sum "$tree/$file")
+  FROM=$from TO=$to perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$tree/$file"
+  if [ "$before" = "$(sha256sum "$tree/$file")" ]; then
+    printf '%-24s %-8s %s\n' "$name" STALE "text not found in $file: $from"
+    stale=$((stale + 1))
+    continue
+  fi
+  if ! (cd "$tree" && cargo build -q --release -p isocheck-harness -p isocheck-probe 2>"$scratch/build.log"); then
+    # A removal that no longer compiles is red too, but say so.
+    printf '%-24s %-8s %s\n' "$name" caught "does not build: $(grep -m1 '^error' "$scratch/build.log")"
+    caught=$((caught + 1))
+    continue
+  fi
+  out=$("$bin" run --only "$scenarios" --scenarios "$tree/scenarios" 2>&1 || true)
+  red=$(printf '%s\n' "$out" | grep -E '^[a-z0-9-]+ +FAIL ' | awk '{print $1}' | paste -sd, - || true)
+  if [ -n "$red" ]; then
+    printf '%-24s %-8s %s\n' "$name" caught "red: $red"
+    caught=$((caught + 1))
+  else
+    printf '%-24s %-8s %s\n' "$name" SURVIVED "all green: $scenarios"
+    survived=$((survived + 1))
+  fi
+done <<<"$REMOVALS"
+git -C "$tree" checkout -q -- .
+echo "$caught caught, $survived survived, $stale stale"
+[ "$survived" -eq 0 ] && [ "$stale" -eq 0 ]
