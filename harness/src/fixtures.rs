@@ -109,17 +109,8 @@ impl Drop for RunDir {
 /// Removes a directory tree, unmounting anything still mounted below it (in
 /// our own mount namespace) first.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
-    if let Ok(info) = fs::read_to_string("/proc/self/mountinfo") {
-        let mut below: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| Path::new(m).starts_with(path))
-            .collect();
-        below.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in below {
-            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
+    // Best effort: what cannot be detached makes remove_dir_all fail below.
+    let _ = isocheck_runtime::mounts::detach_all_under(path);
     match fs::remove_dir_all(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
@@ -297,18 +288,25 @@ impl Drop for DecoyShm {
     }
 }
 
-/// A source directory for a read-only bind, with a tmpfs submount inside:
-/// a plain `MS_BIND|MS_RDONLY` would leave the submount writable.
+/// Name of the file the host hides under the bind source's submount.
+pub const HIDDEN_TOKEN_FILE: &str = "hidden-token.txt";
+
+/// A source directory for a bind, with a tmpfs submount at `sub/`: a plain
+/// `MS_BIND|MS_RDONLY` would leave the submount writable, and a bind
+/// without MS_REC would show what the tmpfs hides on the host: `sub/`'s own
+/// [`HIDDEN_TOKEN_FILE`], holding a token.
 #[derive(Debug)]
 pub struct RoBindSource {
     pub path: PathBuf,
 }
 
 impl RoBindSource {
-    pub fn create(path: PathBuf) -> Result<RoBindSource, FixtureError> {
+    pub fn create(path: PathBuf, hidden_token: &str) -> Result<RoBindSource, FixtureError> {
         let sub = path.join("sub");
         fs::create_dir_all(&sub).map_err(io_err("create the ro-bind source", &sub))?;
         fs::write(path.join("data.txt"), "original\n").map_err(io_err("write", &path))?;
+        let hidden = sub.join(HIDDEN_TOKEN_FILE);
+        fs::write(&hidden, hidden_token).map_err(io_err("write", &hidden))?;
         nix::mount::mount(
             Some("tmpfs"),
             &sub,

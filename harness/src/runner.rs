@@ -194,9 +194,11 @@ impl Runner {
         for fixture in &s.fixtures {
             match fixture {
                 Fixture::RoBindSource => {
-                    let src =
-                        RoBindSource::create(self.run.join(&format!("robind-{}", self.counter)))
-                            .map_err(|e| e.to_string())?;
+                    let src = RoBindSource::create(
+                        self.run.join(&format!("robind-{}", self.counter)),
+                        &token,
+                    )
+                    .map_err(|e| e.to_string())?;
                     vars.insert("robind".into(), src.path.display().to_string());
                     host.insert("robind_hash_before".into(), json!(src.hash()));
                     robind = Some(src);
@@ -227,6 +229,9 @@ impl Runner {
         };
         let clocks = host_clocks();
         vars.insert("host.monotonic".into(), format!("{:.3}", clocks.0));
+        let root = nix::sys::stat::stat("/").map_err(|e| format!("stat the stand-in's /: {e}"))?;
+        vars.insert("host.root_dev".into(), root.st_dev.to_string());
+        vars.insert("host.root_ino".into(), root.st_ino.to_string());
         vars.insert("host.boottime".into(), format!("{:.3}", clocks.1));
 
         let deadline = Instant::now() + Duration::from_secs(s.timeout_secs);
@@ -302,14 +307,14 @@ impl Runner {
 
         match s.interaction {
             Interaction::None => {}
-            Interaction::MountLeak => {
+            Interaction::MountLeak | Interaction::MountUnderBindSource => {
                 out.wait_ready(deadline)?;
                 let inside = format!("inside-{token}");
                 host.insert(
                     "sees_inside_mount".into(),
-                    json!(own_mounts_contain(&inside)),
+                    json!(own_mounts_contain(&inside)?),
                 );
-                let mark = self.run.join(&format!("hostmark-{token}"));
+                let mark = host_marker_dir(s.interaction, &self.run.path, robind.as_ref(), &token)?;
                 std::fs::create_dir_all(&mark)
                     .map_err(|e| format!("create {}: {e}", mark.display()))?;
                 nix::mount::mount(
@@ -320,6 +325,7 @@ impl Runner {
                     Some("size=64k"),
                 )
                 .map_err(|e| format!("mount the host marker at {}: {e}", mark.display()))?;
+                host.insert("marker_mounted_at".into(), json!(mark));
                 say_go(&mut stdin);
             }
             Interaction::Exec => {
@@ -418,6 +424,17 @@ impl Runner {
         if !stderr.trim().is_empty() {
             doc.insert("stderr".into(), json!(tail(&stderr, 800)));
         }
+        // Before the drop, which detaches them: the mounts that built the
+        // container's root and reached the stand-in's own table.
+        if s.expects_field("host.propagated_mounts") {
+            let dir = container
+                .temp_dir()
+                .ok_or("the container has no temp dir to look under")?;
+            host.insert(
+                "propagated_mounts".into(),
+                json!(own_mounts_under(dir)?.len()),
+            );
+        }
         drop(container);
 
         if s.interaction == Interaction::ThenCompanion {
@@ -489,8 +506,11 @@ impl Runner {
                 json!(host["robind_hash_before"] == json!(src.hash())),
             );
         }
-        if s.interaction == Interaction::MountLeak {
-            let mark = self.run.join(&format!("hostmark-{token}"));
+        if matches!(
+            s.interaction,
+            Interaction::MountLeak | Interaction::MountUnderBindSource
+        ) {
+            let mark = host_marker_dir(s.interaction, &self.run.path, robind.as_ref(), &token)?;
             let _ = nix::mount::umount2(&mark, nix::mount::MntFlags::MNT_DETACH);
             let _ = std::fs::remove_dir(&mark);
             // Controls without a mount namespace leave their mount in ours.
@@ -657,13 +677,46 @@ fn host_clocks() -> (f64, f64) {
     )
 }
 
-fn own_mounts_contain(name: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(4).is_some_and(|p| p.contains(name)))
-        })
-        .unwrap_or(false)
+/// The stand-in's own mount table; a read that fails fails the check.
+fn own_mountinfo() -> Result<Vec<u8>, String> {
+    std::fs::read("/proc/self/mountinfo")
+        .map_err(|e| format!("read the stand-in's /proc/self/mountinfo: {e}"))
+}
+
+/// Whether a mount point of the stand-in's contains `name`.
+fn own_mounts_contain(name: &str) -> Result<bool, String> {
+    let info = own_mountinfo()?;
+    let all = isocheck_runtime::mounts::mount_points_under(&info, Path::new("/"));
+    if all.is_empty() {
+        return Err("the stand-in's /proc/self/mountinfo lists no mount".into());
+    }
+    Ok(all.iter().any(|p| p.to_string_lossy().contains(name)))
+}
+
+/// The stand-in's mount points at or below `dir`.
+fn own_mounts_under(dir: &Path) -> Result<Vec<std::ffi::CString>, String> {
+    Ok(isocheck_runtime::mounts::mount_points_under(
+        &own_mountinfo()?,
+        dir,
+    ))
+}
+
+/// Where the harness mounts its marker tmpfs: in the run's directory
+/// (mount-leak), or under the bind source the container has (one-way
+/// propagation into the container).
+fn host_marker_dir(
+    interaction: Interaction,
+    rundir: &Path,
+    robind: Option<&RoBindSource>,
+    token: &str,
+) -> Result<PathBuf, String> {
+    let parent = match interaction {
+        Interaction::MountUnderBindSource => robind
+            .map(|r| r.path.as_path())
+            .ok_or("interaction mount-under-bind-source needs fixture ro-bind-source")?,
+        _ => rundir,
+    };
+    Ok(parent.join(format!("hostmark-{token}")))
 }
 
 fn say_go(stdin: &mut Option<File>) {

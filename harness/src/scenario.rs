@@ -38,6 +38,9 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "tcp-connect",
     "tcp-serve",
     "remount-rw",
+    "find-host-root",
+    "submount",
+    "sysfs-write",
     "sysctl-write",
     "mknod",
     "setns-net",
@@ -161,6 +164,9 @@ pub enum Interaction {
     /// Probe says ready; harness checks its own mountinfo for the inside
     /// mount, then mounts a marker of its own, then says go.
     MountLeak,
+    /// Like mount-leak, but the harness's marker tmpfs is mounted under the
+    /// bind source (fixture ro-bind-source) while the container runs.
+    MountUnderBindSource,
     /// Probe says ready; harness runs the companion probe with
     /// `Container::exec` (control: started on the host without joining).
     Exec,

@@ -728,33 +728,52 @@ fn join_small_path<'a>(buf: &'a mut [u8; 64], p: &[u8]) -> &'a CStr {
     CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"/")
 }
 
-/// Detaches every mount at or below `dir` in the caller's mount namespace,
-/// deepest first (parent side: allocates). What a container built without
-/// rslave leaves behind in the namespace it was cloned from.
-pub fn detach_all_under(dir: &Path) -> std::io::Result<()> {
-    let info = std::fs::read("/proc/self/mountinfo")?;
+/// The mount points at or below `dir` in a mountinfo text, unescaped, in
+/// the order listed (a path mounted over twice is listed twice). What a
+/// container built without rslave leaves in the namespace it was cloned
+/// from; the harness counts them, [`detach_all_under`] removes them.
+pub fn mount_points_under(info: &[u8], dir: &Path) -> Vec<CString> {
     let prefix = dir.as_os_str().as_bytes();
-    let mut points: Vec<CString> = info
-        .split(|&b| b == b'\n')
+    let prefix = match prefix {
+        [rest @ .., b'/'] if !rest.is_empty() => rest,
+        p => p,
+    };
+    info.split(|&b| b == b'\n')
         .filter_map(MountLine::parse)
         .filter_map(|m| {
             let mut buf = [0u8; PATH_MAX];
             let p = unescape(m.mount_point, &mut buf)?.to_owned();
             let b = p.to_bytes();
             let under = b.starts_with(prefix)
-                && (b.len() == prefix.len() || b.get(prefix.len()) == Some(&b'/'));
+                && (b.len() == prefix.len()
+                    || b.get(prefix.len()) == Some(&b'/')
+                    || prefix == b"/");
             under.then_some(p)
         })
-        .collect();
+        .collect()
+}
+
+/// Detaches every mount at or below `dir` in the caller's mount namespace,
+/// deepest first (parent side: allocates).
+pub fn detach_all_under(dir: &Path) -> std::io::Result<()> {
+    let info = std::fs::read("/proc/self/mountinfo")?;
+    let mut points = mount_points_under(&info, dir);
     points.sort_by_key(|p| std::cmp::Reverse(p.as_bytes().len()));
     points.dedup();
+    // Keeps going past a failure (one stuck mount must not leave the rest),
+    // then reports the first.
+    let mut first = None;
     for p in points {
         match nix::mount::umount2(p.as_c_str(), MntFlags::MNT_DETACH) {
             Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(std::io::Error::from(e)),
+            Err(e) => {
+                first.get_or_insert_with(|| {
+                    std::io::Error::other(format!("detach {}: {e}", p.to_string_lossy()))
+                });
+            }
         }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
 
 /// Sets the hostname (UTS namespace) through the seam.
@@ -1174,6 +1193,25 @@ mod tests {
         let n = subtree_ids(info, b"/m", &mut ids).expect("found");
         assert_eq!(&ids[..n], &[6, 7]);
         assert_eq!(subtree_ids(info, b"/nope", &mut ids), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn mount_points_under_a_dir_only() {
+        let info = b"1 0 8:1 / / rw - x x rw\n2 1 0:2 / /tmp/isocheck-a rw - x x rw\n\
+3 2 0:3 / /tmp/isocheck-a/root/my\\040dir rw - x x rw\n4 1 0:4 / /tmp/isocheck-ab rw - x x rw\n\
+5 1 0:5 / /tmp/isocheck-a rw - x x rw\n";
+        let got: Vec<CString> = mount_points_under(info, Path::new("/tmp/isocheck-a/"));
+        let got: Vec<&[u8]> = got.iter().map(|c| c.to_bytes()).collect();
+        assert_eq!(
+            got,
+            [
+                &b"/tmp/isocheck-a"[..],
+                b"/tmp/isocheck-a/root/my dir",
+                b"/tmp/isocheck-a"
+            ]
+        );
+        assert!(mount_points_under(info, Path::new("/tmp/isocheck-c")).is_empty());
+        assert_eq!(mount_points_under(info, Path::new("/")).len(), 5);
     }
 
     #[test]

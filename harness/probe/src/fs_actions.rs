@@ -26,17 +26,21 @@ fn write_file(path: &Path) -> io::Result<()> {
     file.write_all(CONTENT)
 }
 
-pub fn write(mut args: Args) -> Result<Observation, ProbeError> {
-    let paths: Vec<String> = args.at_least_one("path")?;
-    args.finish()?;
-    let writes: Vec<_> = paths
+/// Writes each path in turn: `[{"path", "errno"}]`, errno null on success.
+pub fn write_each(paths: &[String]) -> Vec<serde_json::Value> {
+    paths
         .iter()
         .map(|path| {
             let result = write_file(Path::new(path));
             json!({"path": path, "errno": output::io_errno_value(&result)})
         })
-        .collect();
-    Ok(Observation::new().with("writes", writes))
+        .collect()
+}
+
+pub fn write(mut args: Args) -> Result<Observation, ProbeError> {
+    let paths: Vec<String> = args.at_least_one("path")?;
+    args.finish()?;
+    Ok(Observation::new().with("writes", write_each(&paths)))
 }
 
 pub fn read(mut args: Args) -> Result<Observation, ProbeError> {
@@ -84,39 +88,6 @@ pub fn mount_tmpfs(dir: &str) -> Result<(), Errno> {
     )
 }
 
-/// Undoes the `\NNN` octal escapes mountinfo uses for spaces and the like.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
-            let text = std::str::from_utf8(digits).ok()?;
-            u8::from_str_radix(text, 8).ok()
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The mount points listed in a mountinfo text (the fifth field).
-fn mount_points(mountinfo: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_mountinfo)
-        .collect()
-}
-
 pub fn mount_private(mut args: Args) -> Result<Observation, ProbeError> {
     let inside: String = args.required("inside")?;
     let marker: String = args.required("host-marker")?;
@@ -124,12 +95,10 @@ pub fn mount_private(mut args: Args) -> Result<Observation, ProbeError> {
     let mounted = mount_tmpfs(&inside);
     output::print_ready().map_err(|e| ProbeError::internal("print ready", e))?;
     output::wait_for_go();
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| ProbeError::internal("read /proc/self/mountinfo", e))?;
     let own = inside.trim_end_matches('/');
-    let sees_host_mount = mount_points(&mountinfo)
+    let sees_host_mount = crate::mount_actions::own_mountinfo()?
         .iter()
-        .any(|point| point != own && point.contains(&marker));
+        .any(|e| e.point != own && e.point.contains(&marker));
     Ok(Observation::new()
         .errno("inside_mount_errno", &mounted)
         .with("sees_host_mount", sees_host_mount))
@@ -161,13 +130,6 @@ pub fn remount_rw(mut args: Args) -> Result<Observation, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_points_are_unescaped() {
-        let text = "36 35 98:0 / /mnt/with\\040space rw - ext3 /dev/root rw\n\
-                    37 35 0:5 / /proc rw - proc proc rw\n";
-        assert_eq!(mount_points(text), ["/mnt/with space", "/proc"]);
-    }
 
     #[test]
     fn write_then_read_back() {

@@ -11,6 +11,7 @@
 mod args;
 mod escape_actions;
 mod fs_actions;
+mod mount_actions;
 mod net_actions;
 mod output;
 mod proc_actions;
@@ -62,6 +63,9 @@ fn lookup(name: &str) -> Option<Action> {
         "overlay-write" => fs_actions::overlay_write,
         "mount-private" => fs_actions::mount_private,
         "remount-rw" => fs_actions::remount_rw,
+        "find-host-root" => mount_actions::find_host_root,
+        "submount" => mount_actions::submount,
+        "sysfs-write" => mount_actions::sysfs_write,
         "alloc" => resource_actions::alloc,
         "forkbomb" => resource_actions::forkbomb,
         "burn" => resource_actions::burn,
