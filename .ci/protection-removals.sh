@@ -28,7 +28,7 @@ rslave-root|runtime/src/mounts.rs|    if plan.hardening.rslave_root {|    if fal
 overlay|runtime/src/rootfs.rs|let image = if spec.rootfs.overlay {|let image = if false {|overlay-image-untouched
 readonly-binds|runtime/src/mounts.rs|    if bind.readonly {|    if false {|readonly-bind-mount
 recursive-readonly|runtime/src/mounts.rs|if plan.hardening.recursive_readonly {|if false {|readonly-bind-submounts
-recursive-binds|runtime/src/mounts.rs|if plan.hardening.recursive_binds {|if false {|bind-submounts-kept
+recursive-binds|runtime/src/mounts.rs|if plan.hardening.recursive_binds {|if false {|bind-submounts-carried
 proc-sys-readonly|runtime/src/mounts.rs|if plan.kernel_files.proc_sys_readonly {|if false {|escape-proc-sys-write
 sys-readonly|runtime/src/mounts.rs|let ro = plan.kernel_files.sys_readonly;|let ro = false;|sys-readonly
 masked-paths|runtime/src/mounts.rs|if plan.kernel_files.mask_proc_files {|if false {|escape-sysrq-and-kmsg
