@@ -436,7 +436,13 @@ fn main() {
         Err(e) => eprintln!("isocheck-benches: bench bridge in the stand-in: {e}"),
     }
 
-    let mut criterion = Criterion::default().configure_from_args();
+    // cargo runs a bench with the package dir as its cwd, where criterion
+    // would write benches/target/criterion; the summary below reads the
+    // workspace's, so tell criterion the same dir.
+    let criterion_dir = summary::criterion_dir(&workspace);
+    let mut criterion = Criterion::default()
+        .output_directory(&criterion_dir)
+        .configure_from_args();
     bench_floor(&mut criterion, &run);
     bench_namespaces(&mut criterion, &run);
     bench_cgroup(&mut criterion, &mut run);
@@ -447,7 +453,6 @@ fn main() {
     bench_scale(&mut criterion, &mut run);
     criterion.final_summary();
 
-    let criterion_dir = summary::criterion_dir(&workspace);
     if let Err(e) = summary::write_skipped(&criterion_dir, &run.skipped) {
         eprintln!("isocheck-benches: {e}");
     }
