@@ -57,6 +57,16 @@ pub fn chroot_escape(mut args: Args) -> Result<Observation, ProbeError> {
     let chrooted = escape_chroot();
     // Read only: whatever root we ended up in, nothing is written there.
     let read = fs::read(&marker);
+    // Not there (ENOENT) is the isolated answer; a read that failed for any
+    // other reason is a look that failed, never "not escaped".
+    if let Err(e) = &read {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(ProbeError::internal(
+                "read the marker",
+                format!("{marker}: {e}"),
+            ));
+        }
+    }
     let escaped = read
         .as_ref()
         .is_ok_and(|content| String::from_utf8_lossy(content).contains(&token));

@@ -156,8 +156,15 @@ pub fn shm(mut args: Args) -> Result<Observation, ProbeError> {
     // plain integers and touches no memory of ours.
     let id = unsafe { libc::shmget(key, 0, 0) };
     let result = Errno::result(id);
+    // ENOENT is the only answer that means "no such segment here"; EACCES
+    // says it exists. Any other failure is a look that failed.
+    let found = match result {
+        Ok(_) | Err(Errno::EACCES) => true,
+        Err(Errno::ENOENT) => false,
+        Err(e) => return Err(ProbeError::internal("shmget", e)),
+    };
     Ok(Observation::new()
-        .with("found", result.is_ok())
+        .with("found", found)
         .errno("errno", &result))
 }
 
