@@ -168,32 +168,41 @@ pub fn shm(mut args: Args) -> Result<Observation, ProbeError> {
         .errno("errno", &result))
 }
 
-/// The inode of a namespace link such as "net:[4026531840]": `None` when
-/// this kernel has no such namespace (no link), an error when the link is
-/// there but cannot be read or parsed.
-fn namespace_inode(name: &str) -> Result<Option<u64>, ProbeError> {
+/// The namespaces this kernel lists in /proc/self/ns. A directory that
+/// cannot be listed (no procfs of ours at /proc: e.g. a process outside the
+/// pid namespace of the /proc it sees) fails the action, never "none".
+fn listed_namespaces() -> Result<Vec<String>, ProbeError> {
+    let entries =
+        fs::read_dir("/proc/self/ns").map_err(|e| ProbeError::internal("list /proc/self/ns", e))?;
+    entries
+        .map(|e| {
+            e.map(|e| e.file_name().to_string_lossy().into_owned())
+                .map_err(|e| ProbeError::internal("list /proc/self/ns", e))
+        })
+        .collect()
+}
+
+/// The inode of a namespace link such as "net:[4026531840]"; a link that
+/// cannot be read or parsed fails the action.
+fn namespace_inode(name: &str) -> Result<u64, ProbeError> {
     let path = format!("/proc/self/ns/{name}");
-    let link = match fs::read_link(&path) {
-        Ok(link) => link,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ProbeError::internal("readlink", format!("{path}: {e}"))),
-    };
+    let link = fs::read_link(&path)
+        .map_err(|e| ProbeError::internal("readlink", format!("{path}: {e}")))?;
     let text = link.to_string_lossy();
     text.strip_prefix(name)
         .and_then(|t| t.strip_prefix(":["))
         .and_then(|t| t.strip_suffix(']'))
         .and_then(|t| t.parse().ok())
-        .map(Some)
         .ok_or_else(|| ProbeError::internal("readlink", format!("{path}: {text:?}")))
 }
 
 pub fn ns(args: Args) -> Result<Observation, ProbeError> {
     args.finish()?;
     let mut inodes = serde_json::Map::new();
-    for name in NAMESPACES {
-        if let Some(inode) = namespace_inode(name)? {
-            inodes.insert(name.to_owned(), inode.into());
-        }
+    // Only a namespace this kernel does not have (not listed) is left out.
+    let listed = listed_namespaces()?;
+    for name in NAMESPACES.iter().filter(|n| listed.iter().any(|l| l == *n)) {
+        inodes.insert((*name).to_owned(), namespace_inode(name)?.into());
     }
     let pid1_comm = read_text("/proc/1/comm")?.trim().to_owned();
     Ok(Observation::new()
@@ -366,13 +375,11 @@ mod tests {
 
     #[test]
     fn own_namespaces_have_inodes() {
-        assert!(namespace_inode("net")
-            .expect("readable")
-            .is_some_and(|inode| inode > 0));
-        assert_eq!(
-            namespace_inode("nonexistent").expect("absent is fine"),
-            None
-        );
+        assert!(namespace_inode("net").expect("readable") > 0);
+        assert!(namespace_inode("nonexistent").is_err());
+        assert!(listed_namespaces()
+            .expect("listable")
+            .contains(&"net".to_string()));
     }
 
     #[test]
