@@ -117,11 +117,26 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Builds the image: a minimal root holding the probe at /probe and a file
-/// owned by a foreign uid (for the chown check). Nothing is downloaded.
+/// Where the image holds a set-user-ID-root copy of the probe.
+pub const SUID_PROBE: &str = "probe-suid";
+
+/// Builds the image: a minimal root holding the probe at /probe, a
+/// set-user-ID-root copy of it at /probe-suid (for the no_new_privs check)
+/// and a file owned by a foreign uid (for the chown check). Nothing is
+/// downloaded.
 pub fn build_image(dir: &Path, probe: &Path) -> Result<(), FixtureError> {
     isocheck_runtime::rootfs::minimal_rootfs(dir, &[(probe, "/probe")])
         .map_err(|e| FixtureError::Image(e.to_string()))?;
+    let suid = dir.join(SUID_PROBE);
+    fs::copy(probe, &suid).map_err(io_err("copy the probe as the set-user-ID one", &suid))?;
+    nix::unistd::chown(&suid, Some(0.into()), Some(0.into())).map_err(|source| {
+        FixtureError::Sys {
+            step: "chown the set-user-ID probe to root",
+            source,
+        }
+    })?;
+    fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755))
+        .map_err(io_err("make the probe copy set-user-ID", &suid))?;
     let owned = dir.join("etc/isocheck-owned");
     fs::write(&owned, "owned by someone else\n").map_err(io_err("write", &owned))?;
     nix::unistd::chown(&owned, Some(FOREIGN_UID.into()), Some(FOREIGN_UID.into())).map_err(
@@ -234,14 +249,23 @@ impl DecoyProcess {
         self.child.id()
     }
 
-    /// Alive and not a zombie. Reaps it if it died.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    /// Alive and not a zombie. Reaps it if it died. A wait that fails is
+    /// an error, never "dead".
+    pub fn alive(&mut self) -> Result<bool, FixtureError> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(true),
+            Ok(Some(_)) => Ok(false),
+            Err(source) => Err(FixtureError::Io {
+                step: "see whether the decoy lives",
+                path: self.exe.clone(),
+                source,
+            }),
+        }
     }
 
     /// Starts a fresh decoy if a control killed this one.
     pub fn ensure_alive(&mut self) -> Result<(), FixtureError> {
-        if !self.alive() {
+        if !self.alive()? {
             self.child =
                 Self::spawn(&self.exe).map_err(io_err("restart the decoy process", &self.exe))?;
         }
@@ -323,8 +347,9 @@ impl RoBindSource {
     }
 
     /// Hash of the source (submount included), to see that nothing landed.
-    pub fn hash(&self) -> String {
-        tree_hash(&self.path).unwrap_or_else(|e| format!("unreadable: {e}"))
+    /// An unreadable tree is an error, never a hash.
+    pub fn hash(&self) -> Result<String, FixtureError> {
+        tree_hash(&self.path).map_err(io_err("hash the ro-bind source", &self.path))
     }
 }
 
@@ -353,13 +378,68 @@ impl SecretDir {
         Ok(SecretDir { path })
     }
 
-    /// Owner uid (on the host) of a file the container created, if any.
-    pub fn created_uid(&self, name: &str) -> Option<u32> {
-        fs::metadata(self.path.join(name)).ok().map(|m| m.uid())
+    /// Owner uid (on the host) of a file the container created; `None`
+    /// when it created none, an error when the file cannot be looked at.
+    pub fn created_uid(&self, name: &str) -> Result<Option<u32>, FixtureError> {
+        let path = self.path.join(name);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.uid())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(FixtureError::Io {
+                step: "stat the file the container created",
+                path,
+                source,
+            }),
+        }
     }
 }
 
 impl Drop for SecretDir {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.path);
+    }
+}
+
+/// A host directory holding a marker file, which the harness opens without
+/// O_CLOEXEC just before one container's spawn (the leaked-fd escape,
+/// CVE-2024-21626): only a runtime that closes the fds above 2 it was
+/// given keeps the container from reading the marker through it.
+#[derive(Debug)]
+pub struct LeakDir {
+    pub path: PathBuf,
+    pub token: String,
+}
+
+/// The marker's name inside [`LeakDir`].
+pub const LEAK_MARKER: &str = "leak-marker";
+
+impl LeakDir {
+    pub fn create(path: PathBuf) -> Result<LeakDir, FixtureError> {
+        fs::create_dir_all(&path).map_err(io_err("create the leak dir", &path))?;
+        let token = token();
+        let marker = path.join(LEAK_MARKER);
+        fs::write(&marker, &token).map_err(io_err("write the leak marker", &marker))?;
+        Ok(LeakDir { path, token })
+    }
+
+    /// The directory opened WITHOUT close-on-exec: every process this one
+    /// starts while the fd lives inherits it. The runner holds it across
+    /// one spawn only (it runs scenarios one at a time, on one thread, and
+    /// starts nothing else meanwhile) and closes it as soon as spawn returns.
+    pub fn open_inheritable(&self) -> Result<std::os::fd::OwnedFd, FixtureError> {
+        nix::fcntl::open(
+            &self.path,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|source| FixtureError::Sys {
+            step: "open the leak dir without O_CLOEXEC",
+            source,
+        })
+    }
+}
+
+impl Drop for LeakDir {
     fn drop(&mut self) {
         let _ = remove_tree(&self.path);
     }
@@ -390,6 +470,34 @@ mod tests {
         assert_ne!(h1, h2);
         fs::set_permissions(dir.path().join("etc/a"), fs::Permissions::from_mode(0o600)).unwrap();
         assert_ne!(h2, tree_hash(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn the_leak_dir_fd_is_inheritable_and_reaches_the_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let leak = LeakDir::create(dir.path().join("leak")).unwrap();
+        let fd = leak.open_inheritable().unwrap();
+        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_eq!(flags & libc::FD_CLOEXEC, 0, "must survive exec");
+        let marker = nix::fcntl::openat(
+            &fd,
+            LEAK_MARKER,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        let text = std::io::read_to_string(std::fs::File::from(marker)).unwrap();
+        assert_eq!(text, leak.token);
+    }
+
+    #[test]
+    fn an_unreadable_tree_is_an_error_not_a_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = RoBindSource {
+            path: dir.path().join("missing"),
+        };
+        assert!(src.hash().is_err());
+        std::mem::forget(src);
     }
 
     #[test]

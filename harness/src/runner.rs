@@ -183,13 +183,14 @@ impl Runner {
         let companion = s.run.companion.as_ref();
         let overrides = s.container(which == Which::Control);
         let mut host = Map::new();
-        let mut vars = self.vars();
+        let mut vars = self.vars()?;
         let token = fixtures::token();
         vars.insert("token".into(), token.clone());
 
         // Fixtures asked for by the scenario, fresh for each half.
         let mut robind = None;
         let mut secret = None;
+        let mut leak = None;
         let mut image = self.image.clone();
         for fixture in &s.fixtures {
             match fixture {
@@ -200,7 +201,8 @@ impl Runner {
                     )
                     .map_err(|e| e.to_string())?;
                     vars.insert("robind".into(), src.path.display().to_string());
-                    host.insert("robind_hash_before".into(), json!(src.hash()));
+                    let hash = src.hash().map_err(|e| e.to_string())?;
+                    host.insert("robind_hash_before".into(), json!(hash));
                     robind = Some(src);
                 }
                 Fixture::ImageCopy if overrides.image_copy => {
@@ -217,6 +219,14 @@ impl Runner {
                     vars.insert("secret".into(), dir.path.display().to_string());
                     secret = Some(dir);
                 }
+                Fixture::LeakedHostFd => {
+                    let dir =
+                        fixtures::LeakDir::create(self.run.join(&format!("leak-{}", self.counter)))
+                            .map_err(|e| e.to_string())?;
+                    vars.insert("leak.token".into(), dir.token.clone());
+                    vars.insert("leak.marker".into(), fixtures::LEAK_MARKER.into());
+                    leak = Some(dir);
+                }
                 Fixture::ImageCopy | Fixture::EscapeMarker => {}
             }
         }
@@ -227,7 +237,7 @@ impl Runner {
         } else {
             None
         };
-        let clocks = host_clocks();
+        let clocks = host_clocks()?;
         vars.insert("host.monotonic".into(), format!("{:.3}", clocks.0));
         let root = nix::sys::stat::stat("/").map_err(|e| format!("stat the stand-in's /: {e}"))?;
         vars.insert("host.root_dev".into(), root.st_dev.to_string());
@@ -291,7 +301,18 @@ impl Runner {
                 spec.command[0] = image.join("probe").display().to_string();
             }
         }
+        // The leaked-fd fixture: a host directory open without O_CLOEXEC
+        // across this one spawn, closed as soon as it returns.
+        let inheritable = match &leak {
+            Some(dir) => Some(dir.open_inheritable().map_err(|e| e.to_string())?),
+            None => None,
+        };
+        if let Some(fd) = &inheritable {
+            use std::os::fd::AsRawFd;
+            host.insert("leaked_fd".into(), json!(fd.as_raw_fd()));
+        }
         let spawned = self.spawn(&spec, &format!("{}-{}", which.name(), self.counter));
+        drop(inheritable);
         let Spawned {
             mut container,
             mut stdin,
@@ -330,7 +351,17 @@ impl Runner {
             }
             Interaction::Exec => {
                 out.wait_ready(deadline)?;
-                host.insert("container_ns".into(), json!(container.namespace_inodes()));
+                let inodes = container.namespace_inodes();
+                if !["mnt", "pid", "net"]
+                    .iter()
+                    .all(|ns| inodes.contains_key(*ns))
+                {
+                    return Err(format!(
+                        "read PID 1's namespaces (/proc/{}/ns): only {inodes:?}",
+                        container.pid()
+                    ));
+                }
+                host.insert("container_ns".into(), json!(inodes));
                 let companion = companion.ok_or("interaction exec needs a companion probe")?;
                 let companion = expand_all(companion, &vars);
                 // In the control the spec has exec's setns switched off.
@@ -356,8 +387,11 @@ impl Runner {
             Interaction::KillAfterOutput => {
                 let first = out.next_json(deadline)?;
                 doc.insert("probe".into(), first);
-                let cgroup = container.cgroup_stats().unwrap_or_default();
-                doc.insert("cgroup_before_kill".into(), json!(cgroup));
+                doc.insert("cgroup_before_kill".into(), cgroup_stats(&container));
+                let before = container
+                    .cgroup_procs()
+                    .map_err(|e| format!("read the container's cgroup tasks: {e}"))?;
+                host.insert("tasks_before_kill".into(), json!(before.len()));
                 // The control's spec has group kill switched off (PID 1 only).
                 container
                     .kill()
@@ -370,6 +404,12 @@ impl Runner {
                 host.insert("tasks_after_kill".into(), json!(left.len()));
             }
             Interaction::ThenCompanion => {}
+            Interaction::UsageWindow => {
+                out.wait_ready(deadline)?;
+                let before = usage_usec(&container)?;
+                host.insert("usage_usec_before".into(), json!(before));
+                say_go(&mut stdin);
+            }
             Interaction::OutsideClient => {
                 out.wait_ready_or_output(deadline)?;
                 let argv = s
@@ -417,10 +457,23 @@ impl Runner {
             "exit".into(),
             json!({ "code": status.code, "signal": status.signal, "timed_out": timed_out }),
         );
-        doc.insert(
-            "cgroup".into(),
-            json!(container.cgroup_stats().unwrap_or_default()),
-        );
+        doc.insert("cgroup".into(), cgroup_stats(&container));
+        if s.interaction == Interaction::UsageWindow {
+            // The cgroup's own counter over exactly the burn window: read
+            // just before go, and now that the burner is done.
+            let after = usage_usec(&container)?;
+            host.insert("usage_usec_after".into(), json!(after));
+            let wall = doc
+                .get("probe")
+                .and_then(|p| p.get("wall_s"))
+                .and_then(Value::as_f64)
+                .filter(|w| *w > 0.0);
+            let before = host["usage_usec_before"].as_u64();
+            if let (Some(wall), Some(before)) = (wall, before) {
+                let used = after.saturating_sub(before) as f64 / 1e6;
+                host.insert("usage_cpus".into(), json!(used / wall));
+            }
+        }
         if !stderr.trim().is_empty() {
             doc.insert("stderr".into(), json!(tail(&stderr, 800)));
         }
@@ -489,23 +542,29 @@ impl Runner {
         self.release(net);
 
         // What the stand-in host sees afterwards.
-        host.insert("decoy_alive".into(), json!(self.decoy.alive()));
-        host.insert("hostname".into(), json!(standin::hostname()));
+        let alive = self.decoy.alive().map_err(|e| e.to_string())?;
+        host.insert("decoy_alive".into(), json!(alive));
+        let hostname =
+            nix::unistd::gethostname().map_err(|e| format!("read the stand-in's hostname: {e}"))?;
+        host.insert("hostname".into(), json!(hostname.to_string_lossy()));
         host.insert("expected_hostname".into(), json!(standin::STANDIN_HOSTNAME));
         if let Some(before) = image_hash_before {
             let after = fixtures::tree_hash(&image).map_err(|e| format!("hash the image: {e}"))?;
             host.insert("image_unchanged".into(), json!(before == after));
         }
         if let Some(dir) = &secret {
-            host.insert("created_uid".into(), json!(dir.created_uid("created")));
+            let uid = dir.created_uid("created").map_err(|e| e.to_string())?;
+            host.insert("created_uid".into(), json!(uid));
         }
         drop(secret);
         if let Some(src) = &robind {
+            let after = src.hash().map_err(|e| e.to_string())?;
             host.insert(
                 "robind_unchanged".into(),
-                json!(host["robind_hash_before"] == json!(src.hash())),
+                json!(host["robind_hash_before"] == json!(after)),
             );
         }
+        drop(leak);
         if matches!(
             s.interaction,
             Interaction::MountLeak | Interaction::MountUnderBindSource
@@ -565,32 +624,31 @@ impl Runner {
         drop(nat);
     }
 
-    fn vars(&mut self) -> BTreeMap<String, String> {
+    fn vars(&mut self) -> Result<BTreeMap<String, String>, String> {
         if self.escape_cgroup.is_none() {
-            self.escape_cgroup = isocheck_runtime::cgroups::CgroupManager::detect()
-                .and_then(|m| {
-                    m.create(
-                        &format!("{}-escape-decoy", self.run.run_id),
-                        &Default::default(),
-                    )
-                })
-                .ok();
+            let made = isocheck_runtime::cgroups::CgroupManager::detect().and_then(|m| {
+                m.create(
+                    &format!("{}-escape-decoy", self.run.run_id),
+                    &Default::default(),
+                )
+            });
+            self.escape_cgroup =
+                Some(made.map_err(|e| format!("create the escape-target cgroup: {e}"))?);
         }
         // The pids hierarchy on v1/hybrid (any one hierarchy proves the move),
         // the unified node on v2.
-        let escape_target = self
+        let paths = self
             .escape_cgroup
             .as_ref()
-            .and_then(|c| {
-                let paths = c.paths();
-                paths
-                    .iter()
-                    .find(|p| p.components().any(|c| c.as_os_str() == "pids"))
-                    .or(paths.first())
-                    .map(|p| p.join("cgroup.procs").display().to_string())
-            })
-            .unwrap_or_else(|| "/sys/fs/cgroup/isocheck/none/cgroup.procs".into());
-        BTreeMap::from([
+            .map(|c| c.paths())
+            .unwrap_or_default();
+        let escape_target = paths
+            .iter()
+            .find(|p| p.components().any(|c| c.as_os_str() == "pids"))
+            .or(paths.first())
+            .map(|p| p.join("cgroup.procs").display().to_string())
+            .ok_or("the escape-target cgroup has no directory")?;
+        Ok(BTreeMap::from([
             ("cgroup.escape_target".into(), escape_target),
             ("decoy.pid".into(), self.decoy.pid().to_string()),
             ("decoy.comm".into(), fixtures::DECOY_COMM.into()),
@@ -599,7 +657,7 @@ impl Runner {
             ("marker.token".into(), self.marker_token.clone()),
             ("rundir".into(), self.run.path.display().to_string()),
             ("run_id".into(), self.run.run_id.clone()),
-        ])
+        ]))
     }
 }
 
@@ -664,17 +722,17 @@ pub struct Outcome {
 }
 
 /// CLOCK_MONOTONIC and CLOCK_BOOTTIME of the stand-in host, in seconds.
-fn host_clocks() -> (f64, f64) {
+fn host_clocks() -> Result<(f64, f64), String> {
     use nix::time::{clock_gettime, ClockId};
     let secs = |id| {
         clock_gettime(id)
             .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
-            .unwrap_or(0.0)
+            .map_err(|e| format!("clock_gettime({id:?}): {e}"))
     };
-    (
-        secs(ClockId::CLOCK_MONOTONIC),
-        secs(ClockId::CLOCK_BOOTTIME),
-    )
+    Ok((
+        secs(ClockId::CLOCK_MONOTONIC)?,
+        secs(ClockId::CLOCK_BOOTTIME)?,
+    ))
 }
 
 /// The stand-in's own mount table; a read that fails fails the check.
@@ -717,6 +775,27 @@ fn host_marker_dir(
         _ => rundir,
     };
     Ok(parent.join(format!("hostmark-{token}")))
+}
+
+/// The container's cgroup counters as the observation's `cgroup` object,
+/// or `{"error": why}` when they cannot be read: every expectation on a
+/// counter then fails, naming the reason (never a default of zero).
+fn cgroup_stats(container: &Container) -> Value {
+    match container.cgroup().map(|c| c.stats()) {
+        Some(Ok(stats)) => json!(stats),
+        Some(Err(e)) => json!({ "error": format!("read the cgroup's counters: {e}") }),
+        None => json!({ "error": "the container has no cgroup" }),
+    }
+}
+
+/// The cgroup's own CPU usage counter (cpuacct.usage / cpu.stat usage_usec).
+fn usage_usec(container: &Container) -> Result<u64, String> {
+    let cgroup = container.cgroup().ok_or("the container has no cgroup")?;
+    cgroup
+        .stats()
+        .map_err(|e| format!("read the cgroup's CPU usage: {e}"))?
+        .cpu_usage_usec
+        .ok_or_else(|| "the cgroup has no CPU usage counter (cpuacct / cpu.stat)".to_string())
 }
 
 fn say_go(stdin: &mut Option<File>) {

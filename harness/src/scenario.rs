@@ -50,6 +50,8 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "read",
     "id",
     "status",
+    "leaked-fds",
+    "setuid-exec",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +155,9 @@ pub enum Fixture {
     SecretFile,
     /// A private copy of the image (controls that write to the image).
     ImageCopy,
+    /// A host directory holding a marker (`{leak.marker}`, content
+    /// `{leak.token}`), open WITHOUT O_CLOEXEC across the container's spawn.
+    LeakedHostFd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -179,6 +184,10 @@ pub enum Interaction {
     ThenCompanion,
     /// Once the container says ready, the `outside` probe runs as a client.
     OutsideClient,
+    /// Probe says ready; harness reads the cgroup's CPU usage counter and
+    /// says go; after exit it reads it again: `host.usage_cpus` is the usage
+    /// over the window divided by the probe's `wall_s`.
+    UsageWindow,
 }
 
 /// A scenario's changes to the default container. Every field is optional;

@@ -14,6 +14,9 @@ use nix::sys::ptrace;
 use nix::sys::stat::{makedev, mknod as mknod_at, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{self, Gid, Pid, Uid};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 
 use crate::args::Args;
 use crate::fs_actions::mount_tmpfs;
@@ -54,6 +57,16 @@ pub fn chroot_escape(mut args: Args) -> Result<Observation, ProbeError> {
     let chrooted = escape_chroot();
     // Read only: whatever root we ended up in, nothing is written there.
     let read = fs::read(&marker);
+    // Not there (ENOENT) is the isolated answer; a read that failed for any
+    // other reason is a look that failed, never "not escaped".
+    if let Err(e) = &read {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(ProbeError::internal(
+                "read the marker",
+                format!("{marker}: {e}"),
+            ));
+        }
+    }
     let escaped = read
         .as_ref()
         .is_ok_and(|content| String::from_utf8_lossy(content).contains(&token));
@@ -79,6 +92,11 @@ pub fn caps(mut args: Args) -> Result<Observation, ProbeError> {
     let mount_dir: String = args.required("mount-dir")?;
     args.finish()?;
     let cap_eff = effective_caps()?;
+    // The target is there and owned by someone else: an EPERM below is then
+    // the missing CAP_CHOWN, not a missing file.
+    let target_uid = fs::metadata(&chown_path)
+        .map_err(|e| ProbeError::internal("stat the chown target", format!("{chown_path}: {e}")))?
+        .uid();
     let chowned = unistd::chown(
         chown_path.as_str(),
         Some(Uid::from_raw(FOREIGN_ID)),
@@ -90,6 +108,7 @@ pub fn caps(mut args: Args) -> Result<Observation, ProbeError> {
     }
     Ok(Observation::new()
         .with("cap_eff", cap_eff)
+        .with("chown_target_uid", target_uid)
         .errno("chown_errno", &chowned)
         .errno("mount_errno", &mounted))
 }
@@ -143,14 +162,35 @@ pub fn mknod(mut args: Args) -> Result<Observation, ProbeError> {
     if made.is_ok() {
         let _ = unistd::unlink(path.as_str());
     }
+    // The same call for a plain file needs no capability: it working shows
+    // the directory is reachable and writable, so a refused device node is
+    // the missing CAP_MKNOD.
+    let regular_path = format!("{path}.regular");
+    let regular = mknod_at(
+        regular_path.as_str(),
+        SFlag::S_IFREG,
+        Mode::from_bits_truncate(0o600),
+        0,
+    );
+    if regular.is_ok() {
+        let _ = unistd::unlink(regular_path.as_str());
+    }
     Ok(Observation::new()
+        .errno("regular_mknod_errno", &regular)
         .errno("mknod_errno", &made)
         .errno("open_errno", &opened))
 }
 
+/// Whether `pid` is listed in this /proc (an unreadable /proc fails).
+fn pid_visible(pid: i32) -> Result<bool, ProbeError> {
+    Ok(crate::proc_actions::visible_pids()?.contains(&pid))
+}
+
 pub fn setns_net(mut args: Args) -> Result<Observation, ProbeError> {
     let path: String = args.required("path")?;
+    let target: Option<i32> = args.optional("target-pid")?;
     args.finish()?;
+    let target_visible = target.map(pid_visible).transpose()?;
     let opened = fcntl::open(
         path.as_str(),
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -161,6 +201,7 @@ pub fn setns_net(mut args: Args) -> Result<Observation, ProbeError> {
         Err(errno) => Err(*errno),
     };
     Ok(Observation::new()
+        .with("target_visible", target_visible)
         .errno("open_errno", &opened)
         .errno("setns_errno", &joined))
 }
@@ -168,23 +209,33 @@ pub fn setns_net(mut args: Args) -> Result<Observation, ProbeError> {
 pub fn ptrace(mut args: Args) -> Result<Observation, ProbeError> {
     let target = Pid::from_raw(args.pid("pid")?);
     args.finish()?;
+    let target_visible = pid_visible(target.as_raw())?;
     let attached = ptrace::attach(target);
     if attached.is_ok() {
         // The attach stops the target; let it go at once.
         let _ = waitpid(target, Some(WaitPidFlag::__WALL));
         let _ = ptrace::detach(target, None);
     }
-    Ok(Observation::new().errno("attach_errno", &attached))
+    Ok(Observation::new()
+        .with("target_visible", target_visible)
+        .errno("attach_errno", &attached))
 }
 
 pub fn cgroup_move(mut args: Args) -> Result<Observation, ProbeError> {
     let procs: String = args.required("procs")?;
     args.finish()?;
+    // Which cgroup filesystems this mount namespace has, from its own
+    // mount table (a table that cannot be read fails the action).
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| ProbeError::internal("read /proc/self/mountinfo", e))?;
+    let cgroupfs = crate::fs_actions::mounts_of_type(&mountinfo, &["cgroup", "cgroup2"]);
     let moved = OpenOptions::new()
         .write(true)
         .open(procs)
         .and_then(|mut file| file.write_all(format!("{}\n", unistd::getpid()).as_bytes()));
-    Ok(Observation::new().io_errno("errno", &moved))
+    Ok(Observation::new()
+        .with("cgroupfs_mounts", cgroupfs)
+        .io_errno("errno", &moved))
 }
 
 /// Reads the kernel log buffer without consuming it, as `dmesg` does.
@@ -219,12 +270,15 @@ pub fn sysrq_kmsg(args: Args) -> Result<Observation, ProbeError> {
     // the open succeeds but reaches nothing. The real files are regular
     // proc files, never character devices. (/proc/kmsg is never read: a
     // read would take messages from the host's syslog reader.)
-    let real = |r: &Result<std::os::fd::OwnedFd, nix::errno::Errno>| {
-        r.as_ref().is_ok_and(|fd| {
-            nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFCHR)
-        })
+    // An fstat that fails on an opened file fails the action: it must not
+    // read as "masked".
+    let real = |r: &Result<std::os::fd::OwnedFd, nix::errno::Errno>| match r {
+        Ok(fd) => nix::sys::stat::fstat(fd)
+            .map(|st| st.st_mode & libc::S_IFMT != libc::S_IFCHR)
+            .map_err(|e| ProbeError::internal("fstat an opened kernel file", e)),
+        Err(_) => Ok(false),
     };
-    let (sysrq_real, kmsg_real) = (real(&sysrq), real(&kmsg));
+    let (sysrq_real, kmsg_real) = (real(&sysrq)?, real(&kmsg)?);
     let syslog = read_kernel_log();
     Ok(Observation::new()
         .errno("sysrq_open_errno", &sysrq.map(drop))
@@ -232,6 +286,110 @@ pub fn sysrq_kmsg(args: Args) -> Result<Observation, ProbeError> {
         .errno("kmsg_open_errno", &kmsg.map(drop))
         .with("kmsg_opened_real", kmsg_real)
         .errno("syslog_errno", &syslog))
+}
+
+/// One descriptor above 2 the probe found open, and what it reaches.
+fn leaked_fd(fd: i32, marker: &str) -> Result<serde_json::Value, ProbeError> {
+    let link = format!("/proc/self/fd/{fd}");
+    let target = fs::read_link(&link)
+        .map_err(|e| ProbeError::internal("readlink", format!("{link}: {e}")))?;
+    // SAFETY: `fd` was listed in /proc/self/fd and nothing of ours closes
+    // it while it is borrowed here.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let stat = nix::sys::stat::fstat(borrowed)
+        .map_err(|e| ProbeError::internal("fstat", format!("fd {fd}: {e}")))?;
+    let is_dir = stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let mut content = None;
+    let mut open_errno = serde_json::Value::Null;
+    if is_dir {
+        // The CVE-2024-21626 move: a path relative to a host directory fd.
+        let opened = fcntl::openat(
+            borrowed,
+            marker,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
+        open_errno = output::errno_value(&opened);
+        if let Ok(file) = opened {
+            let mut text = String::new();
+            fs::File::from(file)
+                .take(4096)
+                .read_to_string(&mut text)
+                .map_err(|e| ProbeError::internal("read through the leaked fd", e))?;
+            content = Some(text);
+        }
+    }
+    Ok(serde_json::json!({
+        "fd": fd,
+        "target": target.to_string_lossy(),
+        "dir": is_dir,
+        "open_errno": open_errno,
+        "content": content,
+    }))
+}
+
+/// Every fd above 2 this process was born with (the one listing them left
+/// out), and for each directory among them, the marker read through it.
+pub fn leaked_fds(mut args: Args) -> Result<Observation, ProbeError> {
+    let marker: String = args.required("marker-name")?;
+    args.finish()?;
+    let mut listing = nix::dir::Dir::open(
+        "/proc/self/fd",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ProbeError::internal("open /proc/self/fd", e))?;
+    let own = listing.as_raw_fd();
+    let mut fds = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry.map_err(|e| ProbeError::internal("list /proc/self/fd", e))?;
+        let name = entry.file_name().to_string_lossy();
+        if let Ok(fd) = name.parse::<i32>() {
+            if fd > 2 && fd != own {
+                fds.push(fd);
+            }
+        }
+    }
+    drop(listing);
+    fds.sort_unstable();
+    let leaked = fds
+        .iter()
+        .map(|&fd| leaked_fd(fd, &marker))
+        .collect::<Result<Vec<_>, _>>()?;
+    let marker_content = leaked
+        .iter()
+        .find_map(|l| l["content"].as_str().map(str::to_owned));
+    Ok(Observation::new()
+        .with("listed", true)
+        .with("fds_above_2", fds)
+        .with("leaked", leaked)
+        .with("marker_content", marker_content))
+}
+
+/// Drops to an unprivileged uid/gid, then execs a set-user-ID-root binary
+/// running `--then` (an action such as `id`, whose observation is the one
+/// printed). A refused switch or exec prints this action's own observation.
+pub fn setuid_exec(mut args: Args) -> Result<Observation, ProbeError> {
+    let uid: u32 = args.required("uid")?;
+    let gid: u32 = args.required("gid")?;
+    let exe: String = args.required("exec")?;
+    let then: String = args.required("then")?;
+    args.finish()?;
+    let switched = unistd::setgroups(&[Gid::from_raw(gid)])
+        .and_then(|()| unistd::setgid(Gid::from_raw(gid)))
+        .and_then(|()| unistd::setuid(Uid::from_raw(uid)));
+    if switched.is_err() {
+        return Ok(Observation::new().errno("switch_errno", &switched));
+    }
+    let to_c = |s: &str| {
+        std::ffi::CString::new(s).map_err(|_| ProbeError::internal("exec", format!("NUL in {s:?}")))
+    };
+    let path = to_c(&exe)?;
+    let argv = [to_c(&exe)?, to_c(&then)?];
+    let exec_errno = unistd::execv(&path, &argv).map(drop);
+    Ok(Observation::new()
+        .errno("switch_errno", &switched)
+        .errno("exec_errno", &exec_errno))
 }
 
 #[cfg(test)]

@@ -88,6 +88,25 @@ pub fn mount_tmpfs(dir: &str) -> Result<(), Errno> {
     )
 }
 
+/// The mount points whose filesystem type is one of `types`.
+pub fn mounts_of_type(mountinfo: &str, types: &[&str]) -> Vec<String> {
+    crate::mount_actions::parse_mountinfo(mountinfo)
+        .into_iter()
+        .filter(|e| types.contains(&e.fstype.as_str()))
+        .map(|e| e.point)
+        .collect()
+}
+
+/// The per-mount options of the mount at `point`, the last one listed when
+/// several are stacked there.
+fn mount_options_at(mountinfo: &str, point: &str) -> Option<String> {
+    crate::mount_actions::parse_mountinfo(mountinfo)
+        .into_iter()
+        .filter(|e| e.point == point)
+        .map(|e| e.options)
+        .next_back()
+}
+
 pub fn mount_private(mut args: Args) -> Result<Observation, ProbeError> {
     let inside: String = args.required("inside")?;
     let marker: String = args.required("host-marker")?;
@@ -107,6 +126,14 @@ pub fn mount_private(mut args: Args) -> Result<Observation, ProbeError> {
 pub fn remount_rw(mut args: Args) -> Result<Observation, ProbeError> {
     let path: String = args.required("path")?;
     args.finish()?;
+    // The bind is there and read-only before the attempt, seen in our own
+    // mount table (a table that cannot be read fails the action).
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| ProbeError::internal("read /proc/self/mountinfo", e))?;
+    let options = mount_options_at(&mountinfo, path.trim_end_matches('/'));
+    let mounted_ro = options
+        .as_deref()
+        .map(|o| o.split(',').any(|opt| opt == "ro"));
     // A bind remount without MS_RDONLY asks the kernel to make the mount
     // writable again; a locked read-only mount must refuse.
     let remounted = mount::mount(
@@ -123,6 +150,8 @@ pub fn remount_rw(mut args: Args) -> Result<Observation, ProbeError> {
         let _ = fs::remove_file(&test_file);
     }
     Ok(Observation::new()
+        .with("mounted", options.is_some())
+        .with("mounted_ro", mounted_ro)
         .errno("remount_errno", &remounted)
         .io_errno("write_errno", &written))
 }
@@ -130,6 +159,21 @@ pub fn remount_rw(mut args: Args) -> Result<Observation, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounts_are_found_by_type_and_point() {
+        let text = "36 35 98:0 / /data ro,nosuid - ext4 /dev/root rw\n\
+                    37 35 0:5 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n\
+                    38 35 0:6 / /sys/fs/cgroup/unified rw shared:3 - cgroup2 cgroup2 rw\n\
+                    39 36 0:7 / /data rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            mounts_of_type(text, &["cgroup", "cgroup2"]),
+            ["/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"]
+        );
+        assert!(mounts_of_type(text, &["overlay"]).is_empty());
+        assert_eq!(mount_options_at(text, "/data").as_deref(), Some("rw"));
+        assert_eq!(mount_options_at(text, "/nowhere"), None);
+    }
 
     #[test]
     fn write_then_read_back() {

@@ -81,6 +81,8 @@ fn lookup(name: &str) -> Option<Action> {
         "ptrace" => escape_actions::ptrace,
         "cgroup-move" => escape_actions::cgroup_move,
         "sysrq-kmsg" => escape_actions::sysrq_kmsg,
+        "leaked-fds" => escape_actions::leaked_fds,
+        "setuid-exec" => escape_actions::setuid_exec,
         "status" => status_actions::status,
         _ => return None,
     };

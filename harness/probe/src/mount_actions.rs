@@ -35,6 +35,10 @@ pub struct MountEntry {
     pub root: String,
     /// Where, in this process's root (unescaped).
     pub point: String,
+    /// The per-mount options (`ro,nosuid,...`).
+    pub options: String,
+    /// The filesystem type (after the ` - `).
+    pub fstype: String,
 }
 
 /// Undoes the `\NNN` octal escapes mountinfo uses for spaces and the like.
@@ -65,11 +69,20 @@ fn unescape_mountinfo(field: &str) -> String {
 pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
-            let mut fields = line.split(' ').skip(2);
+            let (left, right) = line.split_once(" - ")?;
+            let mut fields = left.split(' ').skip(2);
             let devno = fields.next()?.to_owned();
             let root = unescape_mountinfo(fields.next()?);
             let point = unescape_mountinfo(fields.next()?);
-            Some(MountEntry { devno, root, point })
+            let options = fields.next()?.to_owned();
+            let fstype = right.split(' ').next()?.to_owned();
+            Some(MountEntry {
+                devno,
+                root,
+                point,
+                options,
+                fstype,
+            })
         })
         .collect()
 }
@@ -290,7 +303,9 @@ mod tests {
             MountEntry {
                 devno: "0:51".into(),
                 root: "/".into(),
-                point: "/data/sub dir".into()
+                point: "/data/sub dir".into(),
+                options: "rw".into(),
+                fstype: "tmpfs".into(),
             }
         );
         assert_eq!(entries[2].root, "/tmp/isocheck-1/robind");
@@ -332,6 +347,8 @@ mod tests {
             devno: "0:1".into(),
             root: "/".into(),
             point: path.clone(),
+            options: "rw".into(),
+            fstype: "tmpfs".into(),
         }];
         let (listed, own_dev) = mount_point_facts(&entries, &path);
         assert!(listed);

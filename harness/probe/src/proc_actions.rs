@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,9 +23,27 @@ const COMM_LEN: usize = 15;
 /// The namespaces listed under /proc/self/ns that the scenarios compare.
 const NAMESPACES: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
 
-/// Reads a small text file, or None when it cannot be read.
-fn read_text(path: impl AsRef<Path>) -> Option<String> {
-    fs::read_to_string(path).ok()
+/// Reads a small text file; a file that cannot be read fails the action
+/// (what the probe did not see must never read as "isolated").
+fn read_text(path: impl AsRef<Path>) -> Result<String, ProbeError> {
+    let path = path.as_ref();
+    fs::read_to_string(path)
+        .map_err(|e| ProbeError::internal("read", format!("{}: {e}", path.display())))
+}
+
+/// Reads a file of another process: `None` when the process is gone (it
+/// exited between the listing and the read), an error for any other failure.
+fn read_of_process(path: &str) -> Result<Option<Vec<u8>>, ProbeError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(ProbeError::internal("read", format!("{path}: {e}"))),
+    }
 }
 
 pub fn noop(args: Args) -> Result<Observation, ProbeError> {
@@ -33,7 +52,8 @@ pub fn noop(args: Args) -> Result<Observation, ProbeError> {
 }
 
 /// The numeric entries of /proc: the pids this pid namespace lets us see.
-fn visible_pids() -> Result<Vec<i32>, ProbeError> {
+/// A /proc that cannot be listed fails the action.
+pub(crate) fn visible_pids() -> Result<Vec<i32>, ProbeError> {
     let entries = fs::read_dir("/proc").map_err(|e| ProbeError::internal("list /proc", e))?;
     let mut pids: Vec<i32> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
@@ -44,19 +64,21 @@ fn visible_pids() -> Result<Vec<i32>, ProbeError> {
 
 /// Whether process `pid` is the decoy: its comm (as the kernel truncates it)
 /// or the basename of its argv[0] equals `name`.
-fn is_decoy(pid: i32, name: &str) -> bool {
+/// A process that exited meanwhile is not the decoy; a file that cannot be
+/// read for another reason fails the action.
+fn is_decoy(pid: i32, name: &str) -> Result<bool, ProbeError> {
     let truncated: String = name.chars().take(COMM_LEN).collect();
-    if let Some(comm) = read_text(format!("/proc/{pid}/comm")) {
-        if comm.trim_end_matches('\n') == truncated {
-            return true;
+    if let Some(comm) = read_of_process(&format!("/proc/{pid}/comm"))? {
+        if String::from_utf8_lossy(&comm).trim_end_matches('\n') == truncated {
+            return Ok(true);
         }
     }
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
+    let Some(cmdline) = read_of_process(&format!("/proc/{pid}/cmdline"))? else {
+        return Ok(false);
     };
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
     let basename = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
-    !basename.is_empty() && basename == name.as_bytes()
+    Ok(!basename.is_empty() && basename == name.as_bytes())
 }
 
 pub fn pids(mut args: Args) -> Result<Observation, ProbeError> {
@@ -64,8 +86,15 @@ pub fn pids(mut args: Args) -> Result<Observation, ProbeError> {
     args.finish()?;
     let visible = visible_pids()?;
     let me = unistd::getpid().as_raw();
-    let sees_decoy =
-        decoy.is_some_and(|name| visible.iter().any(|&pid| pid != me && is_decoy(pid, &name)));
+    let mut sees_decoy = false;
+    if let Some(name) = decoy {
+        for &pid in visible.iter().filter(|&&pid| pid != me) {
+            if is_decoy(pid, &name)? {
+                sees_decoy = true;
+                break;
+            }
+        }
+    }
     Ok(Observation::new()
         .with("pid", me)
         .with("ppid", unistd::getppid().as_raw())
@@ -127,31 +156,55 @@ pub fn shm(mut args: Args) -> Result<Observation, ProbeError> {
     // plain integers and touches no memory of ours.
     let id = unsafe { libc::shmget(key, 0, 0) };
     let result = Errno::result(id);
+    // ENOENT is the only answer that means "no such segment here"; EACCES
+    // says it exists. Any other failure is a look that failed.
+    let found = match result {
+        Ok(_) | Err(Errno::EACCES) => true,
+        Err(Errno::ENOENT) => false,
+        Err(e) => return Err(ProbeError::internal("shmget", e)),
+    };
     Ok(Observation::new()
-        .with("found", result.is_ok())
+        .with("found", found)
         .errno("errno", &result))
 }
 
-/// The inode of a namespace link such as "net:[4026531840]".
-fn namespace_inode(name: &str) -> Option<u64> {
-    let link = fs::read_link(format!("/proc/self/ns/{name}")).ok()?;
-    let text = link.to_str()?;
-    text.strip_prefix(name)?
-        .strip_prefix(":[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
+/// The namespaces this kernel lists in /proc/self/ns. A directory that
+/// cannot be listed (no procfs of ours at /proc: e.g. a process outside the
+/// pid namespace of the /proc it sees) fails the action, never "none".
+fn listed_namespaces() -> Result<Vec<String>, ProbeError> {
+    let entries =
+        fs::read_dir("/proc/self/ns").map_err(|e| ProbeError::internal("list /proc/self/ns", e))?;
+    entries
+        .map(|e| {
+            e.map(|e| e.file_name().to_string_lossy().into_owned())
+                .map_err(|e| ProbeError::internal("list /proc/self/ns", e))
+        })
+        .collect()
+}
+
+/// The inode of a namespace link such as "net:[4026531840]"; a link that
+/// cannot be read or parsed fails the action.
+fn namespace_inode(name: &str) -> Result<u64, ProbeError> {
+    let path = format!("/proc/self/ns/{name}");
+    let link = fs::read_link(&path)
+        .map_err(|e| ProbeError::internal("readlink", format!("{path}: {e}")))?;
+    let text = link.to_string_lossy();
+    text.strip_prefix(name)
+        .and_then(|t| t.strip_prefix(":["))
+        .and_then(|t| t.strip_suffix(']'))
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| ProbeError::internal("readlink", format!("{path}: {text:?}")))
 }
 
 pub fn ns(args: Args) -> Result<Observation, ProbeError> {
     args.finish()?;
     let mut inodes = serde_json::Map::new();
-    for name in NAMESPACES {
-        if let Some(inode) = namespace_inode(name) {
-            inodes.insert(name.to_owned(), inode.into());
-        }
+    // Only a namespace this kernel does not have (not listed) is left out.
+    let listed = listed_namespaces()?;
+    for name in NAMESPACES.iter().filter(|n| listed.iter().any(|l| l == *n)) {
+        inodes.insert((*name).to_owned(), namespace_inode(name)?.into());
     }
-    let pid1_comm = read_text("/proc/1/comm").map(|c| c.trim().to_owned());
+    let pid1_comm = read_text("/proc/1/comm")?.trim().to_owned();
     Ok(Observation::new()
         .with("ns", inodes)
         .with("pid", unistd::getpid().as_raw())
@@ -278,11 +331,31 @@ pub fn id(mut args: Args) -> Result<Observation, ProbeError> {
         Some(path) => output::io_errno_value(&fs::File::create(path)),
         None => Value::Null,
     };
+    let status = read_text("/proc/self/status")?;
+    let no_new_privs = crate::status_actions::status_value(&status, "NoNewPrivs")
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| ProbeError::internal("read /proc/self/status", "no NoNewPrivs line"))?;
+    // What could make a set-user-ID exec not take effect besides
+    // no_new_privs: the file's own bits and owner, a nosuid mount.
+    let exe = fs::metadata("/proc/self/exe")
+        .map_err(|e| ProbeError::internal("stat /proc/self/exe", e))?;
+    let exe_fs = nix::sys::statvfs::statvfs("/proc/self/exe")
+        .map_err(|e| ProbeError::internal("statvfs /proc/self/exe", e))?;
+    let exe_nosuid = exe_fs
+        .flags()
+        .contains(nix::sys::statvfs::FsFlags::ST_NOSUID);
     Ok(Observation::new()
         .with("uid", unistd::getuid().as_raw())
         .with("gid", unistd::getgid().as_raw())
         .with("euid", unistd::geteuid().as_raw())
-        .with("uid_map", read_text("/proc/self/uid_map"))
+        .with("egid", unistd::getegid().as_raw())
+        .with("no_new_privs", no_new_privs)
+        .with(
+            "exe_setuid_root",
+            exe.mode() & libc::S_ISUID != 0 && exe.uid() == 0,
+        )
+        .with("exe_nosuid_mount", exe_nosuid)
+        .with("uid_map", read_text("/proc/self/uid_map")?)
         .with("create_errno", create_errno))
 }
 
@@ -302,16 +375,28 @@ mod tests {
 
     #[test]
     fn own_namespaces_have_inodes() {
-        assert!(namespace_inode("net").is_some_and(|inode| inode > 0));
-        assert_eq!(namespace_inode("nonexistent"), None);
+        assert!(namespace_inode("net").expect("readable") > 0);
+        assert!(namespace_inode("nonexistent").is_err());
+        assert!(listed_namespaces()
+            .expect("listable")
+            .contains(&"net".to_string()));
     }
 
     #[test]
     fn decoy_matches_truncated_comm() {
         let me = unistd::getpid().as_raw();
         let comm = read_text("/proc/self/comm").expect("own comm");
-        assert!(is_decoy(me, comm.trim_end()));
-        assert!(!is_decoy(me, "isocheck-no-such-decoy"));
+        assert!(is_decoy(me, comm.trim_end()).expect("readable"));
+        assert!(!is_decoy(me, "isocheck-no-such-decoy").expect("readable"));
+    }
+
+    #[test]
+    fn a_process_that_is_gone_is_not_an_error_but_an_unreadable_file_is() {
+        assert_eq!(
+            read_of_process("/proc/self/no-such-file").expect("gone is fine"),
+            None
+        );
+        assert!(read_text("/proc/self/no-such-file").is_err());
     }
 
     #[test]

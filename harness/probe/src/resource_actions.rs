@@ -144,7 +144,25 @@ pub fn burn(mut args: Args) -> Result<Observation, ProbeError> {
     let threads: usize = args.required("threads")?;
     let threads = bounded("threads", threads, MAX_THREADS)?;
     let seconds = args.seconds("seconds")?;
+    // `go`: say ready and burn only once the harness says go, so it can read
+    // the cgroup's usage counter just before the window opens.
+    let on_go = match args.optional::<String>("start")?.as_deref() {
+        None | Some("now") => false,
+        Some("go") => true,
+        Some(other) => {
+            return Err(UsageError::Invalid {
+                key: "start",
+                value: other.to_owned(),
+                why: "must be now or go".into(),
+            }
+            .into())
+        }
+    };
     args.finish()?;
+    if on_go {
+        output::print_ready().map_err(|e| ProbeError::internal("print ready", e))?;
+        output::wait_for_go();
+    }
     let start = Instant::now();
     let deadline = start + seconds;
     let burners: Vec<_> = (0..threads)
@@ -156,6 +174,12 @@ pub fn burn(mut args: Args) -> Result<Observation, ProbeError> {
             .join()
             .map_err(|_| ProbeError::internal("join a burner thread", "it panicked"))?;
         cpus_seen.extend(seen);
+    }
+    if cpus_seen.is_empty() {
+        return Err(ProbeError::internal(
+            "sched_getcpu",
+            "no burner thread could tell which CPU it ran on",
+        ));
     }
     let wall_s = start.elapsed().as_secs_f64();
     let usage =

@@ -22,7 +22,7 @@ const STATUS_FIELDS: [(&str, &str); 7] = [
 ];
 
 /// The value of `name:` in /proc/self/status text.
-fn status_value<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn status_value<'a>(status: &'a str, name: &str) -> Option<&'a str> {
     status.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         (key == name).then(|| value.trim())

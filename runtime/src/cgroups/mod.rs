@@ -336,8 +336,15 @@ impl Cgroup {
         Ok(stats)
     }
 
-    /// Every task still in it, in any hierarchy or sub-cgroup.
+    /// Every task still in it, in any hierarchy or sub-cgroup. A directory
+    /// of ours that is gone is an error here, never "no tasks".
     pub fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        if let Some(gone) = self.nodes.dirs.iter().find(|d| !d.is_dir()) {
+            return Err(CgroupError::Read {
+                path: gone.join("cgroup.procs"),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
         kill::members(&self.nodes.dirs)
     }
 
