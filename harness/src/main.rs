@@ -165,10 +165,29 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("isocheck: error: {e:#}");
+            eprintln!("isocheck: error: {}", error_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, as `{:#}` would print them, but a
+/// cause whose text the line already holds is left out: many library errors
+/// print their source in their own message *and* return it as `source()`,
+/// which would show the same step, path and errno twice.
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// The runtime reports teardown problems (a cgroup that would not go, a
@@ -688,4 +707,39 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
         (None, Some(sig)) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
         _ => ExitCode::FAILURE,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("read {path}: {source}")]
+    struct Repeats {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_line_prints_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let err = anyhow::Error::from(Repeats {
+            path: "/x",
+            source: io,
+        })
+        .context("load the scenarios");
+        assert_eq!(
+            error_line(&err),
+            "load the scenarios: read /x: No such file or directory (os error 2)"
+        );
+        let child = isocheck_runtime::Error::from(isocheck_runtime::ChildError {
+            step: isocheck_runtime::Step::VerifyReadonly,
+            errno: nix::errno::Errno::ENOENT,
+            path: "/data".into(),
+        });
+        assert_eq!(
+            error_line(&anyhow::Error::from(child)),
+            "container setup failed in the child: verify_readonly /data: No such file or directory (ENOENT)"
+        );
+    }
 }

@@ -50,6 +50,9 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "read",
     "id",
     "status",
+    "trap",
+    "ls",
+    "mounts",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
