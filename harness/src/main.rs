@@ -104,6 +104,9 @@ struct RunArgs {
     /// Write JUnit XML here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Write TAP (version 13) here.
+    #[arg(long)]
+    tap: Option<PathBuf>,
     /// Run the whole selection N times and report any verdict that changed.
     #[arg(long, default_value_t = 1)]
     repeat: u32,
@@ -448,6 +451,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let mut report = Report {
         environment,
         results: Vec::new(),
+        interrupted: false,
     };
     let total = selected.len() * args.repeat as usize;
     let started = std::time::Instant::now();
@@ -527,6 +531,10 @@ fn write_outputs(args: &RunArgs, report: &Report) -> Result<()> {
     if let Some(path) = &args.junit {
         std::fs::write(path, report.to_junit())
             .with_context(|| format!("--junit: write {}", path.display()))?;
+    }
+    if let Some(path) = &args.tap {
+        std::fs::write(path, report.to_tap())
+            .with_context(|| format!("--tap: write {}", path.display()))?;
     }
     Ok(())
 }
