@@ -100,18 +100,63 @@ impl Drop for Foreign {
     }
 }
 
-/// Processes whose executable is the probe (containers) or the decoy.
-fn our_processes() -> Vec<String> {
-    std::fs::read_dir("/proc")
+/// (pid, start time) of the runner's descendants and of every task in its
+/// cgroups: its containers and its decoy (runs of others go on beside ours).
+fn processes_of(runner: u32, owned: &[PathBuf]) -> Vec<(u32, u64)> {
+    let stat = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    let ppid = |text: &str| -> Option<u32> {
+        text[text.rfind(')')? + 1..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let all: Vec<(u32, String)> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .filter_map(|e| {
-            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-            let comm = comm.trim();
-            (comm == "probe" || comm == "isocheck-decoy" || comm == "isocheck-probe")
-                .then(|| format!("{} {comm}", e.file_name().to_string_lossy()))
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            Some((pid, stat(pid)?))
         })
+        .collect();
+    let mut pids = vec![runner];
+    // Descendants, to a fixed point.
+    loop {
+        let more: Vec<u32> = all
+            .iter()
+            .filter(|(pid, text)| {
+                !pids.contains(pid) && ppid(text).is_some_and(|p| pids.contains(&p))
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        pids.extend(more);
+    }
+    for dir in owned.iter().filter(|p| p.starts_with("/sys/fs/cgroup")) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    pids.retain(|p| *p != runner);
+    pids.sort();
+    pids.dedup();
+    pids.into_iter()
+        .filter_map(|pid| Some((pid, isocheck_runtime::owner::start_time_of(&stat(pid)?)?)))
+        .collect()
+}
+
+/// Those of `procs` still running (same pid and start time).
+fn still_running(procs: &[(u32, u64)]) -> Vec<u32> {
+    procs
+        .iter()
+        .filter(|(pid, start)| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|t| isocheck_runtime::owner::start_time_of(&t))
+                == Some(*start)
+        })
+        .map(|(pid, _)| *pid)
         .collect()
 }
 
@@ -123,6 +168,8 @@ struct Killed {
     pid: u32,
     owned: Vec<PathBuf>,
     mounts_before: Vec<String>,
+    /// Its containers' and decoy's processes, (pid, start time).
+    processes: Vec<(u32, u64)>,
 }
 
 /// Starts `isocheck run --only id`, waits until its first container exists,
@@ -154,6 +201,7 @@ fn kill_mid_run(id: &str, delay_ms: u64) -> Option<Killed> {
         .cloned()
         .collect();
     let mounts_before = mounts_under(&dirs);
+    let processes = processes_of(child.id(), &owned);
     if child.try_wait().unwrap().is_some() {
         return None;
     }
@@ -163,6 +211,7 @@ fn kill_mid_run(id: &str, delay_ms: u64) -> Option<Killed> {
         pid: child.id(),
         owned,
         mounts_before,
+        processes,
     })
 }
 
@@ -195,13 +244,17 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
             );
         }
         // Container processes die with the runner (parent-death signal).
-        let mut left = our_processes();
+        assert!(
+            !killed.processes.is_empty(),
+            "{id}: the run had no process of its own"
+        );
+        let mut left = still_running(&killed.processes);
         for _ in 0..50 {
             if left.is_empty() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
-            left = our_processes();
+            left = still_running(&killed.processes);
         }
         assert!(
             left.is_empty(),
