@@ -1,18 +1,28 @@
-//! Finding and removing what a crashed run left behind. A run owns
-//! `/tmp/isocheck-<run_id>` (with an `owner` pid file) and cgroups named
-//! `isocheck/<run_id>-*`. Mounts, interfaces, the nft table and SysV objects
-//! live in the run's stand-in namespaces and die with its processes; the
-//! container processes die with the runner (parent-death signal) or are
-//! killed with their cgroup here.
+//! Finding and removing what a crashed run left behind, and only that.
+//!
+//! Everything of ours carries an owner record (`isocheck_runtime::owner`):
+//! the run dir `/tmp/isocheck-<run_id>` and each container's temp dir
+//! `/tmp/isocheck-<run_id>-<name>-*` hold `.isocheck-owner`; each cgroup
+//! `isocheck/<run_id>-<name>` has `/run/isocheck/cgroups/<name>`. A resource
+//! is a leftover when its record vouches for it and its owner (pid *and*
+//! start time) is dead; one whose owner lives is in use; one without a valid
+//! record is not ours, whatever its name, and is reported and left alone.
+//! Mounts, interfaces, the nft table and SysV objects of a run live in its
+//! stand-in namespaces and die with its processes; the container processes
+//! die with the runner (parent-death signal) or are killed with their cgroup
+//! here.
 
 use crate::fixtures::{remove_tree, RUN_DIR_PREFIX};
 use isocheck_runtime::cgroups::CgroupManager;
+use isocheck_runtime::owner;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leftover {
     RunDir(PathBuf),
     Cgroup(PathBuf),
+    /// A cgroup owner record whose cgroup is gone and whose owner is dead.
+    OwnerRecord(PathBuf),
     /// An `isoc-*` link or the `isocheck` nft table in the current netns.
     Network(String),
 }
@@ -22,85 +32,112 @@ impl std::fmt::Display for Leftover {
         match self {
             Leftover::RunDir(p) => write!(f, "temp dir {}", p.display()),
             Leftover::Cgroup(p) => write!(f, "cgroup {}", p.display()),
+            Leftover::OwnerRecord(p) => write!(f, "stale owner record {}", p.display()),
             Leftover::Network(n) => write!(f, "network {n}"),
         }
     }
 }
 
-/// Run ids whose owner process is still alive (their resources are not leftovers).
-fn live_runs(dirs: &[(PathBuf, Option<i32>)]) -> Vec<String> {
-    dirs.iter()
-        .filter(|(_, owner)| owner.is_some_and(pid_alive))
-        .map(|(dir, _)| run_id_of(dir))
-        .collect()
+/// Something with a name like ours that nothing proves ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotOurs {
+    pub path: PathBuf,
+    pub why: String,
 }
 
-fn run_id_of(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| {
-            n.to_string_lossy()
-                .trim_start_matches(RUN_DIR_PREFIX)
-                .to_string()
-        })
-        .unwrap_or_default()
+impl std::fmt::Display for NotOurs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.path.display(), self.why)
+    }
 }
 
-/// Every `isocheck-*` directory in `tmp` with its owner pid, if readable.
-fn run_dirs(tmp: &Path) -> Vec<(PathBuf, Option<i32>)> {
+/// What `find` saw: leftovers of dead runs of ours, and look-alikes.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub leftovers: Vec<Leftover>,
+    pub not_ours: Vec<NotOurs>,
+}
+
+/// Where a resource with an owner record stands.
+enum Standing {
+    Leftover,
+    InUse,
+    NotOurs(String),
+}
+
+fn standing(record: Result<owner::Owner, owner::OwnerError>) -> Standing {
+    match record {
+        Ok(o) if o.alive() => Standing::InUse,
+        Ok(_) => Standing::Leftover,
+        Err(owner::OwnerError::Read { error, .. })
+            if error.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Standing::NotOurs("no owner record".into())
+        }
+        Err(e) => Standing::NotOurs(e.to_string()),
+    }
+}
+
+impl Found {
+    fn sort(
+        &mut self,
+        path: PathBuf,
+        record: Result<owner::Owner, owner::OwnerError>,
+        as_leftover: fn(PathBuf) -> Leftover,
+    ) {
+        match standing(record) {
+            Standing::Leftover => self.leftovers.push(as_leftover(path)),
+            Standing::InUse => {}
+            Standing::NotOurs(why) => self.not_ours.push(NotOurs { path, why }),
+        }
+    }
+}
+
+/// Every `isocheck-*` directory in `tmp` (symlinks are not directories).
+fn temp_dirs(tmp: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return Vec::new();
     };
-    entries
+    let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(RUN_DIR_PREFIX))
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| {
-            let owner = std::fs::read_to_string(e.path().join("owner"))
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            (e.path(), owner)
-        })
-        .collect()
-}
-
-/// A container's own temp dir (`isocheck-<run_id>-<name>-*`, made by the
-/// runtime) belongs to its run while that run lives.
-fn belongs_to_live_run(dir: &Path, live: &[String]) -> bool {
-    let name = run_id_of(dir);
-    live.iter().any(|run| name.starts_with(&format!("{run}-")))
-}
-
-fn pid_alive(pid: i32) -> bool {
-    pid > 0 && Path::new("/proc").join(pid.to_string()).exists()
-}
-
-/// Leftovers of dead runs (never those of a live run, nor our own).
-pub fn find() -> Vec<Leftover> {
-    let dirs = run_dirs(&std::env::temp_dir());
-    // Run dirs and containers' temp dirs whose owner lives.
-    let live = live_runs(&dirs);
-    let mut found: Vec<Leftover> = dirs
-        .into_iter()
-        .filter(|(dir, owner)| !owner.is_some_and(pid_alive) && !belongs_to_live_run(dir, &live))
-        .map(|(dir, _)| Leftover::RunDir(dir))
+        .map(|e| e.path())
         .collect();
-    // A cgroup `<run_id>-<name>` is in use while its run lives or while its
-    // container's temp dir (`isocheck-<run_id>-<name>-*`) has a live owner.
-    if let Ok(manager) = CgroupManager::detect() {
-        for path in manager.leftovers() {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let in_use = live.iter().any(|run| name.starts_with(&format!("{run}-")))
-                || live.iter().any(|d| d.starts_with(&format!("{name}-")));
-            if !in_use {
-                found.push(Leftover::Cgroup(path));
-            }
-        }
+    dirs.sort();
+    dirs
+}
+
+/// The temp dirs of `tmp` and the cgroups of `manager`, sorted by their
+/// owner records.
+fn find_in(tmp: &Path, manager: Option<&CgroupManager>) -> Found {
+    let mut found = Found::default();
+    for dir in temp_dirs(tmp) {
+        let record = owner::dir_owner(&dir);
+        found.sort(dir, record, Leftover::RunDir);
     }
+    if let Some(manager) = manager {
+        for path in manager.leftovers() {
+            let record = manager.owner_of(&path);
+            found.sort(path, record, Leftover::Cgroup);
+        }
+        found.leftovers.extend(
+            manager
+                .stale_records()
+                .into_iter()
+                .map(Leftover::OwnerRecord),
+        );
+    }
+    found
+}
+
+/// Leftovers of dead runs (never those of a live run, nor our own), and
+/// what only looks like ours.
+pub fn find() -> Found {
+    let manager = CgroupManager::detect().ok();
+    let mut found = find_in(&std::env::temp_dir(), manager.as_ref());
     if let Ok(host) = isocheck_runtime::network::Netns::current() {
-        found.extend(
+        found.leftovers.extend(
             isocheck_runtime::network::leftovers(&host)
                 .into_iter()
                 .map(Leftover::Network),
@@ -128,10 +165,13 @@ pub fn remove(leftovers: &[Leftover]) -> Vec<String> {
     let manager = CgroupManager::detect().ok();
     // Cgroups first: killing their tasks releases anything they hold.
     for l in leftovers {
-        if let (Leftover::Cgroup(p), Some(m)) = (l, &manager) {
-            if let Err(e) = m.remove_leftover(p) {
-                errors.push(format!("{l}: {e}"));
-            }
+        let done = match (l, &manager) {
+            (Leftover::Cgroup(p), Some(m)) => m.remove_leftover(p),
+            (Leftover::OwnerRecord(p), Some(m)) => m.remove_record(p),
+            _ => Ok(()),
+        };
+        if let Err(e) = done {
+            errors.push(format!("{l}: {e}"));
         }
     }
     if leftovers.iter().any(|l| matches!(l, Leftover::Network(_))) {
@@ -159,30 +199,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_dirs_of_dead_owners_are_leftovers_and_live_ones_are_not() {
+    fn only_marked_dirs_of_dead_owners_are_leftovers() {
         let tmp = tempfile::tempdir().unwrap();
-        let dead = tmp.path().join("isocheck-dead1");
-        let live = tmp.path().join("isocheck-live1");
-        let other = tmp.path().join("not-ours");
-        for d in [&dead, &live, &other] {
-            std::fs::create_dir(d).unwrap();
-        }
-        // pid 0x7fffffff cannot exist; our own pid does.
-        std::fs::write(dead.join("owner"), "2147483647").unwrap();
-        std::fs::write(live.join("owner"), std::process::id().to_string()).unwrap();
-        let mut dirs = run_dirs(tmp.path());
-        dirs.sort();
-        assert_eq!(dirs.len(), 2);
-        let live = live_runs(&run_dirs(tmp.path()));
-        assert_eq!(live, vec!["live1".to_string()]);
-        assert!(belongs_to_live_run(
-            &tmp.path().join("isocheck-live1-ctr-x"),
-            &live
-        ));
-        assert!(!belongs_to_live_run(
-            &tmp.path().join("isocheck-dead1-ctr-x"),
-            &live
-        ));
+        let mk = |name: &str| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            d
+        };
+        let dead = mk("isocheck-dead1");
+        let live = mk("isocheck-live1-run-1-x");
+        let notes = mk("isocheck-notes");
+        let old_style = mk("isocheck-old1");
+        let copied = mk("isocheck-copy1");
+        mk("not-ours-at-all");
+        std::fs::write(notes.join("notes.txt"), "mine").unwrap();
+        // An old run's pid file proves nothing any more.
+        std::fs::write(old_style.join("owner"), "2147483647").unwrap();
+        owner::mark_dir(&live, "live1").unwrap();
+        let mut gone = owner::Owner::current("isocheck-dead1", "dead1").unwrap();
+        gone.pid = i32::MAX;
+        gone.write(&dead.join(owner::MARKER_FILE)).unwrap();
+        // A dead owner's record copied into another directory.
+        std::fs::copy(
+            dead.join(owner::MARKER_FILE),
+            copied.join(owner::MARKER_FILE),
+        )
+        .unwrap();
+
+        let found = find_in(tmp.path(), None);
+        assert_eq!(found.leftovers, vec![Leftover::RunDir(dead)]);
+        let not_ours: Vec<_> = found.not_ours.iter().map(|n| n.path.clone()).collect();
+        assert_eq!(not_ours, vec![copied, notes, old_style]);
+        assert!(
+            found.not_ours[1].why.contains("no owner record"),
+            "{:?}",
+            found.not_ours
+        );
     }
 
     #[test]

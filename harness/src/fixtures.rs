@@ -68,9 +68,9 @@ pub fn probe_binary() -> Result<PathBuf, FixtureError> {
     })
 }
 
-/// The run's directory, `/tmp/isocheck-<run_id>`, with an `owner` file
-/// holding our pid: `isocheck cleanup` leaves a directory alone while its
-/// owner lives, and removes it once the owner is dead.
+/// The run's directory, `/tmp/isocheck-<run_id>`, with an owner record
+/// (`isocheck_runtime::owner`): `isocheck cleanup` leaves it alone while we
+/// live, and removes it once we are dead.
 #[derive(Debug)]
 pub struct RunDir {
     pub run_id: String,
@@ -82,17 +82,30 @@ pub const RUN_DIR_PREFIX: &str = "isocheck-";
 impl RunDir {
     pub fn create() -> Result<RunDir, FixtureError> {
         let pid = std::process::id();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        // Short: interface names (isoc-br<run_id>) have 15 bytes at most.
-        let run_id = format!("{:x}{:02x}", pid % 0x10_0000, nanos % 256);
-        let path = std::env::temp_dir().join(format!("{RUN_DIR_PREFIX}{run_id}"));
-        fs::create_dir_all(&path).map_err(io_err("create the run directory", &path))?;
-        let owner = path.join("owner");
-        fs::write(&owner, pid.to_string()).map_err(io_err("write the run's owner file", &owner))?;
-        Ok(RunDir { run_id, path })
+        let mut tries = 0u32;
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            // Short: interface names (isoc-br<run_id>) have 15 bytes at most.
+            let run_id = format!("{:x}{:02x}", pid % 0x10_0000, (nanos + tries) % 256);
+            let path = std::env::temp_dir().join(format!("{RUN_DIR_PREFIX}{run_id}"));
+            // Made new, never reused: a directory of that name may be
+            // someone else's, and a RunDir removes its tree when dropped.
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => {
+                    tries += 1;
+                    continue;
+                }
+                Err(e) => return Err(io_err("create the run directory", &path)(e)),
+            }
+            let run = RunDir { run_id, path };
+            isocheck_runtime::owner::mark_dir(&run.path, &run.run_id)
+                .map_err(io_err("write the run's owner record", &run.path))?;
+            return Ok(run);
+        }
     }
 
     pub fn join(&self, name: &str) -> PathBuf {

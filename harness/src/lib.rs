@@ -13,6 +13,7 @@ pub mod report;
 pub mod requirements;
 pub mod runner;
 pub mod scenario;
+pub mod signals;
 pub mod vm;
 
 /// The stand-in host lives in the runtime (the benches enter it too).

@@ -44,7 +44,8 @@ enum Command {
     },
     /// Run the guarantee suite (each scenario and its control) and report.
     Run(RunArgs),
-    /// Remove every isocheck-* resource left by a crashed run.
+    /// Remove what a crashed run of ours left: only temp dirs and cgroups
+    /// whose owner record shows a dead owner; look-alikes are left alone.
     Cleanup,
     /// One container by hand.
     #[command(subcommand)]
@@ -104,6 +105,9 @@ struct RunArgs {
     /// Write JUnit XML here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Write TAP (version 13) here.
+    #[arg(long)]
+    tap: Option<PathBuf>,
     /// Run the whole selection N times and report any verdict that changed.
     #[arg(long, default_value_t = 1)]
     repeat: u32,
@@ -154,6 +158,10 @@ struct ContainerRunArgs {
     /// A user namespace: uid/gid 0-65535 inside are 100000-165535 outside.
     #[arg(long)]
     userns: bool,
+    /// Seconds PID 1 gets to exit after a forwarded SIGINT, SIGTERM or SIGHUP
+    /// before the whole container is killed (a second one kills it at once).
+    #[arg(long, default_value_t = 10)]
+    stop_timeout: u64,
     /// Command and arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -165,10 +173,29 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("isocheck: error: {e:#}");
+            eprintln!("isocheck: error: {}", error_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, as `{:#}` would print them, but a
+/// cause whose text the line already holds is left out: many library errors
+/// print their source in their own message *and* return it as `source()`,
+/// which would show the same step, path and errno twice.
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// The runtime reports teardown problems (a cgroup that would not go, a
@@ -227,14 +254,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Cleanup => {
             require_root("cleanup")?;
             let found = cleanup::find();
-            if found.is_empty() {
+            for n in &found.not_ours {
+                println!("not ours, left alone: {n}");
+            }
+            if found.leftovers.is_empty() {
                 println!("nothing to clean up");
                 return Ok(ExitCode::SUCCESS);
             }
-            for l in &found {
+            for l in &found.leftovers {
                 println!("removing {l}");
             }
-            let errors = cleanup::remove(&found);
+            let errors = cleanup::remove(&found.leftovers);
             for e in &errors {
                 eprintln!("isocheck: cleanup: {e}");
             }
@@ -415,26 +445,38 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("--repeat: 0; give 1 or more");
     }
     require_root("run")?;
-    let leftovers = cleanup::find();
+    let leftovers = cleanup::find().leftovers;
     if !leftovers.is_empty() {
         eprintln!(
             "isocheck: warning: leftovers of a dead run: {}; `isocheck cleanup` removes them",
             cleanup::summary(&leftovers)
         );
     }
+    // Blocked before the stand-in host and before any thread; the watcher
+    // thread starts after `standin::enter` (unshare needs one thread).
+    isocheck_harness::signals::block(&isocheck_harness::signals::STOPPING)?;
     standin::enter()?;
+    let interrupt = isocheck_harness::signals::Interrupt::watch()?;
     let mut runner = Runner::new()?;
+    runner.set_interrupt(interrupt.clone());
     let environment = Environment::gather(&runner.host.cgroup_mode);
     let mut history: Vec<Vec<Verdict>> = vec![Vec::new(); selected.len()];
     let mut report = Report {
         environment,
         results: Vec::new(),
+        interrupted: false,
     };
     let total = selected.len() * args.repeat as usize;
     let started = std::time::Instant::now();
-    for round in 0..args.repeat {
+    'rounds: for round in 0..args.repeat {
+        if interrupt.is_set() {
+            break;
+        }
         report.results.clear();
         for (i, s) in selected.iter().enumerate() {
+            if interrupt.is_set() {
+                break 'rounds;
+            }
             let n = round as usize * selected.len() + i + 1;
             // On a terminal the "running" line is overwritten by the result;
             // in a log each result is one plain line.
@@ -448,6 +490,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 let _ = std::io::stderr().flush();
             }
             let result = runner.run_scenario(s);
+            if interrupt.is_set() {
+                // Stopped part way: its verdict would be noise. The
+                // report holds only what finished.
+                eprintln!("{clear}[{n}/{total}] {:<32} interrupted", s.id);
+                break 'rounds;
+            }
             eprintln!(
                 "{clear}[{n}/{total}] {:<32} {:<11} control {:<8} {:>6} ms",
                 s.id,
@@ -462,6 +510,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             history[i].push(result.verdict);
             report.results.push(result);
         }
+    }
+    if let Some(sig) = interrupt.signal() {
+        report.interrupted = true;
+        // Every container of the run is gone with its half; the rest (the
+        // decoys, the network testbed, the run dir) goes with the runner.
+        drop(runner);
+        print!("{}", report.to_table());
+        println!("interrupted by {sig}: the report holds the scenarios that finished");
+        write_outputs(&args, &report)?;
+        return Ok(ExitCode::from(isocheck_harness::signals::exit_code(sig)));
     }
     print!("{}", report.to_table());
     if args.repeat > 1 {
@@ -508,6 +566,10 @@ fn write_outputs(args: &RunArgs, report: &Report) -> Result<()> {
     if let Some(path) = &args.junit {
         std::fs::write(path, report.to_junit())
             .with_context(|| format!("--junit: write {}", path.display()))?;
+    }
+    if let Some(path) = &args.tap {
+        std::fs::write(path, report.to_tap())
+            .with_context(|| format!("--tap: write {}", path.display()))?;
     }
     Ok(())
 }
@@ -630,6 +692,9 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     }
     let network = plan_network(&args)?;
     require_root("container run")?;
+    // Before anything exists: from here on the forwarded signals wait in
+    // this fd, whatever thread or child is made.
+    let signals = isocheck_harness::signals::forwarding_fd()?;
     // Registers the run so `isocheck cleanup` leaves its resources alone.
     let run = isocheck_harness::fixtures::RunDir::create()?;
     spec.rootfs.source = match &args.rootfs {
@@ -680,12 +745,127 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    // A stop asked for while the container was being prepared: nothing
+    // runs yet, so nothing to forward it to; tear down and go.
+    if let Some(sig) = isocheck_harness::signals::pending(&signals)
+        .into_iter()
+        .find(|s| isocheck_harness::signals::STOPPING.contains(s))
+    {
+        return Ok(ExitCode::from(isocheck_harness::signals::exit_code(sig)));
+    }
     let opts = SpawnOptions::new(run.run_id.clone(), "manual");
     let mut container = Container::spawn(&spec, opts)?;
-    let status = container.wait()?;
+    let stop_timeout = std::time::Duration::from_secs(args.stop_timeout);
+    let status = forward_until_exit(&mut container, &signals, stop_timeout)?;
+    // Dropping the container (then the bridge, then the run dir) tears
+    // everything down before we exit with its status.
+    drop(container);
     Ok(match (status.code, status.signal) {
         (Some(c), _) => ExitCode::from(c.clamp(0, 255) as u8),
         (None, Some(sig)) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
         _ => ExitCode::FAILURE,
     })
+}
+
+/// Waits for PID 1, forwarding every signal of `signals` to it (through its
+/// pidfd, as `runc run` does). PID 1 may ignore a stopping signal (the init
+/// of a pid namespace gets only the signals it handles), so a second
+/// SIGINT, SIGTERM or SIGHUP, or `stop_timeout` after the first, kills the
+/// whole container.
+fn forward_until_exit(
+    container: &mut isocheck_runtime::Container,
+    signals: &nix::sys::signalfd::SignalFd,
+    stop_timeout: std::time::Duration,
+) -> Result<isocheck_runtime::ExitStatus> {
+    use isocheck_harness::signals::{pending, STOPPING};
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    use std::time::Instant;
+    // Set by the first stopping signal; cleared once the container is killed.
+    let mut kill_at: Option<Instant> = None;
+    let mut killed = false;
+    loop {
+        let wait_ms = kill_at
+            .map(|t| t.saturating_duration_since(Instant::now()).as_millis())
+            .map_or(PollTimeout::NONE, |ms| {
+                PollTimeout::from(ms.min(u128::from(u16::MAX)) as u16)
+            });
+        let (signalled, exited) = {
+            let mut fds = [
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(container.pidfd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, wait_ms) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => bail!("poll the container and the signals: {e}"),
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if exited {
+            return Ok(container.wait()?);
+        }
+        let mut kill_now = false;
+        if signalled {
+            for sig in pending(signals) {
+                tracing::debug!(%sig, pid = container.pid(), "forwarding to PID 1");
+                container.signal(sig)?;
+                if STOPPING.contains(&sig) && !killed {
+                    if kill_at.is_some() {
+                        eprintln!("isocheck: {sig} again: killing the container");
+                        kill_now = true;
+                    } else {
+                        kill_at = Some(Instant::now() + stop_timeout);
+                    }
+                }
+            }
+        }
+        if !kill_now && kill_at.is_some_and(|t| Instant::now() >= t) {
+            eprintln!(
+                "isocheck: PID 1 still runs {} s after the stop signal: killing the container",
+                stop_timeout.as_secs()
+            );
+            kill_now = true;
+        }
+        if kill_now {
+            container.kill()?;
+            killed = true;
+            kill_at = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("read {path}: {source}")]
+    struct Repeats {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_line_prints_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let err = anyhow::Error::from(Repeats {
+            path: "/x",
+            source: io,
+        })
+        .context("load the scenarios");
+        assert_eq!(
+            error_line(&err),
+            "load the scenarios: read /x: No such file or directory (os error 2)"
+        );
+        let child = isocheck_runtime::Error::from(isocheck_runtime::ChildError {
+            step: isocheck_runtime::Step::VerifyReadonly,
+            errno: nix::errno::Errno::ENOENT,
+            path: "/data".into(),
+        });
+        assert_eq!(
+            error_line(&anyhow::Error::from(child)),
+            "container setup failed in the child: verify_readonly /data: No such file or directory (ENOENT)"
+        );
+    }
 }

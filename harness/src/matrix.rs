@@ -291,6 +291,7 @@ mod tests {
                 isocheck_version: "0.1.0".to_owned(),
             },
             results,
+            interrupted: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The report: one result per scenario, for people (a table), for machines
 //! (JSON, the contract other tools and `isocheck matrix` rely on) and for CI
-//! (JUnit XML).
+//! (JUnit XML and TAP).
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 pub struct Report {
     pub environment: Environment,
     pub results: Vec<ScenarioResult>,
+    /// The run was stopped by a signal: `results` holds only the scenarios
+    /// that finished before it. `false` in reports that predate the field.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,6 +180,43 @@ impl Report {
         out
     }
 
+    /// TAP version 13 (runc's, crun's and runtime-tools' suites speak it):
+    /// the plan, `ok N - id` or `not ok N - id` with a YAML block carrying
+    /// the reason, `# SKIP reason` for unsupported, and `Bail out!` when the
+    /// run was interrupted. YAML strings are written as JSON strings, which
+    /// YAML reads as they are.
+    pub fn to_tap(&self) -> String {
+        let quoted = |s: &str| serde_json::Value::from(s).to_string();
+        let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut out = format!("TAP version 13\n1..{}\n", self.results.len());
+        for (i, r) in self.results.iter().enumerate() {
+            let n = i + 1;
+            let reason = r.reason.as_deref().unwrap_or("no reason given");
+            match r.verdict {
+                Verdict::Pass => out.push_str(&format!("ok {n} - {}\n", r.id)),
+                Verdict::Unsupported => {
+                    out.push_str(&format!("ok {n} - {} # SKIP {}\n", r.id, one_line(reason)))
+                }
+                Verdict::Fail => {
+                    out.push_str(&format!("not ok {n} - {}\n", r.id));
+                    out.push_str("  ---\n");
+                    out.push_str(&format!("  message: {}\n", quoted(reason)));
+                    out.push_str(&format!("  guarantee: {}\n", quoted(&r.guarantee)));
+                    out.push_str(&format!(
+                        "  control_violation_observed: {}\n",
+                        r.control_violation_observed
+                    ));
+                    out.push_str(&format!("  duration_ms: {}\n", r.duration_ms));
+                    out.push_str("  ...\n");
+                }
+            }
+        }
+        if self.interrupted {
+            out.push_str("Bail out! interrupted by a signal; the rest did not run\n");
+        }
+        out
+    }
+
     /// JUnit XML: one test case per guarantee; unsupported is "skipped"
     /// with its reason.
     pub fn to_junit(&self) -> String {
@@ -266,6 +307,7 @@ mod tests {
                     reason: Some("this kernel has no time namespace".into()),
                 },
             ],
+            interrupted: false,
         }
     }
 
@@ -318,6 +360,34 @@ mod tests {
     #[test]
     fn table_snapshot() {
         insta::assert_snapshot!(sample().to_table());
+    }
+
+    #[test]
+    fn tap_snapshot() {
+        insta::assert_snapshot!(sample().to_tap());
+    }
+
+    #[test]
+    fn tap_of_an_interrupted_run_bails_out() {
+        let mut report = sample();
+        report.results.truncate(1);
+        report.interrupted = true;
+        assert_eq!(
+            report.to_tap(),
+            "TAP version 13\n1..1\nok 1 - pid-namespace-init\nBail out! interrupted by a signal; the rest did not run\n"
+        );
+    }
+
+    #[test]
+    fn interrupted_is_top_level_and_old_reports_still_load() {
+        let mut report = sample();
+        report.interrupted = true;
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["interrupted"], true);
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("interrupted");
+        let back: Report = serde_json::from_value(old).unwrap();
+        assert!(!back.interrupted);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::nettestbed::NetTestbed;
 use crate::report::{ScenarioResult, Verdict};
 use crate::requirements::{HostFacts, Requirement};
 use crate::scenario::{ContainerOverrides, Fixture, Interaction, Scenario};
+use crate::signals::Interrupt;
 use crate::standin;
 use isocheck_runtime::spec::{BridgeAttachment, ContainerSpec, NetworkMode, RootfsSource};
 use isocheck_runtime::{Container, SpawnOptions, StdioMode};
@@ -61,6 +62,10 @@ pub struct Runner {
     escape_cgroup: Option<isocheck_runtime::cgroups::Cgroup>,
     /// Bridges and the outside world, made on first use.
     net: Option<NetTestbed>,
+    /// Set when `isocheck run` is asked to stop: checked before each half
+    /// and in every wait, which then gives up (the half's containers are
+    /// killed as they drop).
+    interrupt: Interrupt,
     // Last: dropped after the fixtures that live inside it.
     run: RunDir,
 }
@@ -96,8 +101,14 @@ impl Runner {
             counter: 0,
             escape_cgroup: None,
             net: None,
+            interrupt: Interrupt::none(),
             run,
         })
+    }
+
+    /// From now on, `interrupt` stops the half in flight.
+    pub fn set_interrupt(&mut self, interrupt: Interrupt) {
+        self.interrupt = interrupt;
     }
 
     pub fn run_id(&self) -> &str {
@@ -177,6 +188,9 @@ impl Runner {
 
     /// Starts the container for one half and gathers what was seen.
     pub fn observe(&mut self, s: &Scenario, which: Which) -> Result<Value, String> {
+        if self.interrupt.is_set() {
+            return Err(INTERRUPTED.into());
+        }
         self.counter += 1;
         self.decoy.ensure_alive().map_err(|e| e.to_string())?;
         let probe_args = &s.run.probe;
@@ -276,7 +290,7 @@ impl Runner {
         if let (Some(argv), false) = (&s.outside, s.interaction == Interaction::OutsideClient) {
             let testbed = self.net.as_ref().ok_or("network testbed missing")?;
             let mut child = testbed.spawn_outside(&self.probe, &expand_all(argv, &vars))?;
-            let mut reader = LineReader::new(child_stdout(&mut child)?);
+            let mut reader = LineReader::new(child_stdout(&mut child)?, &self.interrupt);
             reader.wait_ready_or_output(deadline)?;
             net.outside_server = Some((child, reader));
         }
@@ -430,9 +444,7 @@ impl Runner {
 
         // Everything the probe prints until it exits; the last JSON object
         // that is not a phase marker is its observation.
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let status = container
-            .wait_timeout(remaining)
+        let status = wait_until(&mut container, deadline, &self.interrupt)
             .map_err(|e| format!("wait: {e}"))?;
         let timed_out = status.is_none();
         if timed_out {
@@ -507,9 +519,7 @@ impl Runner {
                 &spec,
                 &format!("{}-{}-companion", which.name(), self.counter),
             )?;
-            let status = second
-                .container
-                .wait_timeout(deadline.saturating_duration_since(Instant::now()));
+            let status = wait_until(&mut second.container, deadline, &self.interrupt);
             if !matches!(status, Ok(Some(_))) {
                 let _ = second.container.kill();
             }
@@ -593,7 +603,10 @@ impl Runner {
         let mut container =
             Container::spawn(spec, opts).map_err(|e| format!("spawn {name}: {e}"))?;
         let stdin = container.take_stdin();
-        let out = LineReader::new(container.take_stdout().ok_or("no stdout pipe")?);
+        let out = LineReader::new(
+            container.take_stdout().ok_or("no stdout pipe")?,
+            &self.interrupt,
+        );
         let err = container.take_stderr();
         Ok(Spawned {
             container,
@@ -821,6 +834,28 @@ fn tail(text: &str, max: usize) -> String {
     text[start..].trim().to_string()
 }
 
+/// A half's error when `isocheck run` was asked to stop.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// How often a wait looks at the interrupt.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+
+/// Waits for PID 1 until `deadline`, giving up early (`Ok(None)`, as at the
+/// deadline) once the run is interrupted.
+fn wait_until(
+    container: &mut Container,
+    deadline: Instant,
+    interrupt: &Interrupt,
+) -> Result<Option<isocheck_runtime::ExitStatus>, isocheck_runtime::Error> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = container.wait_timeout(left.min(INTERRUPT_POLL))?;
+        if status.is_some() || left <= INTERRUPT_POLL || interrupt.is_set() {
+            return Ok(status);
+        }
+    }
+}
+
 /// Reads a child's stdout line by line with deadlines, on this thread (poll,
 /// no reader threads: the runtime clones from this process).
 struct LineReader {
@@ -828,15 +863,17 @@ struct LineReader {
     buf: Vec<u8>,
     seen: String,
     eof: bool,
+    interrupt: Interrupt,
 }
 
 impl LineReader {
-    fn new(file: File) -> LineReader {
+    fn new(file: File, interrupt: &Interrupt) -> LineReader {
         LineReader {
             file,
             buf: Vec::new(),
             seen: String::new(),
             eof: false,
+            interrupt: interrupt.clone(),
         }
     }
 
@@ -854,10 +891,10 @@ impl LineReader {
                 return None;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || self.interrupt.is_set() {
                 return None;
             }
-            let ms = left.as_millis().min(60_000) as u16;
+            let ms = left.min(INTERRUPT_POLL).as_millis() as u16;
             let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(0) => continue,

@@ -52,6 +52,9 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "status",
     "leaked-fds",
     "setuid-exec",
+    "trap",
+    "ls",
+    "mounts",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,13 +9,22 @@ use std::process::Command;
 
 const ISOCHECK: &str = env!("CARGO_BIN_EXE_isocheck");
 
+/// Pids of every isocheck this test binary started (tests run in threads).
+static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// The temp dirs made by an isocheck this test started: a dir of ours carries
+/// an owner record naming the pid that made it. (Runs of other people go
+/// on beside ours; their dirs are none of this test's business.)
 fn our_temp_dirs() -> Vec<PathBuf> {
+    let started = STARTED.lock().unwrap().clone();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("isocheck-"))
+                && isocheck_runtime::owner::dir_owner(p)
+                    .is_ok_and(|o| started.contains(&(o.pid as u32)))
         })
         .collect();
     dirs.sort();
@@ -24,7 +33,14 @@ fn our_temp_dirs() -> Vec<PathBuf> {
 
 /// Runs isocheck; returns (exit code, stderr).
 fn isocheck(args: &[&str]) -> (i32, String) {
-    let out = Command::new(ISOCHECK).args(args).output().unwrap();
+    let child = Command::new(ISOCHECK)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    STARTED.lock().unwrap().push(child.id());
+    let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

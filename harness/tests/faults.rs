@@ -1,12 +1,18 @@
 //! Kill -9 of the runner in the middle of each kind of scenario must leave
 //! only what `isocheck cleanup` removes, and after the cleanup nothing at all:
-//! no cgroup, no temp dir, no container or decoy process. (Mounts, links and
-//! the nft table live in the run's stand-in namespaces and die with it.)
+//! no cgroup, no temp dir, no container or decoy process, and no mount of the
+//! run in any mount namespace on the machine (they live in the run's
+//! stand-in namespaces and die with it). A foreign `/tmp/isocheck-*`
+//! directory and a foreign cgroup under our parent, beside the leftovers,
+//! must survive every cleanup: they carry no owner record.
 //! Needs root: runs only with `--features privileged`.
 
 #![cfg(feature = "privileged")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{cgroup_parents, cgroups, mounts_under, resources_of};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -15,74 +21,161 @@ const ISOCHECK: &str = env!("CARGO_BIN_EXE_isocheck");
 
 /// One scenario per kind, and how long after its first container appears
 /// the plug is pulled (ms): during a fork bomb, an OOM, a networked run, an
-/// overlay run, an escape.
+/// overlay run, an escape, and a run with a tmpfs mounted in the stand-in
+/// (the read-only bind's source), which the mount check must see while the
+/// runner lives.
 const CASES: &[(&str, u64)] = &[
     ("pids-fork-bomb", 10),
     ("memory-oom-kill", 0),
     ("net-nat-outside", 20),
     ("overlay-image-untouched", 0),
     ("escape-ptrace-host", 0),
+    ("readonly-bind-mount", 0),
 ];
+/// The scenario whose run has a mount of ours in the stand-in while it runs.
+const MOUNTS_IN_STANDIN: &str = "readonly-bind-mount";
 
 /// A container of the run exists: the runtime's temp dir
-/// `isocheck-<run>-run-N-*` (the first half's container) has appeared.
-fn container_started(before: &[PathBuf]) -> bool {
-    run_dirs()
+/// `isocheck-<run>-run-N-*` (the first half's container), made by the
+/// runner `pid` (runs of others go on beside ours), has appeared.
+fn container_started(pid: u32) -> bool {
+    resources_of(pid)
         .iter()
-        .any(|d| !before.contains(d) && d.to_string_lossy().contains("-run-"))
+        .any(|d| d.to_string_lossy().contains("-run-"))
 }
 
-fn run_dirs() -> Vec<PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
+/// A directory and a cgroup that look like ours and are not (no owner
+/// record): cleanup must leave both alone. Removed when dropped.
+struct Foreign {
+    dir: PathBuf,
+    cgroup: PathBuf,
+}
+
+impl Foreign {
+    fn create() -> Foreign {
+        let dir = std::env::temp_dir().join(format!("isocheck-notes-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), "my notes\n").unwrap();
+        // Our parent in the pids hierarchy (v1, hybrid) or the unified one (v2).
+        let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let parent = cgroup_parents()
+            .into_iter()
+            .find(|p| {
+                p.parent()
+                    .is_some_and(|h| h.ends_with(if v2 { "cgroup" } else { "pids" }))
+            })
+            .unwrap();
+        let cgroup = parent.join(format!("foreign-{}", std::process::id()));
+        std::fs::create_dir_all(&cgroup).unwrap();
+        Foreign { dir, cgroup }
+    }
+
+    fn assert_untouched(&self, id: &str, cleanup_said: &str) {
+        assert_eq!(
+            std::fs::read_to_string(self.dir.join("notes.txt"))
+                .ok()
+                .as_deref(),
+            Some("my notes\n"),
+            "{id}: cleanup touched the foreign directory {}",
+            self.dir.display()
+        );
+        assert!(
+            self.cgroup.is_dir(),
+            "{id}: cleanup removed the foreign cgroup"
+        );
+        for p in [&self.dir, &self.cgroup] {
+            assert!(
+                cleanup_said.contains(&format!("not ours, left alone: {}", p.display())),
+                "{id}: cleanup did not report {}: {cleanup_said}",
+                p.display()
+            );
+        }
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
+}
+
+/// (pid, start time) of the runner's descendants and of every task in its
+/// cgroups: its containers and its decoy (runs of others go on beside ours).
+fn processes_of(runner: u32, owned: &[PathBuf]) -> Vec<(u32, u64)> {
+    let stat = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    let ppid = |text: &str| -> Option<u32> {
+        text[text.rfind(')')? + 1..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let all: Vec<(u32, String)> = std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("isocheck-"))
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            Some((pid, stat(pid)?))
         })
+        .collect();
+    let mut pids = vec![runner];
+    // Descendants, to a fixed point.
+    loop {
+        let more: Vec<u32> = all
+            .iter()
+            .filter(|(pid, text)| {
+                !pids.contains(pid) && ppid(text).is_some_and(|p| pids.contains(&p))
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        pids.extend(more);
+    }
+    for dir in owned.iter().filter(|p| p.starts_with("/sys/fs/cgroup")) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    pids.retain(|p| *p != runner);
+    pids.sort();
+    pids.dedup();
+    pids.into_iter()
+        .filter_map(|pid| Some((pid, isocheck_runtime::owner::start_time_of(&stat(pid)?)?)))
         .collect()
 }
 
-fn our_cgroups() -> Vec<PathBuf> {
-    // v1/hybrid: /sys/fs/cgroup/<hierarchy>/isocheck/*; v2: /sys/fs/cgroup/isocheck/*.
-    let mut parents = vec![PathBuf::from("/sys/fs/cgroup/isocheck")];
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        parents.push(hierarchy.path().join("isocheck"));
-    }
-    let mut found: Vec<PathBuf> = parents
+/// Those of `procs` still running (same pid and start time).
+fn still_running(procs: &[(u32, u64)]) -> Vec<u32> {
+    procs
         .iter()
-        .filter_map(|p| std::fs::read_dir(p).ok())
-        .flat_map(|entries| entries.flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    found.sort();
-    found.dedup();
-    found
-}
-
-/// Processes whose executable is the probe (containers) or the decoy.
-fn our_processes() -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter_map(|e| {
-            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-            let comm = comm.trim();
-            (comm == "probe" || comm == "isocheck-decoy" || comm == "isocheck-probe")
-                .then(|| format!("{} {comm}", e.file_name().to_string_lossy()))
+        .filter(|(pid, start)| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|t| isocheck_runtime::owner::start_time_of(&t))
+                == Some(*start)
         })
+        .map(|(pid, _)| *pid)
         .collect()
 }
 
 const ATTEMPTS: usize = 10;
 
+/// What a killed run owned just before the kill, and the mounts of its
+/// dirs seen then.
+struct Killed {
+    pid: u32,
+    owned: Vec<PathBuf>,
+    mounts_before: Vec<String>,
+    /// Its containers' and decoy's processes, (pid, start time).
+    processes: Vec<(u32, u64)>,
+}
+
 /// Starts `isocheck run --only id`, waits until its first container exists,
 /// waits `delay_ms` more, and SIGKILLs the runner if it is still running.
-/// True when the kill landed mid-run.
-fn kill_mid_run(id: &str, delay_ms: u64, before: &[PathBuf]) -> bool {
+/// `Some` when the kill landed mid-run.
+fn kill_mid_run(id: &str, delay_ms: u64) -> Option<Killed> {
     let mut child = Command::new(ISOCHECK)
         .args(["run", "--only", id])
         .stdout(Stdio::null())
@@ -90,9 +183,9 @@ fn kill_mid_run(id: &str, delay_ms: u64, before: &[PathBuf]) -> bool {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !container_started(before) {
+    while !container_started(child.id()) {
         if child.try_wait().unwrap().is_some() {
-            return false;
+            return None;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -101,12 +194,25 @@ fn kill_mid_run(id: &str, delay_ms: u64, before: &[PathBuf]) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(delay_ms));
+    let owned = resources_of(child.id());
+    let dirs: Vec<PathBuf> = owned
+        .iter()
+        .filter(|p| p.starts_with(std::env::temp_dir()))
+        .cloned()
+        .collect();
+    let mounts_before = mounts_under(&dirs);
+    let processes = processes_of(child.id(), &owned);
     if child.try_wait().unwrap().is_some() {
-        return false;
+        return None;
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    true
+    Some(Killed {
+        pid: child.id(),
+        owned,
+        mounts_before,
+        processes,
+    })
 }
 
 #[test]
@@ -115,61 +221,76 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
         eprintln!("skipped: needs root");
         return;
     }
-    let before_dirs = run_dirs();
-    let before_cgroups = our_cgroups();
+    let foreign = Foreign::create();
     for (id, delay_ms) in CASES {
         // A run can be over in tens of milliseconds: an attempt that did
         // not catch a container alive proves nothing and is made again.
-        let killed = (0..ATTEMPTS).any(|_| kill_mid_run(id, *delay_ms, &before_dirs));
+        let killed = (0..ATTEMPTS)
+            .find_map(|_| kill_mid_run(id, *delay_ms))
+            .unwrap_or_else(|| {
+                panic!("{id}: no attempt of {ATTEMPTS} caught a container of the run alive")
+            });
         assert!(
-            killed,
-            "{id}: no attempt of {ATTEMPTS} caught a container of the run alive"
+            cgroups(&killed.owned) > 0,
+            "{id}: the run owned no cgroup when killed: {:?}",
+            killed.owned
         );
+        if *id == MOUNTS_IN_STANDIN {
+            // The check below can fail: the stand-in's mounts are seen
+            // while the runner lives.
+            assert!(
+                !killed.mounts_before.is_empty(),
+                "{id}: no mount of the run seen while it ran"
+            );
+        }
         // Container processes die with the runner (parent-death signal).
-        let mut left = our_processes();
+        assert!(
+            !killed.processes.is_empty(),
+            "{id}: the run had no process of its own"
+        );
+        let mut left = still_running(&killed.processes);
         for _ in 0..50 {
             if left.is_empty() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
-            left = our_processes();
+            left = still_running(&killed.processes);
         }
         assert!(
             left.is_empty(),
             "{id}: processes outlived the runner: {left:?}"
         );
+        // The stand-in's mounts went with its namespace: nowhere on the
+        // machine is one of the run's dirs still a mount point.
+        let dirs: Vec<PathBuf> = killed
+            .owned
+            .iter()
+            .filter(|p| p.starts_with(std::env::temp_dir()))
+            .cloned()
+            .collect();
+        let mounts = mounts_under(&dirs);
+        assert!(
+            mounts.is_empty(),
+            "{id}: mounts of the killed run outlived it: {mounts:?}"
+        );
 
         let out = Command::new(ISOCHECK).arg("cleanup").output().unwrap();
-        let removed = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with("removing"))
-            .count();
-        eprintln!("{id}: killed {delay_ms} ms into its first container; cleanup removed {removed} leftover(s)");
+        let said = String::from_utf8_lossy(&out.stdout);
+        let removed = said.lines().filter(|l| l.starts_with("removing")).count();
+        eprintln!(
+            "{id}: killed {delay_ms} ms into its first container ({} mount(s) of it seen then); cleanup removed {removed} leftover(s)",
+            killed.mounts_before.len()
+        );
         assert!(
             out.status.success(),
             "{id}: cleanup failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let new_dirs: Vec<_> = run_dirs()
-            .into_iter()
-            .filter(|d| !before_dirs.contains(d))
-            .collect();
-        assert!(
-            new_dirs.is_empty(),
-            "{id}: temp dirs left after cleanup: {new_dirs:?}"
-        );
-        let new_cgroups: Vec<_> = our_cgroups()
-            .into_iter()
-            .filter(|c| !before_cgroups.contains(c))
-            .collect();
-        assert!(
-            new_cgroups.is_empty(),
-            "{id}: cgroups left after cleanup: {new_cgroups:?}"
-        );
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(
-            !mounts.contains("isocheck"),
-            "{id}: a mount of ours is in the real host's table"
-        );
+        assert!(removed > 0, "{id}: the killed run left nothing: {said}");
+        let left: Vec<_> = killed.owned.iter().filter(|p| p.exists()).collect();
+        assert!(left.is_empty(), "{id}: left after cleanup: {left:?}");
+        let left = resources_of(killed.pid);
+        assert!(left.is_empty(), "{id}: left after cleanup: {left:?}");
+        foreign.assert_untouched(id, &said);
     }
 }

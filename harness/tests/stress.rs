@@ -1,6 +1,7 @@
 //! Fifty containers at once, each with memory and pids limits and a veth on
-//! one bridge, all running together; then every one is dropped and nothing
-//! of theirs may remain: no cgroup, no temp dir, no link, no mount.
+//! one bridge, all running together, each limit read back from its cgroup's
+//! files while they run; then every one is dropped and nothing of theirs may
+//! remain: no cgroup, no temp dir, no link, no mount.
 //! A libtest-mimic trial so it runs on this (single) thread after the
 //! process has entered its own stand-in host.
 
@@ -81,6 +82,26 @@ fn fifty() -> Result<(), String> {
         containers.push(c);
     }
     let took = started.elapsed();
+    /// The limits as the kernel holds them, read back from the cgroup's own
+    /// files (v1 or v2 names) while the container runs.
+    fn limits_in_force(i: usize, c: &Container) -> Result<(), String> {
+        let paths = c.cgroup().ok_or("no cgroup")?.paths();
+        let read = |file: &str| {
+            paths
+                .iter()
+                .find_map(|p| std::fs::read_to_string(p.join(file)).ok())
+                .map(|t| t.trim().to_string())
+        };
+        let memory = read("memory.max").or_else(|| read("memory.limit_in_bytes"));
+        let pids = read("pids.max");
+        let want_memory = (64u64 << 20).to_string();
+        if memory.as_deref() != Some(want_memory.as_str()) || pids.as_deref() != Some("16") {
+            return Err(format!(
+                "container {i}: limits in force: memory {memory:?} (want {want_memory}), pids {pids:?} (want 16)"
+            ));
+        }
+        Ok(())
+    }
     // All fifty at once: each PID 1 alive and in its own cgroup.
     for (i, c) in containers.iter_mut().enumerate() {
         if c.wait_timeout(Duration::ZERO)
@@ -95,6 +116,7 @@ fn fifty() -> Result<(), String> {
                 c.cgroup_procs()
             ));
         }
+        limits_in_force(i, c)?;
     }
     let links = isocheck_runtime::network::leftovers(&host);
     if links

@@ -9,20 +9,25 @@ use crate::rootfs::RootfsError;
 use crate::spec::SpecError;
 
 /// Everything `Container` can fail with. Each variant names the step.
+///
+/// A wrapped error is printed inside this one's message and so is *not*
+/// also its `source()`: a printer of the whole chain (anyhow's `{:#}`)
+/// would print it twice ("... in the child: execve /x: ENOENT: execve /x:
+/// ENOENT"). Hence the `From` impls below instead of `#[from]`, and the
+/// OS error's field is not named `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid spec: {0}")]
-    Spec(#[from] SpecError),
+    Spec(SpecError),
     #[error("preparing the rootfs: {0}")]
-    Rootfs(#[from] RootfsError),
+    Rootfs(RootfsError),
     #[error("container setup failed in the child: {0}")]
-    Child(#[from] ChildError),
-    #[error("{step}{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Child(ChildError),
+    #[error("{step}{}: {error}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     Os {
         step: &'static str,
         path: Option<PathBuf>,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("parent_setup hook #{index} failed: {message}")]
     ParentSetup { index: usize, message: String },
@@ -31,19 +36,39 @@ pub enum Error {
     #[error("{what}: {value:?} contains a NUL byte")]
     Nul { what: &'static str, value: String },
     #[error("capabilities: {0}")]
-    Caps(#[from] crate::caps::CapsError),
+    Caps(crate::caps::CapsError),
     #[error("cgroup: {0}")]
-    Cgroup(#[from] crate::cgroups::CgroupError),
+    Cgroup(crate::cgroups::CgroupError),
     #[error("network: {0}")]
-    Network(#[from] crate::network::NetworkError),
+    Network(crate::network::NetworkError),
 }
+
+/// `From` for each wrapped error (see [`Error`] for why not `#[from]`).
+macro_rules! wraps {
+    ($($variant:ident($inner:ty)),* $(,)?) => {
+        $(impl From<$inner> for Error {
+            fn from(e: $inner) -> Error {
+                Error::$variant(e)
+            }
+        })*
+    };
+}
+
+wraps!(
+    Spec(SpecError),
+    Rootfs(RootfsError),
+    Child(ChildError),
+    Caps(crate::caps::CapsError),
+    Cgroup(crate::cgroups::CgroupError),
+    Network(crate::network::NetworkError),
+);
 
 impl Error {
     pub(crate) fn os(step: &'static str, source: impl Into<std::io::Error>) -> Error {
         Error::Os {
             step,
             path: None,
-            source: source.into(),
+            error: source.into(),
         }
     }
 
@@ -55,7 +80,7 @@ impl Error {
         Error::Os {
             step,
             path: Some(path.into()),
-            source: source.into(),
+            error: source.into(),
         }
     }
 }
@@ -342,6 +367,31 @@ mod tests {
         assert_eq!(back, f);
         let msg = ChildError::from(back).to_string();
         assert_eq!(msg, "execve /bin/nope: No such file or directory (ENOENT)");
+    }
+
+    /// The message and every source below it, as anyhow's `{:#}` prints them.
+    fn chain(err: &dyn std::error::Error) -> String {
+        let mut line = err.to_string();
+        let mut next = err.source();
+        while let Some(e) = next {
+            line.push_str(&format!(": {e}"));
+            next = e.source();
+        }
+        line
+    }
+
+    #[test]
+    fn a_child_failure_names_step_path_and_errno_once() {
+        let err = Error::from(ChildError::from(StepFailure::new(
+            Step::VerifyReadonly,
+            Errno::ENOENT,
+            b"/data",
+        )));
+        let want = "container setup failed in the child: verify_readonly /data: No such file or directory (ENOENT)";
+        assert_eq!(err.to_string(), want);
+        assert_eq!(chain(&err), want);
+        let os = Error::os_path("open", "/x", Errno::EACCES);
+        assert_eq!(chain(&os), "open /x: Permission denied (os error 13)");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cgroups;
 pub mod error;
 pub mod mounts;
 pub mod network;
+pub mod owner;
 pub mod process;
 pub mod protection;
 pub mod rootfs;

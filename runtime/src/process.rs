@@ -836,6 +836,14 @@ impl Container {
         kill_unless_reaped(self.pidfd.as_fd(), self.status)
     }
 
+    /// Sends `signal` to PID 1 through its pidfd (never a recycled pid);
+    /// nothing once PID 1 has exited. The init of a pid namespace only gets
+    /// the signals it handles or blocks: the kernel drops the rest (SIGKILL
+    /// and SIGSTOP aside), as for any container runtime's PID 1.
+    pub fn signal(&self, signal: Signal) -> Result<(), Error> {
+        signal_unless_reaped(self.pidfd.as_fd(), self.status, signal)
+    }
+
     /// The container's cgroup.
     pub fn cgroup(&self) -> Option<&Cgroup> {
         self.cgroup.as_ref()
@@ -1039,12 +1047,22 @@ fn wait_once_timeout(
 
 /// SIGKILL through the pidfd (never a recycled pid), unless already reaped.
 fn kill_unless_reaped(pidfd: BorrowedFd<'_>, status: Option<ExitStatus>) -> Result<(), Error> {
+    signal_unless_reaped(pidfd, status, Signal::SIGKILL)
+}
+
+/// `signal` through the pidfd, unless already reaped; a process that has
+/// exited (ESRCH) is not an error.
+fn signal_unless_reaped(
+    pidfd: BorrowedFd<'_>,
+    status: Option<ExitStatus>,
+    signal: Signal,
+) -> Result<(), Error> {
     if status.is_some() {
         return Ok(());
     }
-    match sys::pidfd_send_signal(pidfd, Signal::SIGKILL as i32) {
+    match sys::pidfd_send_signal(pidfd, signal as i32) {
         Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(e) => Err(Error::os("pidfd_send_signal SIGKILL", e)),
+        Err(e) => Err(Error::os_path("pidfd_send_signal", signal.as_str(), e)),
     }
 }
 

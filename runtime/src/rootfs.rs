@@ -63,9 +63,6 @@ pub fn temp_prefix(run_id: &str, name: &str) -> String {
 /// Lays out the run's temp dir and unpacks the image if needed. With a
 /// user mapping, the overlay's upper and work dirs are handed to the
 /// container's root (`owner`, host ids of uid/gid 0 inside).
-/// Name of the file holding the pid of the process that owns a temp dir.
-pub const OWNER_FILE: &str = "owner";
-
 pub fn prepare(
     spec: &ContainerSpec,
     run_id: &str,
@@ -78,9 +75,8 @@ pub fn prepare(
         .tempdir_in(&tmp)
         .map_err(io_err("create temp dir in", &tmp))?;
     let base = dir.path().to_path_buf();
-    // Who owns this dir: `isocheck cleanup` leaves it alone while we live.
-    let owner_file = base.join(OWNER_FILE);
-    fs::write(&owner_file, std::process::id().to_string()).map_err(io_err("write", &owner_file))?;
+    // Who owns this dir: `isocheck cleanup` removes only what has a record.
+    crate::owner::mark_dir(&base, run_id).map_err(io_err("mark the owner of", &base))?;
     let new_root = base.join("root");
     mkdir(&new_root, 0o755)?;
 

@@ -1,6 +1,7 @@
-//! Root tests: real containers from a minimal busybox rootfs. Run with
-//! `cargo test -p isocheck-runtime --features privileged` as root. Each
-//! test checks that it left no temp dir behind.
+//! Root tests: real containers from a minimal rootfs holding only the static
+//! probe (harness/probe), so they need nothing installed beyond what
+//! `./dev` installs. Run with `cargo test -p isocheck-runtime --features
+//! privileged` as root. Each test checks that it left no temp dir behind.
 #![cfg(feature = "privileged")]
 #![allow(clippy::unwrap_used)]
 
@@ -8,14 +9,68 @@ use isocheck_runtime::spec::{BindMount, RootfsSource};
 use isocheck_runtime::{
     minimal_rootfs, Container, ContainerSpec, Error, SpawnOptions, StdioMode, Step,
 };
+use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
-const BUSYBOX: &str = "/usr/bin/busybox";
 /// Spawns share kernel state (mount table reads, /tmp): one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The probe's crate, beside this one in the workspace.
+fn probe_crate() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../harness/probe")
+}
+
+/// Newest modification time of the probe's sources.
+fn newest_source() -> SystemTime {
+    let dir = probe_crate();
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stack = vec![dir.join("src"), dir.join("Cargo.toml")];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).unwrap();
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+        newest = newest.max(meta.modified().unwrap());
+    }
+    newest
+}
+
+/// The static probe: `ISOCHECK_PROBE`; else the one `cargo test --workspace`
+/// built beside this test (target/<triple>/<profile>/) when it is newer than
+/// its sources; else built now into a target dir of its own (the cargo that
+/// runs this test holds the main target dir's lock).
+fn probe() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        if let Some(p) = std::env::var_os("ISOCHECK_PROBE") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().unwrap();
+        let sibling = exe.ancestors().nth(2).unwrap().join("isocheck-probe");
+        let fresh = std::fs::metadata(&sibling)
+            .and_then(|m| m.modified())
+            .is_ok_and(|built| built >= newest_source());
+        if fresh {
+            return sibling;
+        }
+        let target_dir = exe.ancestors().nth(4).unwrap().join("probe-for-tests");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-q", "-p", "isocheck-probe", "--target-dir"])
+            .arg(&target_dir)
+            .current_dir(probe_crate())
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the probe failed: {status}");
+        // The workspace's .cargo/config.toml names the target triple.
+        let built = target_dir.join("x86_64-unknown-linux-gnu/debug/isocheck-probe");
+        assert!(built.is_file(), "no probe at {}", built.display());
+        built
+    })
+}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -30,12 +85,7 @@ fn fixture() -> Fixture {
         .unwrap();
     let rootfs = dir.path().join("rootfs");
     std::fs::create_dir(&rootfs).unwrap();
-    minimal_rootfs(&rootfs, &[(Path::new(BUSYBOX), "/bin/busybox")]).unwrap();
-    for applet in [
-        "sh", "cat", "hostname", "ls", "echo", "touch", "grep", "mount", "id", "readlink",
-    ] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
+    minimal_rootfs(&rootfs, &[(probe(), "/probe")]).unwrap();
     let run_id = format!("t{}", std::process::id());
     Fixture {
         _dir: dir,
@@ -44,14 +94,17 @@ fn fixture() -> Fixture {
     }
 }
 
-fn spec(rootfs: &Path, script: &str) -> ContainerSpec {
+/// A container running the probe with `args` (action first).
+fn spec(rootfs: &Path, args: &[&str]) -> ContainerSpec {
+    let mut command = vec!["/probe".to_string()];
+    command.extend(args.iter().map(|a| a.to_string()));
     ContainerSpec {
         rootfs: isocheck_runtime::spec::Rootfs {
             source: RootfsSource::Dir(rootfs.to_path_buf()),
             ..Default::default()
         },
         hostname: Some("isoc-test".into()),
-        command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        command,
         ..Default::default()
     }
 }
@@ -69,8 +122,14 @@ fn temp_dirs(run_id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Runs `script` in a container, returns (status, stdout).
-fn run(f: &Fixture, spec: &ContainerSpec, name: &str) -> (isocheck_runtime::ExitStatus, String) {
+/// The probe's observation: the last line of its output, as JSON.
+fn observation(out: &str) -> Value {
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not an observation ({e}): {out:?}"))
+}
+
+/// Runs the probe in a container, returns (status, observation).
+fn run(f: &Fixture, spec: &ContainerSpec, name: &str) -> (isocheck_runtime::ExitStatus, Value) {
     let mut opts = SpawnOptions::new(&f.run_id, name);
     opts.stdout = StdioMode::Piped;
     let mut c = Container::spawn(spec, opts).unwrap();
@@ -82,31 +141,39 @@ fn run(f: &Fixture, spec: &ContainerSpec, name: &str) -> (isocheck_runtime::Exit
         .expect("container exits");
     drop(c);
     assert!(temp_dirs(&f.run_id).is_empty(), "temp dir left behind");
-    (status, out)
+    assert_eq!(status.code, Some(0), "{name}: {out}");
+    (status, observation(&out))
+}
+
+/// The names `ls` listed for its `index`th path.
+fn names(obs: &Value, index: usize) -> Vec<&str> {
+    obs["listings"][index]["names"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no listing #{index}: {obs}"))
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect()
 }
 
 #[test]
 fn pid1_hostname_and_dropped_caps() {
     let _g = SERIAL.lock();
     let f = fixture();
-    let s = spec(
-        &f.rootfs,
-        "echo pid=$$; hostname; grep CapEff /proc/self/status; grep -v ':/$' /proc/self/cgroup; echo end",
-    );
-    let (status, out) = run(&f, &s, "basic");
-    assert_eq!(status.code, Some(0), "{out}");
-    assert!(out.contains("pid=1\n"), "{out}");
-    assert!(out.contains("isoc-test\n"), "{out}");
-    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    let (_, pids) = run(&f, &spec(&f.rootfs, &["pids"]), "pids");
+    assert_eq!(pids["pid"], 1, "{pids}");
+    let (_, host) = run(&f, &spec(&f.rootfs, &["hostname"]), "hostname");
+    assert_eq!(host["hostname"], "isoc-test", "{host}");
+    let (_, status) = run(&f, &spec(&f.rootfs, &["status"]), "status");
+    assert_eq!(status["cap_eff"], "0000000000000000", "{status}");
     // With a cgroup namespace every hierarchy's path is the namespace root.
-    assert!(out.ends_with("CapEff:\t0000000000000000\nend\n"), "{out}");
+    assert_eq!(status["cgroups_all_root"], true, "{status}");
 }
 
 #[test]
 fn missing_command_names_the_execve_step() {
     let _g = SERIAL.lock();
     let f = fixture();
-    let mut s = spec(&f.rootfs, "");
+    let mut s = spec(&f.rootfs, &["noop"]);
     s.command = vec!["/bin/does-not-exist".into()];
     let err = Container::spawn(&s, SpawnOptions::new(&f.run_id, "nocmd")).unwrap_err();
     match &err {
@@ -129,11 +196,12 @@ fn overlay_leaves_the_image_untouched() {
     let f = fixture();
     let s = spec(
         &f.rootfs,
-        "touch /etc/written && echo hi > /bin/new && ls /etc",
+        &["write", "--path", "/etc/written", "--path", "/bin/new"],
     );
-    let (status, out) = run(&f, &s, "overlay");
-    assert_eq!(status.code, Some(0), "{out}");
-    assert!(out.contains("written"), "{out}");
+    let (_, obs) = run(&f, &s, "overlay");
+    for w in obs["writes"].as_array().unwrap() {
+        assert_eq!(w["errno"], Value::Null, "{obs}");
+    }
     assert!(!f.rootfs.join("etc/written").exists());
     assert!(!f.rootfs.join("bin/new").exists());
 }
@@ -168,27 +236,32 @@ fn readonly_bind_is_readonly_with_its_submounts() {
     .unwrap();
     let mut s = spec(
         &f.rootfs,
-        "touch /data/x 2>/dev/null && echo top-writable; touch /data/sub/y 2>/dev/null && echo sub-writable; grep ' /data' /proc/self/mountinfo",
+        &["write", "--path", "/data/x", "--path", "/data/sub/y"],
     );
     s.mounts.push(BindMount {
         source: src.path().to_path_buf(),
         destination: "/data".into(),
         readonly: true,
     });
-    let (status, out) = run(&f, &s, "robind");
+    let (_, writes) = run(&f, &s, "robind");
+    s.command = vec![
+        "/probe".into(),
+        "mounts".into(),
+        "--under".into(),
+        "/data".into(),
+    ];
+    let (_, mounts) = run(&f, &s, "robind-mounts");
     nix::mount::umount(&sub).unwrap();
-    assert_eq!(status.code, Some(0), "{out}");
-    assert!(!out.contains("writable"), "{out}");
-    let data: Vec<&str> = out.lines().filter(|l| l.contains(" /data")).collect();
-    assert_eq!(data.len(), 2, "{out}");
-    for line in data {
+    for w in writes["writes"].as_array().unwrap() {
+        assert_eq!(w["errno"], "EROFS", "{writes}");
+    }
+    let data = mounts["mounts"].as_array().unwrap();
+    let points: Vec<&str> = data.iter().map(|m| m["point"].as_str().unwrap()).collect();
+    assert_eq!(points, ["/data", "/data/sub"], "{mounts}");
+    for m in data {
         assert!(
-            line.split(' ')
-                .nth(5)
-                .unwrap()
-                .split(',')
-                .any(|o| o == "ro"),
-            "{line}"
+            m["options"].as_array().unwrap().iter().any(|o| o == "ro"),
+            "{m}"
         );
     }
 }
@@ -197,21 +270,25 @@ fn readonly_bind_is_readonly_with_its_submounts() {
 fn exec_joins_the_namespaces() {
     let _g = SERIAL.lock();
     let f = fixture();
-    let s = spec(&f.rootfs, "sleep 30");
+    let s = spec(&f.rootfs, &["wait"]);
     let mut opts = SpawnOptions::new(&f.run_id, "exec");
+    // `wait` holds until stdin says go or closes: keep it open.
+    opts.stdin = StdioMode::Piped;
     opts.stdout = StdioMode::Null;
-    let c = Container::spawn(&s, opts).unwrap();
+    let mut c = Container::spawn(&s, opts).unwrap();
+    let _stdin = c.take_stdin();
     let mut e = c
-        .exec(&["/bin/sh".into(), "-c".into(), "hostname; echo $$; for n in mnt pid net uts ipc cgroup; do readlink /proc/self/ns/$n; done".into()], StdioMode::Piped)
+        .exec(&["/probe".into(), "ns".into()], StdioMode::Piped)
         .unwrap();
     let mut out = String::new();
     e.take_stdout().unwrap().read_to_string(&mut out).unwrap();
     assert_eq!(e.wait().unwrap().code, Some(0), "{out}");
+    let obs = observation(&out);
     let inodes = c.namespace_inodes();
-    assert!(out.starts_with("isoc-test\n"), "{out}");
+    assert_eq!(obs["pid1_comm"], "probe", "{obs}");
+    assert!(obs["pid"].as_i64().unwrap() > 1, "{obs}");
     for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup"] {
-        let want = format!("{ns}:[{}]", inodes[ns]);
-        assert!(out.contains(&want), "{want} not in {out}");
+        assert_eq!(obs["ns"][ns], inodes[ns], "{ns}: {obs}");
     }
     c.kill_init().unwrap();
     drop(c);
@@ -222,21 +299,25 @@ fn exec_joins_the_namespaces() {
 fn time_namespace_shifts_boottime() {
     let _g = SERIAL.lock();
     let f = fixture();
-    let mut s = spec(&f.rootfs, "cat /proc/uptime");
+    let mut s = spec(
+        &f.rootfs,
+        &["clocks", "--host-monotonic", "0", "--host-boottime", "0"],
+    );
     s.namespaces.time = true;
     s.time_offsets.boottime_secs = 100_000;
     s.time_offsets.monotonic_secs = 100_000;
-    let (status, out) = run(&f, &s, "timens");
-    assert_eq!(status.code, Some(0), "{out}");
-    let up: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(up > 100_000.0, "uptime {up} has no offset");
+    let (_, obs) = run(&f, &s, "timens");
+    for clock in ["boottime_s", "monotonic_s"] {
+        let inside = obs[clock].as_f64().unwrap();
+        assert!(inside > 100_000.0, "{clock} {inside} has no offset: {obs}");
+    }
 }
 
 #[test]
 fn user_namespace_maps_root_and_keeps_named_caps() {
     let _g = SERIAL.lock();
     let f = fixture();
-    let mut s = spec(&f.rootfs, "id -u; grep -E 'CapEff|CapBnd|CapAmb' /proc/self/status; cat /proc/self/uid_map; touch /ok && echo wrote");
+    let mut s = spec(&f.rootfs, &["id", "--create", "/ok"]);
     s.namespaces.user = true;
     s.user = Some(isocheck_runtime::spec::UserMapping {
         uid_map: vec![isocheck_runtime::spec::IdMap {
@@ -251,18 +332,16 @@ fn user_namespace_maps_root_and_keeps_named_caps() {
         }],
     });
     s.capabilities = vec!["CAP_NET_BIND_SERVICE".into(), "CAP_CHOWN".into()];
-    let (status, out) = run(&f, &s, "userns");
-    assert_eq!(status.code, Some(0), "{out}");
-    assert!(out.starts_with("0\n"), "{out}");
+    let (_, id) = run(&f, &s, "userns");
+    assert_eq!(id["uid"], 0, "{id}");
+    assert!(id["uid_map"].as_str().unwrap().contains("100000"), "{id}");
+    assert_eq!(id["create_errno"], Value::Null, "{id}");
+    s.command = vec!["/probe".into(), "status".into()];
+    let (_, status) = run(&f, &s, "userns-status");
     // CAP_CHOWN = bit 0, CAP_NET_BIND_SERVICE = bit 10.
-    for set in ["CapEff", "CapBnd", "CapAmb"] {
-        assert!(
-            out.contains(&format!("{set}:\t0000000000000401")),
-            "{set}: {out}"
-        );
+    for set in ["cap_eff", "cap_bnd", "cap_amb"] {
+        assert_eq!(status[set], "0000000000000401", "{set}: {status}");
     }
-    assert!(out.contains("100000"), "{out}");
-    assert!(out.contains("wrote"), "{out}");
 }
 
 #[test]
@@ -275,7 +354,7 @@ fn tar_rootfs_and_hooks_run_before_exec() {
     b.append_dir_all(".", &f.rootfs).unwrap();
     b.finish().unwrap();
     drop(b);
-    let mut s = spec(&f.rootfs, "cat /etc/hostname");
+    let mut s = spec(&f.rootfs, &["read", "--path", "/etc/hostname"]);
     s.rootfs.source = RootfsSource::Tar(tarball);
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
     let seen2 = seen.clone();
@@ -294,7 +373,13 @@ fn tar_rootfs_and_hooks_run_before_exec() {
     let mut out = String::new();
     c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
     assert_eq!(c.wait().unwrap().code, Some(0));
-    assert_eq!(out, "isocheck\n");
+    // minimal_rootfs's /etc/hostname, "isocheck\n", read from the unpacked tar.
+    let obs = observation(&out);
+    assert_eq!(
+        (&obs["errno"], &obs["bytes"]),
+        (&Value::Null, &9.into()),
+        "{obs}"
+    );
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), c.pid());
     drop(c);
     assert!(temp_dirs(&f.run_id).is_empty());
@@ -304,7 +389,7 @@ fn tar_rootfs_and_hooks_run_before_exec() {
 fn failing_hook_aborts_and_cleans_up() {
     let _g = SERIAL.lock();
     let f = fixture();
-    let s = spec(&f.rootfs, "true");
+    let s = spec(&f.rootfs, &["noop"]);
     let mut opts = SpawnOptions::new(&f.run_id, "hookfail");
     opts.parent_setup.push(Box::new(|_| Ok(())));
     opts.parent_setup
@@ -323,29 +408,44 @@ fn pivot_root_detaches_the_old_root_and_chroot_control_runs() {
     let f = fixture();
     // (The escape itself is the probe's job; here: both entries work and
     // pivot_root leaves no trace of the old root.)
-    let script = "ls -a / | grep -c put-old; cat /etc/hostname";
-    let mut s = spec(&f.rootfs, script);
+    let mut s = spec(&f.rootfs, &["ls", "--path", "/", "--path", "/etc"]);
+    let want_root = [
+        "bin", "dev", "etc", "mnt", "probe", "proc", "root", "sys", "tmp",
+    ];
     let (_, pivot) = run(&f, &s, "pivot");
-    assert_eq!(pivot, "0\nisocheck\n");
+    assert_eq!(names(&pivot, 0), want_root, "{pivot}");
+    assert!(names(&pivot, 1).contains(&"hostname"), "{pivot}");
     s.rootfs.entry = isocheck_runtime::spec::RootEntry::ChrootOnly;
-    let (status, chroot) = run(&f, &s, "chroot");
-    assert_eq!(status.code, Some(0), "{chroot}");
-    assert_eq!(chroot, "0\nisocheck\n");
+    let (_, chroot) = run(&f, &s, "chroot");
+    assert_eq!(names(&chroot, 0), want_root, "{chroot}");
+    assert!(names(&chroot, 1).contains(&"hostname"), "{chroot}");
 }
 
 #[test]
 fn without_a_net_namespace_sys_is_the_hosts_read_only() {
     let _g = SERIAL.lock();
     let f = fixture();
-    let mut s = spec(
-        &f.rootfs,
-        "grep ' /sys ' /proc/self/mountinfo; touch /sys/x 2>/dev/null && echo writable; true",
-    );
+    let mut s = spec(&f.rootfs, &["mounts", "--under", "/sys"]);
     s.namespaces.net = false;
-    let (status, out) = run(&f, &s, "nonet");
-    assert_eq!(status.code, Some(0), "{out}");
-    assert!(out.contains(" ro,"), "{out}");
-    assert!(!out.contains("writable"), "{out}");
+    let (_, mounts) = run(&f, &s, "nonet");
+    let sys = mounts["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["point"] == "/sys")
+        .unwrap_or_else(|| panic!("no /sys mount: {mounts}"));
+    assert!(
+        sys["options"].as_array().unwrap().iter().any(|o| o == "ro"),
+        "{sys}"
+    );
+    s.command = vec![
+        "/probe".into(),
+        "write".into(),
+        "--path".into(),
+        "/sys/x".into(),
+    ];
+    let (_, write) = run(&f, &s, "nonet-write");
+    assert_eq!(write["writes"][0]["errno"], "EROFS", "{write}");
 }
 
 #[test]
@@ -402,12 +502,10 @@ fn oci_layout_whiteouts_hide_lower_files() {
         r#"{"manifests":[{"digest":"sha256:cc"}]}"#,
     )
     .unwrap();
-    let mut s = spec(&f.rootfs, "ls /etc /opaque");
+    let mut s = spec(&f.rootfs, &["ls", "--path", "/etc", "--path", "/opaque"]);
     s.rootfs.source = RootfsSource::OciLayout(layout);
-    let (status, out) = run(&f, &s, "oci");
-    assert_eq!(status.code, Some(0), "{out}");
-    assert!(out.contains("passwd"), "{out}");
-    assert!(!out.contains("gone"), "{out}");
-    assert!(!out.contains("old"), "{out}");
-    assert!(out.contains("new"), "{out}");
+    let (_, obs) = run(&f, &s, "oci");
+    assert!(names(&obs, 0).contains(&"passwd"), "{obs}");
+    assert!(!names(&obs, 0).contains(&"gone"), "{obs}");
+    assert_eq!(names(&obs, 1), ["new"], "{obs}");
 }

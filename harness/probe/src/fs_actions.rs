@@ -1,4 +1,4 @@
-//! What the probe can do to files and mounts: write, read, change the
+//! What the probe can do to files and mounts: write, read, list, change the
 //! overlay, mount privately, try to make a read-only mount writable.
 
 use std::fs::{self, OpenOptions};
@@ -103,8 +103,29 @@ fn mount_options_at(mountinfo: &str, point: &str) -> Option<String> {
     crate::mount_actions::parse_mountinfo(mountinfo)
         .into_iter()
         .filter(|e| e.point == point)
-        .map(|e| e.options)
+        .map(|e| e.options.join(","))
         .next_back()
+}
+
+/// The names in each `--path` directory (sorted, `.` and `..` left out), or
+/// the errno that stopped the listing.
+pub fn ls(mut args: Args) -> Result<Observation, ProbeError> {
+    let paths: Vec<String> = args.at_least_one("path")?;
+    args.finish()?;
+    let listings: Vec<_> = paths
+        .iter()
+        .map(|path| {
+            let names = fs::read_dir(path).and_then(|entries| {
+                let mut names = entries
+                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect::<io::Result<Vec<_>>>()?;
+                names.sort();
+                Ok(names)
+            });
+            json!({"path": path, "errno": output::io_errno_value(&names), "names": names.ok()})
+        })
+        .collect();
+    Ok(Observation::new().with("listings", listings))
 }
 
 pub fn mount_private(mut args: Args) -> Result<Observation, ProbeError> {

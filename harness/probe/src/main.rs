@@ -58,8 +58,11 @@ fn lookup(name: &str) -> Option<Action> {
         "cgroup" => proc_actions::cgroup,
         "daemon" => proc_actions::daemon,
         "id" => proc_actions::id,
+        "trap" => proc_actions::trap,
         "write" => fs_actions::write,
         "read" => fs_actions::read,
+        "ls" => fs_actions::ls,
+        "mounts" => mount_actions::mounts,
         "overlay-write" => fs_actions::overlay_write,
         "mount-private" => fs_actions::mount_private,
         "remount-rw" => fs_actions::remount_rw,
@@ -89,7 +92,8 @@ fn lookup(name: &str) -> Option<Action> {
     Some(action)
 }
 
-fn run() -> Result<(), ProbeError> {
+/// Runs the action; the exit status on success.
+fn run() -> Result<u8, ProbeError> {
     let args = Args::parse(std::env::args().skip(1))?;
     let action =
         lookup(&args.action).ok_or_else(|| UsageError::UnknownAction(args.action.clone()))?;
@@ -104,13 +108,14 @@ fn run() -> Result<(), ProbeError> {
             resource_actions::reap_exited_children();
         }
         Afterwards::AwaitStdin => output::wait_for_go(),
+        Afterwards::ExitWith(code) => return Ok(code),
     }
-    Ok(())
+    Ok(0)
 }
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err @ ProbeError::Usage(_)) => {
             eprintln!("isocheck-probe: {err}");
             ExitCode::from(2)

@@ -35,9 +35,9 @@ pub struct MountEntry {
     pub root: String,
     /// Where, in this process's root (unescaped).
     pub point: String,
-    /// The per-mount options (`ro,nosuid,...`).
-    pub options: String,
-    /// The filesystem type (after the ` - `).
+    /// The per-mount options ("ro", "nosuid", ...).
+    pub options: Vec<String>,
+    /// The filesystem type (the first field after " - ").
     pub fstype: String,
 }
 
@@ -69,13 +69,14 @@ fn unescape_mountinfo(field: &str) -> String {
 pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut fields = left.split(' ').skip(2);
-            let devno = fields.next()?.to_owned();
+            let all: Vec<&str> = line.split(' ').collect();
+            let mut fields = all.iter().skip(2);
+            let devno = fields.next()?.to_string();
             let root = unescape_mountinfo(fields.next()?);
             let point = unescape_mountinfo(fields.next()?);
-            let options = fields.next()?.to_owned();
-            let fstype = right.split(' ').next()?.to_owned();
+            let options = fields.next()?.split(',').map(str::to_owned).collect();
+            let dash = all.iter().position(|f| *f == "-")?;
+            let fstype = all.get(dash + 1)?.to_string();
             Some(MountEntry {
                 devno,
                 root,
@@ -99,6 +100,23 @@ pub fn own_mountinfo() -> Result<Vec<MountEntry>, ProbeError> {
         ));
     }
     Ok(entries)
+}
+
+/// The mounts this process sees, optionally only those at or below `--under`:
+/// `[{point, fstype, options}]`.
+pub fn mounts(mut args: Args) -> Result<Observation, ProbeError> {
+    let under: Option<String> = args.optional("under")?;
+    args.finish()?;
+    let mounts: Vec<Value> = own_mountinfo()?
+        .into_iter()
+        .filter(|m| {
+            under
+                .as_deref()
+                .is_none_or(|u| Path::new(&m.point).starts_with(u))
+        })
+        .map(|m| json!({"point": m.point, "fstype": m.fstype, "options": m.options}))
+        .collect();
+    Ok(Observation::new().with("mounts", mounts))
 }
 
 /// lstat without triggering an automount (a host's binfmt_misc is one).
@@ -291,7 +309,7 @@ mod tests {
     const INFO: &str = "22 1 0:40 / / rw - overlay overlay rw\n\
         30 22 254:1 / /.isocheck-put-old rw - ext4 /dev/vda1 rw\n\
         31 22 254:1 /tmp/isocheck-1/robind /data rw - ext4 /dev/vda1 rw\n\
-        32 31 0:51 / /data/sub\\040dir rw - tmpfs tmpfs rw\n\
+        32 31 0:51 / /data/sub\\040dir ro,nosuid shared:1 - tmpfs tmpfs rw\n\
         bad line\n";
 
     #[test]
@@ -304,7 +322,7 @@ mod tests {
                 devno: "0:51".into(),
                 root: "/".into(),
                 point: "/data/sub dir".into(),
-                options: "rw".into(),
+                options: vec!["ro".into(), "nosuid".into()],
                 fstype: "tmpfs".into(),
             }
         );
@@ -347,7 +365,7 @@ mod tests {
             devno: "0:1".into(),
             root: "/".into(),
             point: path.clone(),
-            options: "rw".into(),
+            options: vec!["rw".into()],
             fstype: "tmpfs".into(),
         }];
         let (listed, own_dev) = mount_point_facts(&entries, &path);

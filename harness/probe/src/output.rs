@@ -52,6 +52,8 @@ pub enum Afterwards {
     SleepThenReap(Duration),
     /// Block until stdin has a line or reaches EOF, then exit (daemon).
     AwaitStdin,
+    /// Exit with this status (trap: 128 + the signal, as a shell does).
+    ExitWith(u8),
 }
 
 /// The fields of one observation, built up by an action.

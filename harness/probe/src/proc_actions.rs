@@ -236,6 +236,35 @@ pub fn wait(args: Args) -> Result<Observation, ProbeError> {
     Ok(Observation::new())
 }
 
+/// The signals `trap` waits for: those `isocheck container run` forwards.
+const TRAPPED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Blocks the forwarded signals, says ready, waits for one (sigwait), and
+/// exits 128 + its number as a shell would. Blocked signals are delivered
+/// even to a pid namespace's init, which ignores unhandled ones.
+pub fn trap(args: Args) -> Result<Observation, ProbeError> {
+    args.finish()?;
+    let mut set = signal::SigSet::empty();
+    for sig in TRAPPED {
+        set.add(sig);
+    }
+    set.thread_block()
+        .map_err(|e| ProbeError::internal("block the trapped signals", e))?;
+    output::print_ready().map_err(|e| ProbeError::internal("print ready", e))?;
+    let got = set.wait().map_err(|e| ProbeError::internal("sigwait", e))?;
+    Ok(Observation::new()
+        .with("signal", got.as_str())
+        .with("signo", got as i32)
+        .then(Afterwards::ExitWith(128 + got as u8)))
+}
+
 pub fn cgroup(args: Args) -> Result<Observation, ProbeError> {
     args.finish()?;
     let text = fs::read_to_string("/proc/self/cgroup")

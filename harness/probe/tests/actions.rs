@@ -222,6 +222,57 @@ fn two_phase_action_waits_for_go() {
 }
 
 #[test]
+fn trap_reports_the_signal_and_exits_128_plus_it() {
+    use nix::sys::signal::{kill, Signal};
+    for sig in [Signal::SIGTERM, Signal::SIGUSR2] {
+        let mut probe = spawn_piped(&["trap"]);
+        let mut out = BufReader::new(probe.stdout.take().expect("stdout"));
+        assert_eq!(read_json_line(&mut out)["phase"], "ready");
+        kill(nix::unistd::Pid::from_raw(probe.id() as i32), sig).expect("signal the probe");
+        let obs = read_json_line(&mut out);
+        assert_eq!(obs["signal"], sig.as_str(), "{obs}");
+        assert_eq!(obs["signo"], sig as i32, "{obs}");
+        let status = probe.wait().expect("exits");
+        assert_eq!(status.code(), Some(128 + sig as i32), "{status:?}");
+    }
+}
+
+#[test]
+fn ls_lists_sorted_names_or_the_errno() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["b", "a"] {
+        std::fs::write(dir.path().join(name), "").expect("write");
+    }
+    let path = dir.path().display().to_string();
+    let obs = observe(&["ls", "--path", &path, "--path", "/no/such/dir"]);
+    assert_eq!(
+        obs["listings"],
+        serde_json::json!([
+            {"path": path, "errno": null, "names": ["a", "b"]},
+            {"path": "/no/such/dir", "errno": "ENOENT", "names": null},
+        ])
+    );
+}
+
+#[test]
+fn mounts_lists_proc_with_its_type() {
+    let obs = observe(&["mounts", "--under", "/proc"]);
+    let mounts = obs["mounts"].as_array().expect("mounts");
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["point"] == "/proc" && m["fstype"] == "proc"),
+        "{obs}"
+    );
+    assert!(
+        mounts
+            .iter()
+            .all(|m| m["point"].as_str().is_some_and(|p| p.starts_with("/proc"))),
+        "{obs}"
+    );
+}
+
+#[test]
 fn daemon_detaches_and_the_probe_exits_on_eof() {
     let started = Instant::now();
     // The grandchild sleeps 3 s: if it kept our stdout pipe open, `output()`

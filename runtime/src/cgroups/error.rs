@@ -54,6 +54,8 @@ pub enum CgroupError {
         remaining: Vec<i32>,
         waited_ms: u128,
     },
+    #[error("owner record {path}: {reason}")]
+    OwnerRecord { path: PathBuf, reason: String },
     #[error("refusing to touch {path}: it is not inside an isocheck cgroup parent")]
     NotOurs { path: PathBuf },
     #[error("{count} step(s) failed, first: {first}")]

@@ -134,6 +134,20 @@ pub(crate) fn ensure_dir(path: &Path) -> Result<bool, CgroupError> {
     }
 }
 
+/// Makes `path` (and its parents) readable by root alone, if missing: the
+/// owner records' directory.
+pub(crate) fn ensure_private_dir(path: &Path) -> Result<(), CgroupError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| CgroupError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// Child cgroup directories of `dir` (cgroup files are not directories).
 pub(crate) fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let entries = fs::read_dir(dir).map_err(|source| CgroupError::ListDir {

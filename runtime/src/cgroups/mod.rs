@@ -12,6 +12,11 @@
 //! Everything is made under a parent `isocheck` in each hierarchy used,
 //! as `isocheck/<name>`; nothing outside those parents is written, apart
 //! from enabling controllers in a v2 root's subtree_control (see `v2`).
+//!
+//! Each cgroup made has an owner record, `/run/isocheck/cgroups/<name>`
+//! (see `crate::owner`), written before its directories and removed after
+//! them: cleanup removes a leftover cgroup only when its record shows that
+//! the process that made it is dead.
 
 mod cpu;
 mod cpuset;
@@ -203,6 +208,8 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct CgroupManager {
     backend: Backend,
+    /// Where owner records live (`<fs root>/run/isocheck/cgroups`).
+    records: PathBuf,
 }
 
 impl CgroupManager {
@@ -228,7 +235,10 @@ impl CgroupManager {
                 mounts.unified.unwrap_or_default(),
             )),
         };
-        Ok(CgroupManager { backend })
+        Ok(CgroupManager {
+            backend,
+            records: fs_root.join(crate::owner::CGROUP_RECORDS),
+        })
     }
 
     pub fn mode(&self) -> CgroupMode {
@@ -243,17 +253,89 @@ impl CgroupManager {
     /// Make `isocheck/<name>` in each hierarchy used and apply `limits`.
     /// `name` is like "<run_id>-<container>": ASCII letters, digits, `-`,
     /// `_`, `.`; an existing cgroup of that name is an error. On failure,
-    /// whatever was made is removed again.
+    /// whatever was made is removed again. The owner record (this process,
+    /// run id = the name up to its first `-`) is written first.
     pub fn create(&self, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         validate_name(name)?;
+        let record = self.records.join(name);
+        let run_id = name.split('-').next().unwrap_or(name);
+        fs::ensure_private_dir(&self.records)?;
+        // A record left by a dead run whose cgroup is gone (run ids come
+        // from pids, which are reused) must not block this name.
+        if record.exists()
+            && !self.exists_anywhere(name)
+            && crate::owner::Owner::read(&record, name).map_or(true, |o| !o.alive())
+        {
+            self.remove_record(&record)?;
+        }
+        crate::owner::Owner::current(name, run_id)
+            .and_then(|owner| owner.write(&record))
+            .map_err(|e| CgroupError::OwnerRecord {
+                path: record.clone(),
+                reason: e.to_string(),
+            })?;
         let mut cgroup = Cgroup {
             name: name.to_string(),
             nodes: Nodes::default(),
             removed: false,
+            record: Some(record),
         };
         // On error `cgroup` is dropped here, which removes what was made.
         self.backend.get().create(name, limits, &mut cgroup.nodes)?;
         Ok(cgroup)
+    }
+
+    /// Who made the leftover cgroup at `path`, from its owner record; an
+    /// error when it has none or the record does not vouch for it.
+    pub fn owner_of(&self, path: &Path) -> Result<crate::owner::Owner, crate::owner::OwnerError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::owner::Owner::read(&self.records.join(&name), &name)
+    }
+
+    /// Owner records whose cgroup is gone from every hierarchy and whose
+    /// owner is dead (a crash between writing one and making the cgroup, or
+    /// before removing it): nothing vouches for anything with them.
+    pub fn stale_records(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.records) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                !self.exists_anywhere(&name)
+                    && crate::owner::Owner::read(&e.path(), &name).is_ok_and(|o| !o.alive())
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Removes an owner record (a stale one, see `stale_records`).
+    pub fn remove_record(&self, path: &Path) -> Result<(), CgroupError> {
+        if path.parent() != Some(self.records.as_path()) {
+            return Err(CgroupError::NotOurs {
+                path: path.to_path_buf(),
+            });
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CgroupError::OwnerRecord {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `isocheck/<name>` exists in any hierarchy.
+    fn exists_anywhere(&self, name: &str) -> bool {
+        self.backend
+            .get()
+            .parents()
+            .iter()
+            .any(|p| p.join(name).exists())
     }
 
     /// Every `isocheck/*` cgroup directory, in every hierarchy, in the order
@@ -291,6 +373,12 @@ impl CgroupManager {
             fs::remove_tree(path)?;
         }
         remove_parent_if_empty(&parent);
+        // The record goes with the last hierarchy's directory.
+        if let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+            if !self.exists_anywhere(&name) {
+                self.remove_record(&self.records.join(name))?;
+            }
+        }
         Ok(())
     }
 }
@@ -303,6 +391,8 @@ pub struct Cgroup {
     name: String,
     nodes: Nodes,
     removed: bool,
+    /// The owner record, removed once every directory is gone.
+    record: Option<PathBuf>,
 }
 
 impl Cgroup {
@@ -387,6 +477,17 @@ impl Cgroup {
         for dir in &self.nodes.dirs {
             if let Some(parent) = dir.parent() {
                 remove_parent_if_empty(parent);
+            }
+        }
+        // Kept while a directory is left, so cleanup can still prove it ours.
+        if errors.is_empty() {
+            if let Some(record) = self.record.take() {
+                if let Err(e) = std::fs::remove_file(&record) {
+                    errors.push(CgroupError::OwnerRecord {
+                        path: record,
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
         collect(errors)

@@ -247,11 +247,56 @@ fn cgroup_existing_name_is_an_error_not_a_takeover() {
     let err = manager
         .create("same", &Limits::default())
         .expect_err("exists");
-    assert!(matches!(err, CgroupError::CreateDir { .. }), "{err}");
-    // The failed second create must not have removed the first one's dirs.
+    // Refused at its owner record, before any directory is touched.
+    assert!(matches!(err, CgroupError::OwnerRecord { .. }), "{err}");
+    // The failed second create must not have removed the first one's dirs
+    // nor its record.
     for p in first.paths() {
         assert!(p.exists(), "{} removed by the failed create", p.display());
+        assert!(manager.owner_of(&p).is_ok_and(|o| o.alive()));
     }
+}
+
+#[test]
+fn cgroup_owner_record_lives_exactly_as_long_as_the_cgroup() {
+    let (root, mountinfo) = fake_hybrid_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let record = root.path().join("run/isocheck/cgroups/ab12-web");
+    let cgroup = manager
+        .create("ab12-web", &Limits::default())
+        .expect("create");
+    let owner = manager.owner_of(&cgroup.paths()[0]).expect("owner");
+    assert_eq!(
+        (owner.run_id.as_str(), owner.pid),
+        ("ab12", std::process::id() as i32)
+    );
+    assert!(owner.alive());
+    cgroup.remove().expect("remove");
+    assert!(!record.exists());
+    // A cgroup made by someone else has no record: not ours.
+    let foreign = cg(&root, "memory/isocheck/foreign");
+    std::fs::create_dir_all(&foreign).expect("mkdir");
+    assert!(manager.owner_of(&foreign).is_err());
+}
+
+#[test]
+fn cgroup_stale_records_are_those_of_dead_owners_without_a_cgroup() {
+    let (root, mountinfo) = fake_hybrid_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let records = root.path().join("run/isocheck/cgroups");
+    let live = manager
+        .create("ab12-live", &Limits::default())
+        .expect("create");
+    let mut dead = crate::owner::Owner::current("ab12-gone", "ab12").expect("owner");
+    dead.pid = i32::MAX;
+    dead.write(&records.join("ab12-gone")).expect("write");
+    assert_eq!(manager.stale_records(), vec![records.join("ab12-gone")]);
+    // A new cgroup of that name is not blocked by the stale record.
+    let again = manager
+        .create("ab12-gone", &Limits::default())
+        .expect("create");
+    assert!(manager.stale_records().is_empty());
+    drop((live, again));
 }
 
 #[test]
@@ -286,10 +331,14 @@ fn cgroup_leftovers_are_listed_and_removed_only_under_our_parent() {
             bad.display()
         );
     }
+    let record = root.path().join("run/isocheck/cgroups/crashed");
+    assert!(manager.owner_of(&found[0]).is_ok());
     for p in found {
+        assert!(record.exists(), "the record goes with the last directory");
         manager.remove_leftover(&p).expect("remove leftover");
     }
     assert!(manager.leftovers().is_empty());
+    assert!(!record.exists());
     assert!(outside.exists());
     assert!(Path::new(&outside).exists());
 }
