@@ -353,8 +353,7 @@ fn oci_layout_whiteouts_hide_lower_files() {
     let _g = SERIAL.lock();
     let f = fixture();
     let layout = f._dir.path().join("oci");
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    let layer = |name: &str, base: Option<&Path>, extra: &[(&str, &[u8])]| {
+    let layer = |base: Option<&Path>, extra: &[(&str, &[u8])]| {
         let mut b = tar::Builder::new(Vec::new());
         b.follow_symlinks(false);
         if let Some(base) = base {
@@ -370,20 +369,10 @@ fn oci_layout_whiteouts_hide_lower_files() {
             h.set_cksum();
             b.append_data(&mut h, path, *data).unwrap();
         }
-        std::fs::write(
-            layout.join("blobs/sha256").join(name),
-            b.into_inner().unwrap(),
-        )
-        .unwrap();
-        format!("sha256:{name}")
+        b.into_inner().unwrap()
     };
-    let l0 = layer(
-        "aa",
-        Some(&f.rootfs),
-        &[("etc/gone", b"x"), ("opaque/old", b"x")],
-    );
+    let l0 = layer(Some(&f.rootfs), &[("etc/gone", b"x"), ("opaque/old", b"x")]);
     let l1 = layer(
-        "bb",
         None,
         &[
             ("etc/.wh.gone", b""),
@@ -392,16 +381,7 @@ fn oci_layout_whiteouts_hide_lower_files() {
         ],
     );
     let t = "application/vnd.oci.image.layer.v1.tar";
-    std::fs::write(
-        layout.join("blobs/sha256/cc"),
-        format!(r#"{{"layers":[{{"mediaType":"{t}","digest":"{l0}"}},{{"mediaType":"{t}","digest":"{l1}"}}]}}"#),
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("index.json"),
-        r#"{"manifests":[{"digest":"sha256:cc"}]}"#,
-    )
-    .unwrap();
+    isocheck_runtime::rootfs::write_oci_layout(&layout, &[(t, &l0), (t, &l1)]).unwrap();
     let mut s = spec(&f.rootfs, "ls /etc /opaque");
     s.rootfs.source = RootfsSource::OciLayout(layout);
     let (status, out) = run(&f, &s, "oci");
