@@ -273,6 +273,39 @@ fn ancestor_is_symlink(dest: &Path, rel: &Path) -> Option<PathBuf> {
     None
 }
 
+fn is_symlink(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Why a hard link's source is refused, if it is: reached through a
+/// symlink, or a symlink itself (either could name a file outside `dest`).
+fn hard_link_source_refused<R: Read>(
+    dest: &Path,
+    entry: &tar::Entry<'_, R>,
+    archive_name: &Path,
+) -> Result<Option<String>, RootfsError> {
+    let Some(link) = entry
+        .link_name()
+        .map_err(io_err("read link name in", archive_name))?
+    else {
+        return Ok(None);
+    };
+    if let Some(via) = ancestor_is_symlink(dest, &link) {
+        return Ok(Some(format!(
+            "hard link target {} goes through the symlink {}",
+            link.display(),
+            via.display()
+        )));
+    }
+    if is_symlink(&dest.join(&link)) {
+        return Ok(Some(format!(
+            "hard link target {} is a symlink",
+            link.display()
+        )));
+    }
+    Ok(None)
+}
+
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
@@ -384,6 +417,22 @@ pub fn unpack_tar_reader<R: Read>(
                 &path,
                 &format!("would be written through the symlink {}", via.display()),
             ));
+        }
+        // A directory's mode and times are set on its path, which would
+        // follow a symlink the archive put there before.
+        if kind.is_dir() && is_symlink(&dest.join(&path)) {
+            return Err(refuse(
+                &path,
+                &format!(
+                    "would be written through the symlink {}",
+                    dest.join(&path).display()
+                ),
+            ));
+        }
+        if kind.is_hard_link() {
+            if let Some(reason) = hard_link_source_refused(dest, &entry, archive_name)? {
+                return Err(refuse(&path, &reason));
+            }
         }
         if layer {
             if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
@@ -966,6 +1015,18 @@ mod tests {
             }
             out
         }
+        /// Mode and modification time of the outside dir and its sentinel
+        /// (a chmod or utime through a symlink would change them).
+        fn outside_stat(&self) -> Vec<(u32, i64, i64)> {
+            use std::os::unix::fs::MetadataExt;
+            ["outside", "outside/sentinel"]
+                .iter()
+                .map(|p| {
+                    let m = fs::metadata(self.dir.path().join(p)).expect("stat");
+                    (m.mode(), m.mtime(), m.mtime_nsec())
+                })
+                .collect()
+        }
         fn untouched(&self) -> bool {
             let want: BTreeSet<PathBuf> = ["outside", "outside/sentinel"]
                 .iter()
@@ -1062,12 +1123,60 @@ mod tests {
         assert!(s.untouched());
     }
 
-    #[test]
-    fn writing_through_an_absolute_symlink_is_refused() {
+    /// An archive puts a symlink to the outside dir (`l`) and to the
+    /// sentinel (`f`), then a second entry at or through it. Absolute
+    /// symlinks are fine in an image (they resolve inside the container)
+    /// but are never followed while unpacking.
+    #[rstest::rstest]
+    #[case::file_through_a_symlink(
+        "l/evil",
+        EntryType::Regular,
+        "",
+        Some("would be written through the symlink")
+    )]
+    #[case::dir_over_a_symlink(
+        "l",
+        EntryType::Directory,
+        "",
+        Some("would be written through the symlink")
+    )]
+    #[case::file_over_a_symlink("l", EntryType::Regular, "", None)]
+    #[case::file_over_a_symlink_to_a_file("f", EntryType::Regular, "", None)]
+    #[case::fifo_over_a_symlink("l", EntryType::Fifo, "", None)]
+    #[case::symlink_over_a_symlink("f", EntryType::Symlink, "elsewhere", None)]
+    #[case::hard_link_through_a_symlink(
+        "h",
+        EntryType::Link,
+        "l/sentinel",
+        Some("hard link target l/sentinel goes through the symlink")
+    )]
+    #[case::hard_link_to_a_symlink(
+        "h",
+        EntryType::Link,
+        "f",
+        Some("hard link target f is a symlink")
+    )]
+    #[case::whiteout_through_a_symlink(
+        "l/.wh.sentinel",
+        EntryType::Regular,
+        "",
+        Some("would be written through the symlink")
+    )]
+    #[case::opaque_through_a_symlink(
+        "l/.wh..wh..opq",
+        EntryType::Regular,
+        "",
+        Some("would be written through the symlink")
+    )]
+    fn an_entry_at_or_through_a_symlink_never_reaches_outside(
+        #[case] name: &str,
+        #[case] kind: EntryType,
+        #[case] link: &str,
+        #[case] refused: Option<&str>,
+    ) {
         let s = Sandbox::new();
         let outside = s.dir.path().join("outside");
-        // Absolute symlinks are fine in an image (they resolve inside the
-        // container) but must never be followed while unpacking.
+        let before = s.outside_stat();
         let bytes = archive(|ar| {
             raw(
                 ar,
@@ -1076,15 +1185,41 @@ mod tests {
                 outside.to_str().expect("utf8"),
                 b"",
             );
-            raw(ar, "l/evil", EntryType::Regular, "", b"x");
+            let sentinel = outside.join("sentinel");
+            raw(
+                ar,
+                "f",
+                EntryType::Symlink,
+                sentinel.to_str().expect("utf8"),
+                b"",
+            );
+            raw(ar, name, kind, link, b"");
         });
-        let err = s.unpack(&bytes).expect_err("refused");
-        assert!(
-            err.to_string()
-                .contains("would be written through the symlink"),
-            "{err}"
-        );
-        assert!(s.untouched());
+        // As a plain archive and as an OCI layer (whiteouts interpreted).
+        for layer in [false, true] {
+            let dest = s.dest().join(format!("{layer}"));
+            fs::create_dir(&dest).expect("dest");
+            let got = unpack_tar_reader(
+                &bytes[..],
+                Path::new("test.tar"),
+                &dest,
+                layer,
+                &UnpackLimits::DEFAULT,
+            );
+            match (refused, got) {
+                (Some(why), Err(e)) => assert!(e.to_string().contains(why), "{e}"),
+                (None, Ok(())) => {
+                    let m = fs::symlink_metadata(dest.join(name)).expect("unpacked");
+                    assert_eq!(m.file_type().is_symlink(), kind == EntryType::Symlink);
+                }
+                (_, Err(e)) if name.contains(".wh.") && !layer => {
+                    panic!("a plain archive takes .wh. names as files: {e}")
+                }
+                (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
+            }
+            assert!(s.untouched(), "{name}: {:?}", s.outside_entries());
+            assert_eq!(s.outside_stat(), before, "{name}: mode or times changed");
+        }
     }
 
     #[test]
