@@ -138,10 +138,11 @@ pub enum Step {
     ForkIntoPidNamespace,
     PathTooLong,
     JoinCgroup,
+    OpenNewRoot,
 }
 
 impl Step {
-    const ALL: [Step; 48] = [
+    const ALL: [Step; 49] = [
         Step::Stdio,
         Step::ParentDeathSignal,
         Step::WaitForParent,
@@ -190,6 +191,7 @@ impl Step {
         Step::ForkIntoPidNamespace,
         Step::PathTooLong,
         Step::JoinCgroup,
+        Step::OpenNewRoot,
     ];
 
     pub fn from_u8(b: u8) -> Option<Step> {
@@ -247,6 +249,7 @@ impl Step {
             Step::ForkIntoPidNamespace => "fork_into_pid_namespace",
             Step::PathTooLong => "path_too_long",
             Step::JoinCgroup => "join_cgroup",
+            Step::OpenNewRoot => "open_new_root",
         }
     }
 }

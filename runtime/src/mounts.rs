@@ -7,8 +7,16 @@
 //!
 //! Everything here runs in the freshly cloned child, so it goes through the
 //! [`Syscalls`] seam and does not allocate: every string was prepared by the
-//! parent in a [`RootPlan`], paths are joined in stack buffers, and
+//! parent in a [`RootPlan`], paths are built in stack buffers, and
 //! mountinfo is read into a scratch buffer the parent sized.
+//!
+//! No target below the new root is reached by joining strings: the image
+//! may hold a symlink at any of them (`/proc -> /etc`, `/dev -> ../../x`,
+//! `/a -> /` under a bind at `/a/b`), and until pivot_root the host's `/` is
+//! still ours to mkdir and mount on. Each target is resolved with
+//! openat2(RESOLVE_IN_ROOT) from an fd of the new root, what is missing is
+//! made with mkdirat relative to the resolved parent, and the mount goes
+//! onto the resolved fd through its /proc/self/fd path (see `resolve`).
 //!
 //! System mounts come before the spec's binds (bubblewrap does them in
 //! argument order): a bind below /tmp or /dev would otherwise be hidden by
@@ -21,12 +29,13 @@
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use std::ffi::{CStr, CString};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::error::{Step, StepFailure};
 use crate::spec::{ContainerSpec, Hardening, KernelFiles, RootEntry};
-use crate::sys::Syscalls;
+use crate::sys::{ProcFdPath, Syscalls};
 
 /// Longest path we join (PATH_MAX).
 const PATH_MAX: usize = 4096;
@@ -140,31 +149,184 @@ fn join<'a>(buf: &'a mut [u8; PATH_MAX], root: &CStr, rel: &[u8]) -> Result<&'a 
         .map_err(|_| StepFailure::new(Step::PathTooLong, Errno::EINVAL, rel))
 }
 
-/// mkdir -p for `root` + `rel`, creating only the components below `root`.
-fn mkdir_all<S: Syscalls>(
+/// The new root, open. Every target below it is resolved from this fd,
+/// never by joining strings: an image's symlink (`/proc -> /etc`,
+/// `/dev -> ../../../host`, `/a -> /` under a bind at `/a/b`) is resolved
+/// as the container will see it, inside the root, while the host's `/` is
+/// still reachable from here.
+struct Root<'p, F> {
+    fd: F,
+    /// For messages only (the run's temp dir, chosen by the parent).
+    path: &'p CStr,
+}
+
+/// What a resolved target must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    /// A directory, created with its parents when missing.
+    Dir,
+    /// A file to bind a non-directory onto, created empty (its parents as
+    /// directories) when missing.
+    File,
+    /// Whatever is there (what a fresh proc or tmpfs provides); missing is
+    /// ENOENT.
+    Existing,
+}
+
+/// Opens the new root once the image is on it (the fd must be the image's
+/// root, not the empty directory under it).
+fn open_root<'p, S: Syscalls>(
     sys: &mut S,
-    root: &CStr,
+    plan: &'p RootPlan,
+) -> Result<Root<'p, S::Fd>, StepFailure> {
+    let path = plan.new_root.as_c_str();
+    let fd = sys
+        .open_dir(path)
+        .map_err(|e| fail(Step::OpenNewRoot, e, path))?;
+    Ok(Root { fd, path })
+}
+
+impl<F> Root<'_, F> {
+    /// A failure naming `rel` (absolute inside the container) under the
+    /// root's path.
+    fn fail(&self, step: Step, errno: Errno, rel: &[u8]) -> StepFailure {
+        let mut buf = [0u8; PATH_MAX];
+        match join(&mut buf, self.path, rel) {
+            Ok(p) => fail(step, errno, p),
+            Err(too_long) => too_long,
+        }
+    }
+}
+
+/// `bytes` as a C string in `buf`.
+fn c_in<'a>(buf: &'a mut [u8; PATH_MAX], bytes: &[u8]) -> Result<&'a CStr, StepFailure> {
+    if bytes.len() + 1 > PATH_MAX {
+        return Err(StepFailure::new(
+            Step::PathTooLong,
+            Errno::ENAMETOOLONG,
+            bytes,
+        ));
+    }
+    buf[..bytes.len()].copy_from_slice(bytes);
+    buf[bytes.len()] = 0;
+    CStr::from_bytes_with_nul(&buf[..=bytes.len()])
+        .map_err(|_| StepFailure::new(Step::PathTooLong, Errno::EINVAL, bytes))
+}
+
+/// Resolves `rel` (absolute inside the container) in the root with
+/// openat2(RESOLVE_IN_ROOT), creating what is missing (per `leaf`) one
+/// component at a time with mkdirat relative to the resolved parent, so
+/// nothing is ever created outside the root. An entry that exists but does
+/// not resolve (a dangling symlink) is refused, not created through.
+fn resolve<S: Syscalls>(
+    sys: &mut S,
+    root: &Root<'_, S::Fd>,
     rel: &[u8],
+    leaf: Leaf,
     step: Step,
-) -> Result<(), StepFailure> {
+) -> Result<S::Fd, StepFailure> {
     let mut buf = [0u8; PATH_MAX];
-    let full_len = join(&mut buf, root, rel)?.to_bytes().len();
-    let start = root.to_bytes().len() + 1;
-    for i in start..=full_len {
-        if i < full_len && buf[i] != b'/' {
+    let full = c_in(&mut buf, rel)?;
+    match sys.open_in_root(&root.fd, full, leaf == Leaf::Dir) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) if leaf != Leaf::Existing => {}
+        Err(e) => return Err(root.fail(step, e, rel)),
+    }
+    let mut parent: Option<S::Fd> = None;
+    let mut start = 0;
+    while start < rel.len() {
+        let end = rel[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(rel.len(), |i| start + i);
+        let name = &rel[start..end];
+        start = end + 1;
+        if name.is_empty() || name == b"." {
             continue;
         }
-        let saved = buf[i];
-        buf[i] = 0;
-        let dir = CStr::from_bytes_with_nul(&buf[..=i])
-            .map_err(|_| StepFailure::new(step, Errno::EINVAL, rel))?;
-        match sys.mkdir(dir, 0o755) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(fail(step, e, dir)),
-        }
-        buf[i] = saved;
+        let last = rel[end..].iter().all(|&b| b == b'/');
+        let dir = !last || leaf == Leaf::Dir;
+        let prefix = &rel[..end];
+        let fd = match sys.open_in_root(&root.fd, c_in(&mut buf, prefix)?, dir) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                let at = parent.as_ref().unwrap_or(&root.fd);
+                let mut name_buf = [0u8; PATH_MAX];
+                let name = c_in(&mut name_buf, name)?;
+                let made = if dir {
+                    sys.mkdirat(at, name, 0o755)
+                } else {
+                    sys.create_file_at(at, name, 0o644)
+                };
+                match made {
+                    Ok(()) => {}
+                    // There, yet it did not resolve: a dangling symlink.
+                    Err(Errno::EEXIST) => return Err(root.fail(step, Errno::ENOENT, prefix)),
+                    Err(e) => return Err(root.fail(step, e, prefix)),
+                }
+                sys.open_in_root(&root.fd, c_in(&mut buf, prefix)?, dir)
+                    .map_err(|e| root.fail(step, e, prefix))?
+            }
+            Err(e) => return Err(root.fail(step, e, prefix)),
+        };
+        parent = Some(fd);
     }
-    Ok(())
+    parent.ok_or_else(|| root.fail(step, Errno::ENOENT, rel))
+}
+
+/// A resolved target and the /proc/self/fd path the syscalls act through
+/// (the fd must stay open while the path is used).
+struct Target<F> {
+    _fd: F,
+    via: ProcFdPath,
+}
+
+impl<F: AsRawFd> Target<F> {
+    fn new(fd: F) -> Target<F> {
+        let via = ProcFdPath::new(fd.as_raw_fd());
+        Target { _fd: fd, via }
+    }
+
+    fn at(&self) -> &CStr {
+        self.via.as_c_str()
+    }
+}
+
+/// [`resolve`], ready to mount on.
+fn target<S: Syscalls>(
+    sys: &mut S,
+    root: &Root<'_, S::Fd>,
+    rel: &[u8],
+    leaf: Leaf,
+    step: Step,
+) -> Result<Target<S::Fd>, StepFailure> {
+    resolve(sys, root, rel, leaf, step).map(Target::new)
+}
+
+/// The mount now on top at `rel`: where the syscalls reach it and how
+/// mountinfo names it (for the read-only remount and its read-back).
+struct Mounted<F> {
+    target: Target<F>,
+    point: [u8; PATH_MAX],
+}
+
+impl<F> Mounted<F> {
+    fn point(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.point).unwrap_or(c"")
+    }
+}
+
+fn mounted<S: Syscalls>(
+    sys: &mut S,
+    root: &Root<'_, S::Fd>,
+    rel: &[u8],
+    step: Step,
+) -> Result<Mounted<S::Fd>, StepFailure> {
+    let target = target(sys, root, rel, Leaf::Existing, step)?;
+    let mut point = [0u8; PATH_MAX];
+    sys.fd_path(&target._fd, &mut point)
+        .map_err(|e| root.fail(step, e, rel))?;
+    Ok(Mounted { target, point })
 }
 
 /// Builds the whole root and enters it. Returns the step that failed.
@@ -177,22 +339,23 @@ pub fn build_root<S: Syscalls>(
         make_host_root_slave(sys)?;
     }
     mount_image(sys, plan)?;
-    mount_dev(sys, plan)?;
-    mount_proc(sys, plan, scratch)?;
-    mount_sys(sys, plan, scratch)?;
-    mount_tmp(sys, plan)?;
+    let root = open_root(sys, plan)?;
+    mount_dev(sys, &root)?;
+    mount_proc(sys, plan, &root, scratch)?;
+    mount_sys(sys, plan, &root, scratch)?;
+    mount_tmp(sys, &root)?;
     if plan.kernel_files.host_cgroupfs_rw {
-        bind_host_cgroupfs(sys, plan)?;
+        bind_host_cgroupfs(sys, &root)?;
     }
     for bind in &plan.binds {
-        mount_bind(sys, plan, bind, scratch)?;
+        mount_bind(sys, plan, &root, bind, scratch)?;
     }
     if !plan.hardening.rslave_root {
         // Switched off (a control): every mount above has propagated to
         // the host by now; pivot_root still needs a non-shared parent.
         make_host_root_slave(sys)?;
     }
-    enter_root(sys, plan)
+    enter_root(sys, plan, &root)
 }
 
 /// MS_REC|MS_SLAVE on `/`: our mounts must never propagate back to the host,
@@ -233,64 +396,58 @@ const DEV_NODES: [&[u8]; 6] = [b"null", b"zero", b"full", b"random", b"urandom",
 
 /// A tmpfs /dev with the host's harmless nodes bound in (mknod is not
 /// allowed in a user namespace; a bind is), a private devpts and /dev/shm.
-fn mount_dev<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
-    let root = plan.new_root.as_c_str();
-    let mut buf = [0u8; PATH_MAX];
-    mkdir_all(sys, root, b"/dev", Step::MountDevTmpfs)?;
-    let dev = join(&mut buf, root, b"/dev")?;
+fn mount_dev<S: Syscalls>(sys: &mut S, root: &Root<'_, S::Fd>) -> Result<(), StepFailure> {
+    let dev = target(sys, root, b"/dev", Leaf::Dir, Step::MountDevTmpfs)?;
     sys.mount(
         Some(c"tmpfs"),
-        dev,
+        dev.at(),
         Some(c"tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
         Some(c"mode=755,size=65536k"),
     )
-    .map_err(|e| fail(Step::MountDevTmpfs, e, dev))?;
+    .map_err(|e| root.fail(Step::MountDevTmpfs, e, b"/dev"))?;
 
     for node in DEV_NODES {
         let mut host = [0u8; 32];
         let host = join_small(&mut host, b"/dev/", node);
         let mut rel = [0u8; 32];
         let rel = join_small(&mut rel, b"/dev/", node).to_bytes();
-        let target = join(&mut buf, root, rel)?;
-        sys.create_file(target, 0o644)
-            .map_err(|e| fail(Step::BindDevNode, e, target))?;
-        sys.mount(Some(host), target, None, MsFlags::MS_BIND, None)
-            .map_err(|e| fail(Step::BindDevNode, e, target))?;
+        let node = target(sys, root, rel, Leaf::File, Step::BindDevNode)?;
+        sys.mount(Some(host), node.at(), None, MsFlags::MS_BIND, None)
+            .map_err(|e| root.fail(Step::BindDevNode, e, rel))?;
     }
 
-    mkdir_all(sys, root, b"/dev/pts", Step::MountDevPts)?;
-    let pts = join(&mut buf, root, b"/dev/pts")?;
+    let pts = target(sys, root, b"/dev/pts", Leaf::Dir, Step::MountDevPts)?;
     sys.mount(
         Some(c"devpts"),
-        pts,
+        pts.at(),
         Some(c"devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some(c"newinstance,ptmxmode=0666,mode=620"),
     )
-    .map_err(|e| fail(Step::MountDevPts, e, pts))?;
+    .map_err(|e| root.fail(Step::MountDevPts, e, b"/dev/pts"))?;
 
-    mkdir_all(sys, root, b"/dev/shm", Step::MountDevShm)?;
-    let shm = join(&mut buf, root, b"/dev/shm")?;
+    let shm = target(sys, root, b"/dev/shm", Leaf::Dir, Step::MountDevShm)?;
     sys.mount(
         Some(c"shm"),
-        shm,
+        shm.at(),
         Some(c"tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some(c"mode=1777,size=65536k"),
     )
-    .map_err(|e| fail(Step::MountDevShm, e, shm))?;
+    .map_err(|e| root.fail(Step::MountDevShm, e, b"/dev/shm"))?;
 
-    for (target, link) in [
-        (c"pts/ptmx", &b"/dev/ptmx"[..]),
-        (c"/proc/self/fd", b"/dev/fd"),
-        (c"/proc/self/fd/0", b"/dev/stdin"),
-        (c"/proc/self/fd/1", b"/dev/stdout"),
-        (c"/proc/self/fd/2", b"/dev/stderr"),
+    // In the tmpfs now on top at /dev (the fd above is the directory under it).
+    let dev = resolve(sys, root, b"/dev", Leaf::Existing, Step::DevSymlink)?;
+    for (target, name, rel) in [
+        (c"pts/ptmx", c"ptmx", &b"/dev/ptmx"[..]),
+        (c"/proc/self/fd", c"fd", b"/dev/fd"),
+        (c"/proc/self/fd/0", c"stdin", b"/dev/stdin"),
+        (c"/proc/self/fd/1", c"stdout", b"/dev/stdout"),
+        (c"/proc/self/fd/2", c"stderr", b"/dev/stderr"),
     ] {
-        let link = join(&mut buf, root, link)?;
-        sys.symlink(target, link)
-            .map_err(|e| fail(Step::DevSymlink, e, link))?;
+        sys.symlinkat(target, &dev, name)
+            .map_err(|e| root.fail(Step::DevSymlink, e, rel))?;
     }
     Ok(())
 }
@@ -310,41 +467,54 @@ fn join_small<'a>(buf: &'a mut [u8; 32], a: &[u8], b: &[u8]) -> &'a CStr {
 fn mount_proc<S: Syscalls>(
     sys: &mut S,
     plan: &RootPlan,
+    root: &Root<'_, S::Fd>,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
-    let root = plan.new_root.as_c_str();
-    let mut buf = [0u8; PATH_MAX];
-    mkdir_all(sys, root, b"/proc", Step::MountProc)?;
-    let proc_ = join(&mut buf, root, b"/proc")?;
+    let proc_ = target(sys, root, b"/proc", Leaf::Dir, Step::MountProc)?;
     sys.mount(
         Some(c"proc"),
-        proc_,
+        proc_.at(),
         Some(c"proc"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )
-    .map_err(|e| fail(Step::MountProc, e, proc_))?;
+    .map_err(|e| root.fail(Step::MountProc, e, b"/proc"))?;
 
     if plan.kernel_files.proc_sys_readonly {
-        let sys_dir = join(&mut buf, root, b"/proc/sys")?;
+        let sys_dir = target(
+            sys,
+            root,
+            b"/proc/sys",
+            Leaf::Existing,
+            Step::ProcSysReadonly,
+        )?;
         sys.mount(
-            Some(sys_dir),
-            sys_dir,
+            Some(sys_dir.at()),
+            sys_dir.at(),
             None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )
-        .map_err(|e| fail(Step::ProcSysReadonly, e, sys_dir))?;
-        make_readonly_recursive(sys, sys_dir, scratch)?;
+        .map_err(|e| root.fail(Step::ProcSysReadonly, e, b"/proc/sys"))?;
+        let bound = mounted(sys, root, b"/proc/sys", Step::ProcSysReadonly)?;
+        make_readonly_recursive(sys, &bound, scratch)?;
     }
     if plan.kernel_files.mask_proc_files {
         for file in [&b"/proc/sysrq-trigger"[..], b"/proc/kmsg"] {
-            let target = join(&mut buf, root, file)?;
-            match sys.mount(Some(c"/dev/null"), target, None, MsFlags::MS_BIND, None) {
+            let masked = match target(sys, root, file, Leaf::Existing, Step::MaskProcFile) {
+                Ok(t) => t,
                 // A kernel without the file has nothing to mask.
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(e) => return Err(fail(Step::MaskProcFile, e, target)),
-            }
+                Err(e) if e.errno == Errno::ENOENT as i32 => continue,
+                Err(e) => return Err(e),
+            };
+            sys.mount(
+                Some(c"/dev/null"),
+                masked.at(),
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .map_err(|e| root.fail(Step::MaskProcFile, e, file))?;
         }
     }
     Ok(())
@@ -355,110 +525,99 @@ fn mount_proc<S: Syscalls>(
 fn mount_sys<S: Syscalls>(
     sys: &mut S,
     plan: &RootPlan,
+    root: &Root<'_, S::Fd>,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
-    let root = plan.new_root.as_c_str();
     let ro = plan.kernel_files.sys_readonly;
-    let mut buf = [0u8; PATH_MAX];
-    mkdir_all(sys, root, b"/sys", Step::MountSys)?;
-    let target = join(&mut buf, root, b"/sys")?;
+    let at = target(sys, root, b"/sys", Leaf::Dir, Step::MountSys)?;
     if plan.fresh_sysfs {
         let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         if ro {
             flags |= MsFlags::MS_RDONLY;
         }
-        sys.mount(Some(c"sysfs"), target, Some(c"sysfs"), flags, None)
-            .map_err(|e| fail(Step::MountSys, e, target))?;
+        sys.mount(Some(c"sysfs"), at.at(), Some(c"sysfs"), flags, None)
+            .map_err(|e| root.fail(Step::MountSys, e, b"/sys"))?;
         if ro {
-            verify_readonly(sys, target, scratch)?;
+            let m = mounted(sys, root, b"/sys", Step::VerifyReadonly)?;
+            verify_readonly(sys, m.point(), scratch)?;
         }
     } else {
         sys.mount(
             Some(c"/sys"),
-            target,
+            at.at(),
             None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )
-        .map_err(|e| fail(Step::BindHostSys, e, target))?;
+        .map_err(|e| root.fail(Step::BindHostSys, e, b"/sys"))?;
         if ro {
-            make_readonly_recursive(sys, target, scratch)?;
+            let m = mounted(sys, root, b"/sys", Step::RemountReadonly)?;
+            make_readonly_recursive(sys, &m, scratch)?;
         }
     }
     Ok(())
 }
 
-fn mount_tmp<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
-    let root = plan.new_root.as_c_str();
-    let mut buf = [0u8; PATH_MAX];
-    mkdir_all(sys, root, b"/tmp", Step::MountTmp)?;
-    let target = join(&mut buf, root, b"/tmp")?;
+fn mount_tmp<S: Syscalls>(sys: &mut S, root: &Root<'_, S::Fd>) -> Result<(), StepFailure> {
+    let at = target(sys, root, b"/tmp", Leaf::Dir, Step::MountTmp)?;
     sys.mount(
         Some(c"tmpfs"),
-        target,
+        at.at(),
         Some(c"tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(c"mode=1777"),
     )
-    .map_err(|e| fail(Step::MountTmp, e, target))
+    .map_err(|e| root.fail(Step::MountTmp, e, b"/tmp"))
 }
 
 /// Controls only: the host's cgroup filesystems, writable, with the host's
 /// view (what kernel_files.host_cgroupfs_rw switches on).
-fn bind_host_cgroupfs<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
-    let root = plan.new_root.as_c_str();
-    let mut buf = [0u8; PATH_MAX];
-    mkdir_all(sys, root, b"/sys/fs/cgroup", Step::BindHostCgroupfs)?;
-    let target = join(&mut buf, root, b"/sys/fs/cgroup")?;
+fn bind_host_cgroupfs<S: Syscalls>(sys: &mut S, root: &Root<'_, S::Fd>) -> Result<(), StepFailure> {
+    let rel = b"/sys/fs/cgroup";
+    let at = target(sys, root, rel, Leaf::Dir, Step::BindHostCgroupfs)?;
     sys.mount(
         Some(c"/sys/fs/cgroup"),
-        target,
+        at.at(),
         None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )
-    .map_err(|e| fail(Step::BindHostCgroupfs, e, target))
+    .map_err(|e| root.fail(Step::BindHostCgroupfs, e, rel))
 }
 
-/// One bind from the spec: the target created (in the overlay's upper layer
-/// if the image lacks it), the source bound with its submounts, and a
-/// read-only bind made read-only through and through.
+/// One bind from the spec: the target resolved in the root and created
+/// there (in the overlay's upper layer) if the image lacks it, the source
+/// bound with its submounts, and a read-only bind made read-only through
+/// and through.
 fn mount_bind<S: Syscalls>(
     sys: &mut S,
     plan: &RootPlan,
+    root: &Root<'_, S::Fd>,
     bind: &PlannedBind,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
-    let root = plan.new_root.as_c_str();
     let dest = bind.destination.to_bytes();
-    let mut buf = [0u8; PATH_MAX];
-    if bind.source_is_dir {
-        mkdir_all(sys, root, dest, Step::CreateMountTarget)?;
+    let leaf = if bind.source_is_dir {
+        Leaf::Dir
     } else {
-        let parent_len = dest.iter().rposition(|&b| b == b'/').unwrap_or(0);
-        if parent_len > 0 {
-            mkdir_all(sys, root, &dest[..parent_len], Step::CreateMountTarget)?;
-        }
-        let target = join(&mut buf, root, dest)?;
-        match sys.create_file(target, 0o644) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(fail(Step::CreateMountTarget, e, target)),
-        }
-    }
-    let target = join(&mut buf, root, dest)?;
+        Leaf::File
+    };
+    let at = target(sys, root, dest, leaf, Step::CreateMountTarget)?;
     // MS_REC carries the source's submounts: a mount the host put over a
     // directory of the source keeps hiding it inside.
     let mut flags = MsFlags::MS_BIND;
     if plan.hardening.recursive_binds {
         flags |= MsFlags::MS_REC;
     }
-    sys.mount(Some(&bind.source), target, None, flags, None)
-        .map_err(|e| fail(Step::BindMount, e, target))?;
+    sys.mount(Some(&bind.source), at.at(), None, flags, None)
+        .map_err(|e| root.fail(Step::BindMount, e, dest))?;
     if bind.readonly {
+        let step = Step::RemountReadonly;
+        let m = mounted(sys, root, dest, step)?;
         if plan.hardening.recursive_readonly {
-            make_readonly_recursive(sys, target, scratch)?;
+            make_readonly_recursive(sys, &m, scratch)?;
         } else {
-            make_readonly_top_only(sys, target, scratch)?;
+            make_readonly_top_only(sys, &m, scratch)?;
         }
     }
     Ok(())
@@ -470,27 +629,27 @@ fn mount_bind<S: Syscalls>(
 /// remount of each mount found in mountinfo. Then read back.
 fn make_readonly_recursive<S: Syscalls>(
     sys: &mut S,
-    target: &CStr,
+    m: &Mounted<S::Fd>,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
-    match sys.mount_setattr_readonly_recursive(target) {
+    match sys.mount_setattr_readonly_recursive(m.target.at()) {
         Ok(()) => {}
-        Err(Errno::ENOSYS) => remount_each_readonly(sys, target, scratch)?,
-        Err(e) => return Err(fail(Step::RemountReadonly, e, target)),
+        Err(Errno::ENOSYS) => remount_each_readonly(sys, m.point(), scratch)?,
+        Err(e) => return Err(fail(Step::RemountReadonly, e, m.point())),
     }
-    verify_readonly(sys, target, scratch)
+    verify_readonly(sys, m.point(), scratch)
 }
 
 /// Switched off (a control): the mount at `target` alone is made read-only;
 /// its submounts stay writable.
 fn make_readonly_top_only<S: Syscalls>(
     sys: &mut S,
-    target: &CStr,
+    m: &Mounted<S::Fd>,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
-    remount_readonly(sys, target)?;
+    remount_readonly(sys, m.target.at(), m.point())?;
     let mut ids = [0u64; SUBTREE_MAX];
-    let (info, n) = read_subtree(sys, target, scratch, &mut ids, Step::VerifyReadonly)?;
+    let (info, n) = read_subtree(sys, m.point(), scratch, &mut ids, Step::VerifyReadonly)?;
     check_readonly(mounts_among(info, &ids[..n.min(1)]))
 }
 
@@ -505,18 +664,22 @@ fn remount_each_readonly<S: Syscalls>(
         let mut buf = [0u8; PATH_MAX];
         let path = unescape(m.mount_point, &mut buf)
             .ok_or_else(|| fail(Step::RemountReadonly, Errno::ENAMETOOLONG, target))?;
-        remount_readonly(sys, path)?;
+        remount_readonly(sys, path, path)?;
     }
     Ok(())
 }
 
-/// One mount made read-only by a bind remount.
-fn remount_readonly<S: Syscalls>(sys: &mut S, path: &CStr) -> Result<(), StepFailure> {
+/// One mount made read-only by a bind remount (`shown` names it in errors).
+fn remount_readonly<S: Syscalls>(
+    sys: &mut S,
+    path: &CStr,
+    shown: &CStr,
+) -> Result<(), StepFailure> {
     // A remount must repeat the flags it keeps (nosuid, nodev...), and in a
     // user namespace the kernel refuses to clear locked ones.
     let keep = sys
         .mount_flags(path)
-        .map_err(|e| fail(Step::RemountReadonly, e, path))?;
+        .map_err(|e| fail(Step::RemountReadonly, e, shown))?;
     sys.mount(
         None,
         path,
@@ -524,7 +687,7 @@ fn remount_readonly<S: Syscalls>(sys: &mut S, path: &CStr) -> Result<(), StepFai
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
         None,
     )
-    .map_err(|e| fail(Step::RemountReadonly, e, path))
+    .map_err(|e| fail(Step::RemountReadonly, e, shown))
 }
 
 /// Reads mountinfo back: the mount on top at `target` and everything below
@@ -690,17 +853,22 @@ pub fn subtree_ids(
 /// pivot_root into the new root and detach the old one, so no path leads
 /// back to the host's tree (chroot alone is escapable). ChrootOnly exists
 /// for the control that shows exactly that.
-fn enter_root<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
+fn enter_root<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    new_root: &Root<'_, S::Fd>,
+) -> Result<(), StepFailure> {
     let root = plan.new_root.as_c_str();
     match plan.entry {
         RootEntry::PivotRoot => {
-            let mut buf = [0u8; PATH_MAX];
-            let put_old = join(&mut buf, root, PUT_OLD.as_bytes())?;
-            match sys.mkdir(put_old, 0o700) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(fail(Step::PivotRoot, e, put_old)),
-            }
-            sys.pivot_root(root, put_old)
+            let put_old = target(
+                sys,
+                new_root,
+                PUT_OLD.as_bytes(),
+                Leaf::Dir,
+                Step::PivotRoot,
+            )?;
+            sys.pivot_root(root, put_old.at())
                 .map_err(|e| fail(Step::PivotRoot, e, root))?;
             // Switched off only in a control: the host's whole tree then
             // stays reachable under PUT_OLD.
@@ -756,7 +924,9 @@ pub fn mount_points_under(info: &[u8], dir: &Path) -> Vec<CString> {
 /// Detaches every mount at or below `dir` in the caller's mount namespace,
 /// deepest first (parent side: allocates).
 pub fn detach_all_under(dir: &Path) -> std::io::Result<()> {
-    let info = std::fs::read("/proc/self/mountinfo")?;
+    // thread-self: the namespace umount2 acts on is this thread's, which
+    // differs from the leader's (/proc/self) after a per-thread unshare.
+    let info = std::fs::read("/proc/thread-self/mountinfo")?;
     let mut points = mount_points_under(&info, dir);
     points.sort_by_key(|p| std::cmp::Reverse(p.as_bytes().len()));
     points.dedup();
@@ -1219,5 +1389,286 @@ mod tests {
         let mut buf = [0u8; PATH_MAX];
         let p = unescape(br"/a\040b\134c", &mut buf).expect("fits");
         assert_eq!(p.to_bytes(), br"/a b\c");
+    }
+
+    /// Every path the build changed is the root or below it (mount sources
+    /// from the host aside), and every mount target below the root was
+    /// reached through a /proc/self/fd path, never a joined string.
+    fn assert_stayed_inside(sys: &RecordingSyscalls) {
+        let inside = |p: &str| p == ROOT || p.starts_with(&format!("{ROOT}/"));
+        for c in &sys.calls {
+            match c {
+                Call::Mount { target, .. } | Call::MountSetattrReadonly { target } => {
+                    assert!(target == "/" || inside(target), "{c:?}")
+                }
+                Call::Mkdir { path, .. } | Call::CreateFile { path } => {
+                    assert!(inside(path), "{c:?}")
+                }
+                Call::Symlink { link, .. } => assert!(inside(link), "{c:?}"),
+                Call::PivotRoot { put_old, .. } => assert!(inside(put_old), "{c:?}"),
+                _ => {}
+            }
+        }
+        for raw in &sys.raw_mount_targets {
+            assert!(
+                !raw.starts_with(&format!("{ROOT}/")),
+                "a joined path was mounted on: {raw}"
+            );
+        }
+    }
+
+    /// The test plan with its first bind, read-write, at `dest`.
+    fn plan_with_rw_bind_at(dest: &CStr) -> RootPlan {
+        let mut p = plan();
+        p.binds[0].destination = dest.into();
+        p.binds[0].readonly = false;
+        p
+    }
+
+    fn hostile(symlinks: &[(&str, &str)], existing: &[&str]) -> RecordingSyscalls {
+        RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            symlinks: symlinks
+                .iter()
+                .map(|(l, t)| (format!("{ROOT}{l}"), (*t).to_owned()))
+                .collect(),
+            existing: existing.iter().map(|p| format!("{ROOT}{p}")).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[rstest::rstest]
+    #[case::absolute_at_proc("/proc", "/etc", "/etc")]
+    #[case::dotdot_at_proc("/proc", "../../../../../etc", "/etc")]
+    #[case::absolute_at_dev("/dev", "/host-dev", "/host-dev")]
+    #[case::dotdot_at_sys("/sys", "../../../../../../host-sys", "/host-sys")]
+    #[case::absolute_at_tmp("/tmp", "/var/tmp", "/var/tmp")]
+    #[case::root_at_data("/data", "/", "")]
+    #[case::absolute_at_data("/data", "/etc", "/etc")]
+    fn a_symlinked_target_is_resolved_inside_the_root(
+        #[case] link: &str,
+        #[case] to: &str,
+        #[case] lands: &str,
+    ) {
+        let mut sys = hostile(
+            &[(link, to)],
+            &["/etc", "/var", "/var/tmp", "/host-dev", "/host-sys"],
+        );
+        // mountinfo names the mounts where they landed.
+        sys.mountinfo = sys
+            .mountinfo
+            .replace(&format!("{ROOT}{link}"), &format!("{ROOT}{lands}"));
+        run(&mut sys, &plan()).expect("builds inside the root");
+        assert_stayed_inside(&sys);
+        let landed = format!("{ROOT}{lands}");
+        assert!(
+            sys.calls.iter().any(|c| is_mount_at(c, &landed)),
+            "nothing mounted at {landed}: {:#?}",
+            sys.calls
+        );
+        assert!(
+            !sys.calls
+                .iter()
+                .any(|c| is_mount_at(c, &format!("{ROOT}{link}"))),
+            "mounted on the link itself"
+        );
+    }
+
+    #[test]
+    fn a_parent_symlinked_to_root_keeps_a_bind_inside() {
+        // /a -> / and a bind at /a/b: the target is /b of the container.
+        let p = plan_with_rw_bind_at(c"/a/b");
+        let mut sys = hostile(&[("/a", "/")], &[]);
+        run(&mut sys, &p).expect("builds");
+        assert_stayed_inside(&sys);
+        let b = format!("{ROOT}/b");
+        assert!(sys.calls.contains(&Call::Mkdir {
+            path: b.clone(),
+            mode: 0o755
+        }));
+        assert!(sys.calls.iter().any(|c| is_mount_at(c, &b)));
+    }
+
+    #[test]
+    fn a_dangling_dotdot_parent_is_refused() {
+        // /x -> ../../../../new with /new missing, and a bind at /x/deep:
+        // nothing is created through the link, in the root or outside.
+        let p = plan_with_rw_bind_at(c"/x/deep");
+        let mut sys = hostile(&[("/x", "../../../../new")], &[]);
+        let err = run(&mut sys, &p).expect_err("a dangling link is refused");
+        assert_stayed_inside(&sys);
+        assert_eq!(err.step, Step::CreateMountTarget);
+        assert_eq!(err.path(), format!("{ROOT}/x").as_bytes());
+        assert_eq!(Errno::from_raw(err.errno), Errno::ENOENT);
+        assert!(
+            !sys.calls
+                .iter()
+                .any(|c| matches!(c, Call::PivotRoot { .. })),
+            "stops at the refusal"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::proc("/proc", Step::MountProc)]
+    #[case::dev("/dev", Step::MountDevTmpfs)]
+    #[case::sys("/sys", Step::MountSys)]
+    #[case::tmp("/tmp", Step::MountTmp)]
+    fn a_dangling_system_dir_is_refused_naming_step_and_path(
+        #[case] dir: &str,
+        #[case] step: Step,
+    ) {
+        let mut sys = hostile(&[(dir, "../../../../../tmp/isocheck-canary/x")], &[]);
+        let err = run(&mut sys, &plan()).expect_err("refused");
+        assert_stayed_inside(&sys);
+        assert_eq!(
+            (err.step, err.path()),
+            (step, format!("{ROOT}{dir}").as_bytes())
+        );
+        let msg = crate::error::ChildError::from(err).to_string();
+        assert!(msg.contains(&format!("{ROOT}{dir}")), "{msg}");
+    }
+
+    #[test]
+    fn every_target_is_reached_through_its_fd() {
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &plan()).expect("builds");
+        assert_stayed_inside(&sys);
+        let via_fd = sys
+            .raw_mount_targets
+            .iter()
+            .filter(|t| ProcFdPath::parse(t.as_bytes()).is_some())
+            .count();
+        // /dev, 6 nodes, pts, shm, /proc, /proc/sys, 2 masks, /sys, /tmp, 2 binds.
+        assert_eq!(via_fd, 17, "{:#?}", sys.raw_mount_targets);
+    }
+
+    #[test]
+    fn proc_fd_paths_round_trip() {
+        for fd in [0, 7, 42, 1000, i32::MAX] {
+            let p = ProcFdPath::new(fd);
+            assert_eq!(
+                p.as_c_str().to_str(),
+                Ok(format!("/proc/self/fd/{fd}").as_str())
+            );
+            assert_eq!(ProcFdPath::parse(p.as_c_str().to_bytes()), Some(fd));
+        }
+        assert_eq!(ProcFdPath::parse(b"/proc/self/fd/"), None);
+        assert_eq!(ProcFdPath::parse(b"/proc/self/fd/1/x"), None);
+    }
+
+    /// The real openat2 and mkdirat (no root needed) on an image in a temp
+    /// dir whose symlinks point at a canary outside it.
+    mod real {
+        use super::super::*;
+        use crate::sys::RealSyscalls;
+        use std::collections::BTreeSet;
+        use std::fs;
+        use std::os::unix::fs::symlink;
+        use std::path::PathBuf;
+
+        struct Image {
+            dir: tempfile::TempDir,
+        }
+
+        impl Image {
+            fn new() -> Image {
+                let dir = tempfile::Builder::new()
+                    .prefix("isocheck-unit-")
+                    .tempdir()
+                    .expect("temp dir");
+                fs::create_dir_all(dir.path().join("root/etc")).expect("root");
+                fs::create_dir(dir.path().join("canary")).expect("canary");
+                fs::write(dir.path().join("canary/keep"), "keep").expect("keep");
+                Image { dir }
+            }
+            fn root(&self) -> PathBuf {
+                self.dir.path().join("root")
+            }
+            fn canary(&self) -> BTreeSet<String> {
+                fs::read_dir(self.dir.path().join("canary"))
+                    .expect("canary")
+                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .collect()
+            }
+            fn resolve(&self, rel: &str, leaf: Leaf) -> Result<PathBuf, StepFailure> {
+                let path = CString::new(self.root().as_os_str().as_bytes()).expect("no NUL");
+                let mut sys = RealSyscalls;
+                let fd = sys.open_dir(&path).expect("open root");
+                let root = Root { fd, path: &path };
+                let fd = resolve(
+                    &mut sys,
+                    &root,
+                    rel.as_bytes(),
+                    leaf,
+                    Step::CreateMountTarget,
+                )?;
+                let mut buf = [0u8; PATH_MAX];
+                let at = sys.fd_path(&fd, &mut buf).expect("readlink");
+                Ok(PathBuf::from(at.to_str().expect("utf8")))
+            }
+        }
+
+        #[test]
+        fn absolute_and_dotdot_links_never_leave_the_root() {
+            let img = Image::new();
+            let canary = img.dir.path().join("canary");
+            let depth = img.root().components().count();
+            let up = "../".repeat(depth + 2);
+            let rel_canary = format!("{up}{}", canary.display());
+            symlink(&canary, img.root().join("abs")).expect("link");
+            symlink(&rel_canary, img.root().join("dotdot")).expect("link");
+            symlink("/", img.root().join("a")).expect("link");
+            symlink(&canary, img.root().join("etc/file")).expect("link");
+            fs::create_dir_all(img.root().join(canary.strip_prefix("/").expect("abs")))
+                .expect("same path inside");
+
+            let inside = img.root().join(canary.strip_prefix("/").expect("abs"));
+            assert_eq!(
+                img.resolve("/abs/new/dir", Leaf::Dir).expect("ok"),
+                inside.join("new/dir")
+            );
+            assert_eq!(
+                img.resolve("/dotdot/x", Leaf::Dir).expect("ok"),
+                inside.join("x")
+            );
+            assert_eq!(
+                img.resolve("/a/b", Leaf::Dir).expect("ok"),
+                img.root().join("b")
+            );
+            assert_eq!(
+                img.resolve("/a/etc/f", Leaf::File).expect("ok"),
+                img.root().join("etc/f")
+            );
+            assert_eq!(img.resolve("/etc/file", Leaf::Dir).expect("ok"), inside);
+            assert_eq!(img.canary(), BTreeSet::from(["keep".to_owned()]));
+        }
+
+        #[test]
+        fn a_dangling_link_is_refused_not_created_through() {
+            let img = Image::new();
+            let canary = img.dir.path().join("canary");
+            symlink(canary.join("missing"), img.root().join("proc")).expect("link");
+            let err = img.resolve("/proc", Leaf::Dir).expect_err("dangling");
+            assert_eq!(Errno::from_raw(err.errno), Errno::ENOENT);
+            assert_eq!(err.path(), img.root().join("proc").as_os_str().as_bytes());
+            let err = img
+                .resolve("/proc/sub", Leaf::File)
+                .expect_err("dangling parent");
+            assert_eq!(err.path(), img.root().join("proc").as_os_str().as_bytes());
+            assert_eq!(img.canary(), BTreeSet::from(["keep".to_owned()]));
+        }
+
+        #[test]
+        fn a_file_where_a_directory_belongs_is_refused() {
+            let img = Image::new();
+            fs::write(img.root().join("proc"), "not a dir").expect("file");
+            let err = img.resolve("/proc", Leaf::Dir).expect_err("not a dir");
+            assert_eq!(Errno::from_raw(err.errno), Errno::ENOTDIR);
+            let err = img.resolve("/proc/x", Leaf::Dir).expect_err("not a dir");
+            assert_eq!(Errno::from_raw(err.errno), Errno::ENOTDIR);
+        }
     }
 }

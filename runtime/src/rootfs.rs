@@ -33,8 +33,25 @@ pub enum RootfsError {
     },
     #[error("OCI layout {path}: {message}")]
     Oci { path: PathBuf, message: String },
+    #[error(transparent)]
+    BlobMismatch(Box<BlobMismatch>),
     #[error("{path}: {reason}")]
     BadPath { path: PathBuf, reason: &'static str },
+}
+
+/// A blob whose size or digest is not its descriptor's (boxed in
+/// [`RootfsError`]: every error of the runtime carries that enum).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "OCI blob {path} does not match its descriptor {digest}: {what} is {found}, not {expected}"
+)]
+pub struct BlobMismatch {
+    pub path: PathBuf,
+    pub digest: String,
+    /// "size" or "digest".
+    pub what: &'static str,
+    pub expected: String,
+    pub found: String,
 }
 
 fn io_err<'p>(step: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> RootfsError + 'p {
@@ -252,6 +269,39 @@ fn ancestor_is_symlink(dest: &Path, rel: &Path) -> Option<PathBuf> {
     None
 }
 
+fn is_symlink(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Why a hard link's source is refused, if it is: reached through a
+/// symlink, or a symlink itself (either could name a file outside `dest`).
+fn hard_link_source_refused<R: Read>(
+    dest: &Path,
+    entry: &tar::Entry<'_, R>,
+    archive_name: &Path,
+) -> Result<Option<String>, RootfsError> {
+    let Some(link) = entry
+        .link_name()
+        .map_err(io_err("read link name in", archive_name))?
+    else {
+        return Ok(None);
+    };
+    if let Some(via) = ancestor_is_symlink(dest, &link) {
+        return Ok(Some(format!(
+            "hard link target {} goes through the symlink {}",
+            link.display(),
+            via.display()
+        )));
+    }
+    if is_symlink(&dest.join(&link)) {
+        return Ok(Some(format!(
+            "hard link target {} is a symlink",
+            link.display()
+        )));
+    }
+    Ok(None)
+}
+
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
@@ -364,6 +414,22 @@ pub fn unpack_tar_reader<R: Read>(
                 &format!("would be written through the symlink {}", via.display()),
             ));
         }
+        // A directory's mode and times are set on its path, which would
+        // follow a symlink the archive put there before.
+        if kind.is_dir() && is_symlink(&dest.join(&path)) {
+            return Err(refuse(
+                &path,
+                &format!(
+                    "would be written through the symlink {}",
+                    dest.join(&path).display()
+                ),
+            ));
+        }
+        if kind.is_hard_link() {
+            if let Some(reason) = hard_link_source_refused(dest, &entry, archive_name)? {
+                return Err(refuse(&path, &reason));
+            }
+        }
         if layer {
             if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
                 if name == OPAQUE_MARKER {
@@ -429,6 +495,7 @@ struct OciIndex {
 
 #[derive(serde::Deserialize)]
 struct OciManifest {
+    config: OciDescriptor,
     layers: Vec<OciDescriptor>,
 }
 
@@ -437,9 +504,39 @@ struct OciDescriptor {
     #[serde(rename = "mediaType", default)]
     media_type: String,
     digest: String,
+    /// Bytes of the blob; required by the image spec.
+    size: u64,
 }
 
-fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, RootfsError> {
+/// The digest algorithms a descriptor may name, with their hex length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DigestAlgo {
+    Sha256,
+    Sha512,
+}
+
+impl DigestAlgo {
+    fn parse(name: &str) -> Option<(DigestAlgo, usize)> {
+        match name {
+            "sha256" => Some((DigestAlgo::Sha256, 64)),
+            "sha512" => Some((DigestAlgo::Sha512, 128)),
+            _ => None,
+        }
+    }
+}
+
+/// A descriptor's digest, checked for its shape, and the blob file it names.
+struct Blob {
+    algo: DigestAlgo,
+    /// `algo:hex` as the descriptor wrote it.
+    digest: String,
+    hex: String,
+    size: u64,
+    path: PathBuf,
+}
+
+fn blob(layout: &Path, d: &OciDescriptor) -> Result<Blob, RootfsError> {
+    let digest = &d.digest;
     let (algo, hex) = digest.split_once(':').ok_or_else(|| RootfsError::Oci {
         path: layout.to_path_buf(),
         message: format!("digest {digest:?} has no algorithm"),
@@ -451,26 +548,220 @@ fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, RootfsError> {
             message: format!("digest {digest:?} is not algo:hex"),
         });
     }
-    Ok(layout.join("blobs").join(algo).join(hex))
+    let Some((kind, len)) = DigestAlgo::parse(algo) else {
+        return Err(RootfsError::Oci {
+            path: layout.to_path_buf(),
+            message: format!("digest {digest:?}: algorithm {algo} is not sha256 or sha512"),
+        });
+    };
+    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(RootfsError::Oci {
+            path: layout.to_path_buf(),
+            message: format!("digest {digest:?} is not {len} lowercase hex digits"),
+        });
+    }
+    Ok(Blob {
+        algo: kind,
+        digest: digest.clone(),
+        hex: hex.to_owned(),
+        size: d.size,
+        path: layout.join("blobs").join(algo).join(hex),
+    })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RootfsError> {
-    let text = fs::read(path).map_err(io_err("read", path))?;
-    serde_json::from_slice(&text).map_err(|e| RootfsError::Oci {
+/// Counts and hashes every byte read through it.
+struct Verifying<R> {
+    inner: R,
+    hash: Hasher,
+    bytes: u64,
+}
+
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl<R: Read> Verifying<R> {
+    fn new(inner: R, algo: DigestAlgo) -> Verifying<R> {
+        use sha2::Digest;
+        let hash = match algo {
+            DigestAlgo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            DigestAlgo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        };
+        Verifying {
+            inner,
+            hash,
+            bytes: 0,
+        }
+    }
+
+    /// Reads what is left, then compares size and digest with `blob`'s.
+    fn finish(mut self, blob: &Blob) -> Result<(), RootfsError> {
+        io::copy(&mut self, &mut io::sink()).map_err(io_err("read blob", &blob.path))?;
+        use sha2::Digest;
+        let found = match self.hash {
+            Hasher::Sha256(h) => hex(&h.finalize()),
+            Hasher::Sha512(h) => hex(&h.finalize()),
+        };
+        if self.bytes != blob.size {
+            return Err(blob.mismatch("size", blob.size.to_string(), self.bytes.to_string()));
+        }
+        if found != blob.hex {
+            let algo = blob.digest.split_once(':').map_or("", |(a, _)| a);
+            return Err(blob.mismatch("digest", blob.digest.clone(), format!("{algo}:{found}")));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Verifying<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        match &mut self.hash {
+            Hasher::Sha256(h) => h.update(&buf[..n]),
+            Hasher::Sha512(h) => h.update(&buf[..n]),
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Blob {
+    fn mismatch(&self, what: &'static str, expected: String, found: String) -> RootfsError {
+        RootfsError::BlobMismatch(Box::new(BlobMismatch {
+            path: self.path.clone(),
+            digest: self.digest.clone(),
+            what,
+            expected,
+            found,
+        }))
+    }
+
+    fn open(&self) -> Result<fs::File, RootfsError> {
+        let file = fs::File::open(&self.path).map_err(io_err("open blob", &self.path))?;
+        let len = file
+            .metadata()
+            .map_err(io_err("stat blob", &self.path))?
+            .len();
+        // The cheap check first: a wrong size is refused before any read.
+        if len != self.size {
+            return Err(self.mismatch("size", self.size.to_string(), len.to_string()));
+        }
+        Ok(file)
+    }
+
+    /// The whole blob, verified (manifests and configs: small, and parsed
+    /// from the very bytes that were hashed).
+    fn read_verified(&self) -> Result<Vec<u8>, RootfsError> {
+        let mut v = Verifying::new(self.open()?, self.algo);
+        let mut bytes = Vec::new();
+        v.read_to_end(&mut bytes)
+            .map_err(io_err("read blob", &self.path))?;
+        v.finish(self)?;
+        Ok(bytes)
+    }
+
+    /// Checks size and digest of the whole file, then rewinds it.
+    fn verify(&self, file: &mut fs::File) -> Result<(), RootfsError> {
+        Verifying::new(&mut *file, self.algo).finish(self)?;
+        file.rewind().map_err(io_err("rewind blob", &self.path))
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, RootfsError> {
+    serde_json::from_slice(bytes).map_err(|e| RootfsError::Oci {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
 }
 
+/// The compression a layer's media type names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LayerCompression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl LayerCompression {
+    /// `application/vnd.oci.image.layer.v1.tar[+gzip|+zstd]` (and the
+    /// nondistributable and Docker spellings, which end the same way).
+    fn of(media_type: &str) -> Option<LayerCompression> {
+        if media_type.ends_with("gzip") {
+            Some(LayerCompression::Gzip)
+        } else if media_type.ends_with("zstd") {
+            Some(LayerCompression::Zstd)
+        } else if media_type.ends_with("tar") || media_type.is_empty() {
+            Some(LayerCompression::None)
+        } else {
+            None
+        }
+    }
+}
+
+/// A zstd stream of one or more frames, as zstd(1) writes them
+/// concatenated (ruzstd decodes one frame at a time). Pure Rust: nothing
+/// in C for the static build.
+struct ZstdFrames<R: io::BufRead> {
+    frame: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl<R: io::BufRead> ZstdFrames<R> {
+    fn new(inner: R) -> io::Result<ZstdFrames<R>> {
+        let frame = ruzstd::decoding::StreamingDecoder::new(inner).map_err(io::Error::other)?;
+        Ok(ZstdFrames { frame: Some(frame) })
+    }
+}
+
+impl<R: io::BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(frame) = self.frame.as_mut() else {
+                return Ok(0);
+            };
+            let n = frame.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // This frame is done: another may follow.
+            let Some(frame) = self.frame.take() else {
+                return Ok(0);
+            };
+            let (mut inner, decoder) = frame.into_parts();
+            if inner.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            self.frame = Some(
+                ruzstd::decoding::StreamingDecoder::new_with_decoder(inner, decoder)
+                    .map_err(io::Error::other)?,
+            );
+        }
+    }
+}
+
 /// index.json → first manifest → its layers, each unpacked (whiteouts as
 /// overlay whiteouts) into `into/<n>`. Returns the layer dirs bottom first.
+/// Every blob (manifest, config, layers) is checked against its
+/// descriptor's size and digest before it is used; a layer is hashed again
+/// while it unpacks, so a blob changed in between is caught too.
 pub fn unpack_oci_layout(layout: &Path, into: &Path) -> Result<Vec<PathBuf>, RootfsError> {
-    let index: OciIndex = read_json(&layout.join("index.json"))?;
+    let index_path = layout.join("index.json");
+    let index: OciIndex = parse_json(
+        &index_path,
+        &fs::read(&index_path).map_err(io_err("read", &index_path))?,
+    )?;
     let first = index.manifests.first().ok_or_else(|| RootfsError::Oci {
         path: layout.to_path_buf(),
         message: "index.json lists no manifest".into(),
     })?;
-    let manifest: OciManifest = read_json(&blob_path(layout, &first.digest)?)?;
+    let manifest_blob = blob(layout, first)?;
+    let manifest: OciManifest = parse_json(&manifest_blob.path, &manifest_blob.read_verified()?)?;
+    blob(layout, &manifest.config)?.read_verified()?;
     if manifest.layers.is_empty() {
         return Err(RootfsError::Oci {
             path: layout.to_path_buf(),
@@ -480,33 +771,75 @@ pub fn unpack_oci_layout(layout: &Path, into: &Path) -> Result<Vec<PathBuf>, Roo
     fs::create_dir_all(into).map_err(io_err("mkdir", into))?;
     let mut dirs = Vec::new();
     for (n, layer) in manifest.layers.iter().enumerate() {
-        let blob = blob_path(layout, &layer.digest)?;
-        let dir = into.join(n.to_string());
-        mkdir(&dir, 0o755)?;
-        let file = fs::File::open(&blob).map_err(io_err("open layer", &blob))?;
-        let reader = BufReader::new(file);
-        if layer.media_type.ends_with("gzip") {
-            unpack_tar_reader(
-                GzDecoder::new(reader),
-                &blob,
-                &dir,
-                true,
-                &UnpackLimits::DEFAULT,
-            )?;
-        } else if layer.media_type.ends_with("tar") || layer.media_type.is_empty() {
-            unpack_tar_reader(reader, &blob, &dir, true, &UnpackLimits::DEFAULT)?;
-        } else {
+        let blob = blob(layout, layer)?;
+        let Some(compression) = LayerCompression::of(&layer.media_type) else {
             return Err(RootfsError::Oci {
-                path: blob,
+                path: blob.path,
                 message: format!(
-                    "layer media type {} is not tar or tar+gzip",
+                    "layer media type {} is not tar, tar+gzip or tar+zstd",
                     layer.media_type
                 ),
             });
+        };
+        let mut file = blob.open()?;
+        blob.verify(&mut file)?;
+        let dir = into.join(n.to_string());
+        mkdir(&dir, 0o755)?;
+        let mut verifying = Verifying::new(file, blob.algo);
+        let reader = BufReader::new(&mut verifying);
+        let limits = &UnpackLimits::DEFAULT;
+        match compression {
+            LayerCompression::None => unpack_tar_reader(reader, &blob.path, &dir, true, limits)?,
+            LayerCompression::Gzip => {
+                unpack_tar_reader(GzDecoder::new(reader), &blob.path, &dir, true, limits)?
+            }
+            LayerCompression::Zstd => {
+                let zstd = ZstdFrames::new(reader).map_err(|e| RootfsError::Oci {
+                    path: blob.path.clone(),
+                    message: format!("not a zstd stream: {e}"),
+                })?;
+                unpack_tar_reader(zstd, &blob.path, &dir, true, limits)?
+            }
         }
+        verifying.finish(&blob)?;
         dirs.push(dir);
     }
     Ok(dirs)
+}
+
+/// Writes a minimal OCI image layout at `layout`: each layer blob (with its
+/// media type), an empty config, the manifest and index.json, every
+/// descriptor with its real sha256 and size. For tests and fixtures.
+pub fn write_oci_layout(layout: &Path, layers: &[(&str, &[u8])]) -> io::Result<()> {
+    use sha2::Digest;
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs)?;
+    let put = |media_type: &str, bytes: &[u8]| -> io::Result<serde_json::Value> {
+        let hex = hex(&sha2::Sha256::digest(bytes));
+        fs::write(blobs.join(&hex), bytes)?;
+        Ok(serde_json::json!({
+            "mediaType": media_type,
+            "digest": format!("sha256:{hex}"),
+            "size": bytes.len(),
+        }))
+    };
+    let config = put("application/vnd.oci.image.config.v1+json", b"{}")?;
+    let layers = layers
+        .iter()
+        .map(|(media_type, bytes)| put(media_type, bytes))
+        .collect::<io::Result<Vec<_>>>()?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": layers,
+    });
+    let manifest = put(
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string().as_bytes(),
+    )?;
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest]});
+    fs::write(layout.join("index.json"), index.to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -678,6 +1011,18 @@ mod tests {
             }
             out
         }
+        /// Mode and modification time of the outside dir and its sentinel
+        /// (a chmod or utime through a symlink would change them).
+        fn outside_stat(&self) -> Vec<(u32, i64, i64)> {
+            use std::os::unix::fs::MetadataExt;
+            ["outside", "outside/sentinel"]
+                .iter()
+                .map(|p| {
+                    let m = fs::metadata(self.dir.path().join(p)).expect("stat");
+                    (m.mode(), m.mtime(), m.mtime_nsec())
+                })
+                .collect()
+        }
         fn untouched(&self) -> bool {
             let want: BTreeSet<PathBuf> = ["outside", "outside/sentinel"]
                 .iter()
@@ -774,12 +1119,60 @@ mod tests {
         assert!(s.untouched());
     }
 
-    #[test]
-    fn writing_through_an_absolute_symlink_is_refused() {
+    /// An archive puts a symlink to the outside dir (`l`) and to the
+    /// sentinel (`f`), then a second entry at or through it. Absolute
+    /// symlinks are fine in an image (they resolve inside the container)
+    /// but are never followed while unpacking.
+    #[rstest::rstest]
+    #[case::file_through_a_symlink(
+        "l/evil",
+        EntryType::Regular,
+        "",
+        Some("would be written through the symlink")
+    )]
+    #[case::dir_over_a_symlink(
+        "l",
+        EntryType::Directory,
+        "",
+        Some("would be written through the symlink")
+    )]
+    #[case::file_over_a_symlink("l", EntryType::Regular, "", None)]
+    #[case::file_over_a_symlink_to_a_file("f", EntryType::Regular, "", None)]
+    #[case::fifo_over_a_symlink("l", EntryType::Fifo, "", None)]
+    #[case::symlink_over_a_symlink("f", EntryType::Symlink, "elsewhere", None)]
+    #[case::hard_link_through_a_symlink(
+        "h",
+        EntryType::Link,
+        "l/sentinel",
+        Some("hard link target l/sentinel goes through the symlink")
+    )]
+    #[case::hard_link_to_a_symlink(
+        "h",
+        EntryType::Link,
+        "f",
+        Some("hard link target f is a symlink")
+    )]
+    #[case::whiteout_through_a_symlink(
+        "l/.wh.sentinel",
+        EntryType::Regular,
+        "",
+        Some("would be written through the symlink")
+    )]
+    #[case::opaque_through_a_symlink(
+        "l/.wh..wh..opq",
+        EntryType::Regular,
+        "",
+        Some("would be written through the symlink")
+    )]
+    fn an_entry_at_or_through_a_symlink_never_reaches_outside(
+        #[case] name: &str,
+        #[case] kind: EntryType,
+        #[case] link: &str,
+        #[case] refused: Option<&str>,
+    ) {
         let s = Sandbox::new();
         let outside = s.dir.path().join("outside");
-        // Absolute symlinks are fine in an image (they resolve inside the
-        // container) but must never be followed while unpacking.
+        let before = s.outside_stat();
         let bytes = archive(|ar| {
             raw(
                 ar,
@@ -788,15 +1181,41 @@ mod tests {
                 outside.to_str().expect("utf8"),
                 b"",
             );
-            raw(ar, "l/evil", EntryType::Regular, "", b"x");
+            let sentinel = outside.join("sentinel");
+            raw(
+                ar,
+                "f",
+                EntryType::Symlink,
+                sentinel.to_str().expect("utf8"),
+                b"",
+            );
+            raw(ar, name, kind, link, b"");
         });
-        let err = s.unpack(&bytes).expect_err("refused");
-        assert!(
-            err.to_string()
-                .contains("would be written through the symlink"),
-            "{err}"
-        );
-        assert!(s.untouched());
+        // As a plain archive and as an OCI layer (whiteouts interpreted).
+        for layer in [false, true] {
+            let dest = s.dest().join(format!("{layer}"));
+            fs::create_dir(&dest).expect("dest");
+            let got = unpack_tar_reader(
+                &bytes[..],
+                Path::new("test.tar"),
+                &dest,
+                layer,
+                &UnpackLimits::DEFAULT,
+            );
+            match (refused, got) {
+                (Some(why), Err(e)) => assert!(e.to_string().contains(why), "{e}"),
+                (None, Ok(())) => {
+                    let m = fs::symlink_metadata(dest.join(name)).expect("unpacked");
+                    assert_eq!(m.file_type().is_symlink(), kind == EntryType::Symlink);
+                }
+                (_, Err(e)) if name.contains(".wh.") && !layer => {
+                    panic!("a plain archive takes .wh. names as files: {e}")
+                }
+                (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
+            }
+            assert!(s.untouched(), "{name}: {:?}", s.outside_entries());
+            assert_eq!(s.outside_stat(), before, "{name}: mode or times changed");
+        }
     }
 
     #[test]
@@ -819,44 +1238,195 @@ mod tests {
         );
     }
 
+    const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+    const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    const TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, bytes).expect("compress");
+        gz.finish().expect("finish")
+    }
+
+    fn zstd(bytes: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    fn one_file(name: &str, data: &[u8]) -> Vec<u8> {
+        archive(|ar| raw(ar, name, EntryType::Regular, "", data))
+    }
+
+    /// The blob file of the `n`th layer of the layout's manifest, and its
+    /// digest.
+    fn layer_blob(layout: &Path, n: usize) -> (PathBuf, String) {
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index"))
+                .expect("json");
+        let digest = |d: &serde_json::Value| d["digest"].as_str().expect("digest").to_owned();
+        let path = |d: &str| layout.join("blobs").join(d.replace(':', "/"));
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &fs::read(path(&digest(&index["manifests"][0]))).expect("manifest"),
+        )
+        .expect("json");
+        let d = digest(&manifest["layers"][n]);
+        (path(&d), d)
+    }
+
     #[test]
     fn oci_layout_layers_unpack_in_order() {
         let s = Sandbox::new();
         let layout = s.dir.path().join("oci");
-        fs::create_dir_all(layout.join("blobs/sha256")).expect("mkdir");
-        let blob = |name: &str, bytes: &[u8]| {
-            fs::write(layout.join("blobs/sha256").join(name), bytes).expect("blob");
-            format!("sha256:{name}")
-        };
-        let l0 = blob(
-            "aa",
-            &archive(|ar| raw(ar, "etc/os", EntryType::Regular, "", b"base")),
-        );
-        let l1 = blob(
-            "bb",
-            &archive(|ar| raw(ar, "etc/app", EntryType::Regular, "", b"app")),
-        );
-        let manifest = blob(
-            "cc",
-            format!(r#"{{"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{l0}"}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{l1}"}}]}}"#).as_bytes(),
-        );
-        fs::write(
-            layout.join("index.json"),
-            format!(r#"{{"manifests":[{{"digest":"{manifest}"}}]}}"#),
-        )
-        .expect("index");
+        let l0 = one_file("etc/os", b"base");
+        let l1 = gzip(&one_file("etc/app", b"app"));
+        let l2 = zstd(&one_file("etc/extra", b"zstd"));
+        write_oci_layout(&layout, &[(TAR, &l0), (TAR_GZIP, &l1), (TAR_ZSTD, &l2)]).expect("layout");
         let dirs = unpack_oci_layout(&layout, &s.dest().join("layers")).expect("unpacks");
-        assert_eq!(dirs.len(), 2);
+        assert_eq!(dirs.len(), 3);
         assert_eq!(fs::read(dirs[0].join("etc/os")).expect("l0"), b"base");
         assert_eq!(fs::read(dirs[1].join("etc/app")).expect("l1"), b"app");
+        assert_eq!(fs::read(dirs[2].join("etc/extra")).expect("l2"), b"zstd");
 
         fs::write(
             layout.join("index.json"),
-            r#"{"manifests":[{"digest":"sha256:../../x"}]}"#,
+            r#"{"manifests":[{"digest":"sha256:../../x","size":1}]}"#,
         )
         .expect("index");
         let err = unpack_oci_layout(&layout, &s.dest().join("layers2")).expect_err("bad digest");
         assert!(err.to_string().contains("is not algo:hex"), "{err}");
+    }
+
+    #[test]
+    fn a_zstd_layer_of_several_frames_unpacks() {
+        let s = Sandbox::new();
+        let layout = s.dir.path().join("oci");
+        let tar = archive(|ar| {
+            raw(ar, "a", EntryType::Regular, "", &[b'a'; 3000]);
+            raw(ar, "b", EntryType::Regular, "", b"bee");
+        });
+        // zstd(1) on concatenated input: one frame after another.
+        let mut frames = zstd(&tar[..1536]);
+        frames.extend(zstd(&tar[1536..]));
+        write_oci_layout(&layout, &[(TAR_ZSTD, &frames)]).expect("layout");
+        let dirs = unpack_oci_layout(&layout, &s.dest().join("layers")).expect("unpacks");
+        assert_eq!(fs::read(dirs[0].join("a")).expect("a"), vec![b'a'; 3000]);
+        assert_eq!(fs::read(dirs[0].join("b")).expect("b"), b"bee");
+    }
+
+    #[rstest::rstest]
+    #[case::plain(TAR)]
+    #[case::gzip(TAR_GZIP)]
+    #[case::zstd(TAR_ZSTD)]
+    fn a_tampered_layer_is_refused_naming_digest_and_file(#[case] media_type: &str) {
+        let s = Sandbox::new();
+        let layout = s.dir.path().join("oci");
+        let tar = one_file("etc/os", b"genuine");
+        let blob = match media_type {
+            TAR_GZIP => gzip(&tar),
+            TAR_ZSTD => zstd(&tar),
+            _ => tar,
+        };
+        write_oci_layout(&layout, &[(media_type, &blob)]).expect("layout");
+        let (file, digest) = layer_blob(&layout, 0);
+        let mut bytes = fs::read(&file).expect("blob");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        fs::write(&file, &bytes).expect("tamper");
+        let err = unpack_oci_layout(&layout, &s.dest().join("layers")).expect_err("tampered");
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, RootfsError::BlobMismatch(m) if m.what == "digest"),
+            "{msg}"
+        );
+        assert!(msg.contains(&digest), "names the digest: {msg}");
+        assert!(
+            msg.contains(&file.display().to_string()),
+            "names the file: {msg}"
+        );
+        assert!(
+            !s.dest().join("layers/0/etc/os").exists(),
+            "nothing unpacked from it"
+        );
+    }
+
+    #[test]
+    fn a_layer_of_the_wrong_size_is_refused() {
+        let s = Sandbox::new();
+        let layout = s.dir.path().join("oci");
+        write_oci_layout(&layout, &[(TAR, &one_file("f", b"x"))]).expect("layout");
+        let (file, digest) = layer_blob(&layout, 0);
+        let mut bytes = fs::read(&file).expect("blob");
+        bytes.extend_from_slice(&[0u8; 512]);
+        fs::write(&file, &bytes).expect("grow");
+        let err = unpack_oci_layout(&layout, &s.dest().join("layers")).expect_err("size");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "OCI blob {} does not match its descriptor {digest}: size is {}, not {}",
+                file.display(),
+                bytes.len(),
+                bytes.len() - 512
+            )
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::manifest("manifests")]
+    #[case::config("config")]
+    fn a_tampered_manifest_or_config_is_refused(#[case] which: &str) {
+        let s = Sandbox::new();
+        let layout = s.dir.path().join("oci");
+        write_oci_layout(&layout, &[(TAR, &one_file("f", b"x"))]).expect("layout");
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index"))
+                .expect("json");
+        let manifest_digest = index["manifests"][0]["digest"].as_str().expect("digest");
+        let blob_of = |d: &str| layout.join("blobs").join(d.replace(':', "/"));
+        let digest = if which == "config" {
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&fs::read(blob_of(manifest_digest)).expect("manifest"))
+                    .expect("json");
+            manifest["config"]["digest"]
+                .as_str()
+                .expect("digest")
+                .to_owned()
+        } else {
+            manifest_digest.to_owned()
+        };
+        // Same size, other content: only the digest can tell.
+        let file = blob_of(&digest);
+        let mut bytes = fs::read(&file).expect("blob");
+        bytes[0] = if bytes[0] == b' ' { b'\n' } else { b' ' };
+        fs::write(&file, &bytes).expect("tamper");
+        let err = unpack_oci_layout(&layout, &s.dest().join("layers")).expect_err("tampered");
+        let msg = err.to_string();
+        assert!(msg.contains(&digest), "{msg}");
+        assert!(msg.contains(&file.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn descriptors_need_a_size_and_a_known_algorithm() {
+        let s = Sandbox::new();
+        let layout = s.dir.path().join("oci");
+        fs::create_dir_all(&layout).expect("layout");
+        let sha = "a".repeat(64);
+        for (index, want) in [
+            (
+                format!(r#"{{"manifests":[{{"digest":"sha256:{sha}"}}]}}"#),
+                "missing field `size`".to_owned(),
+            ),
+            (
+                format!(r#"{{"manifests":[{{"digest":"md5:{sha}","size":1}}]}}"#),
+                "algorithm md5 is not sha256 or sha512".to_owned(),
+            ),
+            (
+                r#"{"manifests":[{"digest":"sha256:ABCD","size":1}]}"#.to_owned(),
+                "is not 64 lowercase hex digits".to_owned(),
+            ),
+        ] {
+            fs::write(layout.join("index.json"), index).expect("index");
+            let err = unpack_oci_layout(&layout, &s.dest().join("l")).expect_err("refused");
+            assert!(err.to_string().contains(&want), "{err}");
+        }
     }
 
     #[test]

@@ -363,6 +363,9 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<bool, Errno>
 /// The calls that change the kernel while the child builds its root. The
 /// real implementation runs them; [`RecordingSyscalls`] records them.
 pub trait Syscalls {
+    /// An O_PATH handle on a resolved path, closed on drop. Mounting on
+    /// [`ProcFdPath`] of it mounts on what it resolved to.
+    type Fd: AsRawFd;
     fn mount(
         &mut self,
         source: Option<&CStr>,
@@ -378,16 +381,127 @@ pub trait Syscalls {
     fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> Result<(), Errno>;
     fn chroot(&mut self, path: &CStr) -> Result<(), Errno>;
     fn chdir(&mut self, path: &CStr) -> Result<(), Errno>;
-    fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno>;
     fn rmdir(&mut self, path: &CStr) -> Result<(), Errno>;
-    /// An empty regular file to bind a non-directory onto. EEXIST is an error.
-    fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno>;
-    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno>;
+    /// open(O_PATH|O_DIRECTORY) of a path the parent chose (the new root's
+    /// mount point, in our own temp dir), never of one an image holds.
+    fn open_dir(&mut self, path: &CStr) -> Result<Self::Fd, Errno>;
+    /// openat2(root, path, O_PATH [|O_DIRECTORY], RESOLVE_IN_ROOT |
+    /// RESOLVE_NO_MAGICLINKS): `path` resolved as if `root` were `/`, so an
+    /// absolute or `..` symlink in the image never leads above it. Mounts
+    /// below `root` are crossed, so the fd is the mount on top.
+    fn open_in_root(
+        &mut self,
+        root: &Self::Fd,
+        path: &CStr,
+        directory: bool,
+    ) -> Result<Self::Fd, Errno>;
+    /// mkdirat(2) of one plain name in `dir`.
+    fn mkdirat(&mut self, dir: &Self::Fd, name: &CStr, mode: u32) -> Result<(), Errno>;
+    /// An empty regular file `name` in `dir` to bind a non-directory onto
+    /// (O_CREAT|O_EXCL|O_NOFOLLOW: EEXIST when anything is there).
+    fn create_file_at(&mut self, dir: &Self::Fd, name: &CStr, mode: u32) -> Result<(), Errno>;
+    /// symlinkat(2): `name` in `dir` pointing to `target`.
+    fn symlinkat(&mut self, target: &CStr, dir: &Self::Fd, name: &CStr) -> Result<(), Errno>;
+    /// Where `fd` is, as /proc/self/mountinfo would name it (readlink of
+    /// its /proc/self/fd link), in `buf`.
+    fn fd_path<'b>(&mut self, fd: &Self::Fd, buf: &'b mut [u8]) -> Result<&'b CStr, Errno>;
     fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno>;
     /// The MS_* flags a remount must keep (from statvfs), e.g. nosuid.
     fn mount_flags(&mut self, path: &CStr) -> Result<MsFlags, Errno>;
     /// Fills `buf` with /proc/self/mountinfo; ENOBUFS if it does not fit.
     fn read_mountinfo<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b [u8], Errno>;
+}
+
+/// `/proc/self/fd/N` in a stack buffer (the child must not allocate).
+/// mount(2), mount_setattr(2) and statvfs(2) given this path act on what
+/// the fd resolved to (the kernel follows the magic link without walking a
+/// path again): how a target found with openat2 is mounted on, as runc and
+/// libpathrs do.
+#[derive(Clone, Copy)]
+pub struct ProcFdPath {
+    buf: [u8; 32],
+}
+
+impl ProcFdPath {
+    const PREFIX: &'static [u8] = b"/proc/self/fd/";
+
+    pub fn new(fd: RawFd) -> ProcFdPath {
+        let mut buf = [0u8; 32];
+        buf[..Self::PREFIX.len()].copy_from_slice(Self::PREFIX);
+        let mut digits = [0u8; 10];
+        let mut n = fd.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for (i, d) in digits[..len].iter().rev().enumerate() {
+            buf[Self::PREFIX.len() + i] = *d;
+        }
+        ProcFdPath { buf }
+    }
+
+    pub fn as_c_str(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.buf).unwrap_or(c"/proc/self/fd")
+    }
+
+    /// The fd a `/proc/self/fd/N` path names, if it is one.
+    pub fn parse(path: &[u8]) -> Option<RawFd> {
+        let digits = path.strip_prefix(Self::PREFIX)?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+}
+
+impl std::fmt::Debug for ProcFdPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_c_str().fmt(f)
+    }
+}
+
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2(2) of `path` relative to `dir`, O_CLOEXEC added.
+fn openat2(dir: RawFd, path: &CStr, flags: i32, resolve: u64) -> Result<OwnedFd, Errno> {
+    let mut how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    loop {
+        // SAFETY: a valid C string and an open_how of the size we pass,
+        // both outliving the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                path.as_ptr(),
+                std::ptr::addr_of_mut!(how),
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel returned a new fd that nobody else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        // EAGAIN: a rename raced the RESOLVE_IN_ROOT walk; try again.
+        match Errno::last() {
+            Errno::EAGAIN | Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
 }
 
 /// Runs the calls for real.
@@ -408,6 +522,8 @@ struct MountAttr {
 }
 
 impl Syscalls for RealSyscalls {
+    type Fd = OwnedFd;
+
     fn mount(
         &mut self,
         source: Option<&CStr>,
@@ -473,22 +589,43 @@ impl Syscalls for RealSyscalls {
         Errno::result(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
     }
 
-    fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
-        // SAFETY: valid C string.
-        Errno::result(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
-    }
-
     fn rmdir(&mut self, path: &CStr) -> Result<(), Errno> {
         // SAFETY: valid C string.
         Errno::result(unsafe { libc::rmdir(path.as_ptr()) }).map(drop)
     }
 
-    fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
-        // SAFETY: valid C string; the fd is closed right away.
+    fn open_dir(&mut self, path: &CStr) -> Result<OwnedFd, Errno> {
+        openat2(libc::AT_FDCWD, path, libc::O_PATH | libc::O_DIRECTORY, 0)
+    }
+
+    fn open_in_root(
+        &mut self,
+        root: &OwnedFd,
+        path: &CStr,
+        directory: bool,
+    ) -> Result<OwnedFd, Errno> {
+        let dir = if directory { libc::O_DIRECTORY } else { 0 };
+        openat2(
+            root.as_raw_fd(),
+            path,
+            libc::O_PATH | dir,
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        )
+    }
+
+    fn mkdirat(&mut self, dir: &OwnedFd, name: &CStr, mode: u32) -> Result<(), Errno> {
+        // SAFETY: an open fd and a valid C string.
+        Errno::result(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+    }
+
+    fn create_file_at(&mut self, dir: &OwnedFd, name: &CStr, mode: u32) -> Result<(), Errno> {
+        // SAFETY: an open fd and a valid C string; the new fd is closed
+        // right away.
         let fd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
                 mode,
             )
         };
@@ -500,9 +637,26 @@ impl Syscalls for RealSyscalls {
         Ok(())
     }
 
-    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno> {
-        // SAFETY: valid C strings.
-        Errno::result(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }).map(drop)
+    fn symlinkat(&mut self, target: &CStr, dir: &OwnedFd, name: &CStr) -> Result<(), Errno> {
+        // SAFETY: valid C strings and an open fd.
+        Errno::result(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })
+            .map(drop)
+    }
+
+    fn fd_path<'b>(&mut self, fd: &OwnedFd, buf: &'b mut [u8]) -> Result<&'b CStr, Errno> {
+        let link = ProcFdPath::new(fd.as_raw_fd());
+        let cap = buf.len().saturating_sub(1);
+        // SAFETY: a valid C string and a buffer writable for `cap` bytes.
+        let n = unsafe { libc::readlink(link.as_c_str().as_ptr(), buf.as_mut_ptr().cast(), cap) };
+        if n < 0 {
+            return Err(Errno::last());
+        }
+        let n = n as usize;
+        if n >= cap {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        buf[n] = 0;
+        CStr::from_bytes_with_nul(&buf[..=n]).map_err(|_| Errno::EINVAL)
     }
 
     fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno> {
@@ -612,8 +766,12 @@ impl Call {
     }
 }
 
-/// A test double: records every call in order, succeeds unless told to fail,
-/// and serves a canned mountinfo.
+/// A test double: records every call that changes the kernel, in order,
+/// succeeds unless told to fail, and serves a canned mountinfo. It keeps a
+/// small model of the image (paths that exist, symlinks) and resolves in
+/// the root as openat2(RESOLVE_IN_ROOT) does, so hostile images are tested
+/// without root. Like the kernel, it takes a `/proc/self/fd/N` path for
+/// what fd N resolved to: calls show that path.
 #[derive(Debug, Default)]
 pub struct RecordingSyscalls {
     pub calls: Vec<Call>,
@@ -623,9 +781,31 @@ pub struct RecordingSyscalls {
     pub no_mount_setattr: bool,
     /// The first call whose target equals `.0` fails with `.1`.
     pub fail_target: Option<(String, Errno)>,
-    /// Paths that "exist" (mkdir / create_file on them give EEXIST).
+    /// Full paths that exist (mkdirat / create_file_at on them give
+    /// EEXIST); what the code creates is added.
     pub existing: Vec<String>,
+    /// Symlinks in the image: the link's full path and its target as
+    /// stored (absolute targets are inside the root).
+    pub symlinks: Vec<(String, String)>,
+    /// Every mount target as it was passed, before being shown as a path.
+    pub raw_mount_targets: Vec<String>,
+    /// What each fake fd resolved to (fd `FAKE_FD_BASE + index`).
+    pub fds: Vec<String>,
+    /// Paths opened with `open_dir` (the new root).
+    pub roots: Vec<String>,
 }
+
+/// A fake fd of [`RecordingSyscalls`].
+#[derive(Debug)]
+pub struct FakeFd(RawFd);
+
+impl AsRawFd for FakeFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+const FAKE_FD_BASE: RawFd = 1000;
 
 fn lossy(s: &CStr) -> String {
     s.to_string_lossy().into_owned()
@@ -643,9 +823,123 @@ impl RecordingSyscalls {
             None => Ok(()),
         }
     }
+
+    /// A path as the kernel would act on it: `/proc/self/fd/N` is what fd N
+    /// resolved to.
+    fn shown(&self, p: &CStr) -> String {
+        ProcFdPath::parse(p.to_bytes())
+            .and_then(|fd| self.fds.get(usize::try_from(fd - FAKE_FD_BASE).ok()?))
+            .cloned()
+            .unwrap_or_else(|| lossy(p))
+    }
+
+    fn fd(&self, fd: &FakeFd) -> String {
+        self.fds[(fd.0 - FAKE_FD_BASE) as usize].clone()
+    }
+
+    fn new_fd(&mut self, path: String) -> FakeFd {
+        self.fds.push(path);
+        FakeFd(FAKE_FD_BASE + self.fds.len() as RawFd - 1)
+    }
+
+    /// Whether `path` exists: listed or created, or below a mount whose
+    /// content comes from the kernel (proc, sysfs) or from the host (a bind
+    /// of a source outside the root, other than the image's at the root).
+    fn is_there(&self, path: &str) -> bool {
+        if self.existing.iter().any(|p| p == path) {
+            return true;
+        }
+        self.calls.iter().any(|c| match c {
+            Call::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                ..
+            } => {
+                let below = path
+                    .strip_prefix(target.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'));
+                let kernel = matches!(fstype.as_deref(), Some("proc" | "sysfs"));
+                let host = flags.contains(MsFlags::MS_BIND)
+                    && !self.roots.contains(target)
+                    && source
+                        .as_deref()
+                        .is_some_and(|s| !self.roots.iter().any(|r| s.starts_with(r.as_str())));
+                below && (kernel || host)
+            }
+            _ => false,
+        })
+    }
+
+    /// RESOLVE_IN_ROOT over the model: `..` stops at `root`, an absolute
+    /// symlink restarts from `root`.
+    fn resolve(&self, root: &str, path: &str) -> Result<String, Errno> {
+        let mut parts: Vec<String> = Vec::new();
+        let mut todo: std::collections::VecDeque<String> =
+            path.split('/').map(str::to_owned).collect();
+        let mut links = 0;
+        let at = |parts: &[String]| {
+            let mut p = root.to_owned();
+            for c in parts {
+                p.push('/');
+                p.push_str(c);
+            }
+            p
+        };
+        while let Some(c) = todo.pop_front() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    parts.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            parts.push(c);
+            let here = at(&parts);
+            if let Some((_, target)) = self.symlinks.iter().find(|(l, _)| *l == here) {
+                links += 1;
+                if links > 40 {
+                    return Err(Errno::ELOOP);
+                }
+                parts.pop();
+                if target.starts_with('/') {
+                    parts.clear();
+                }
+                for (i, t) in target.split('/').enumerate() {
+                    todo.insert(i, t.to_owned());
+                }
+                continue;
+            }
+            if !self.is_there(&here) {
+                return Err(Errno::ENOENT);
+            }
+        }
+        Ok(at(&parts))
+    }
+
+    /// Records a creation of `name` in `dir`; EEXIST when anything is there.
+    fn create(
+        &mut self,
+        dir: &FakeFd,
+        name: &CStr,
+        call: impl FnOnce(String) -> Call,
+    ) -> Result<(), Errno> {
+        let path = format!("{}/{}", self.fd(dir), lossy(name));
+        let taken = self.is_there(&path) || self.symlinks.iter().any(|(l, _)| *l == path);
+        self.record(call(path.clone()))?;
+        if taken {
+            return Err(Errno::EEXIST);
+        }
+        self.existing.push(path);
+        Ok(())
+    }
 }
 
 impl Syscalls for RecordingSyscalls {
+    type Fd = FakeFd;
+
     fn mount(
         &mut self,
         source: Option<&CStr>,
@@ -654,9 +948,10 @@ impl Syscalls for RecordingSyscalls {
         flags: MsFlags,
         data: Option<&CStr>,
     ) -> Result<(), Errno> {
+        self.raw_mount_targets.push(lossy(target));
         self.record(Call::Mount {
-            source: source.map(lossy),
-            target: lossy(target),
+            source: source.map(|s| self.shown(s)),
+            target: self.shown(target),
             fstype: fstype.map(lossy),
             flags,
             data: data.map(lossy),
@@ -664,7 +959,7 @@ impl Syscalls for RecordingSyscalls {
     }
     fn umount2(&mut self, target: &CStr, flags: MntFlags) -> Result<(), Errno> {
         self.record(Call::Umount2 {
-            target: lossy(target),
+            target: self.shown(target),
             flags,
         })
     }
@@ -673,13 +968,13 @@ impl Syscalls for RecordingSyscalls {
             return Err(Errno::ENOSYS);
         }
         self.record(Call::MountSetattrReadonly {
-            target: lossy(target),
+            target: self.shown(target),
         })
     }
     fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
         self.record(Call::PivotRoot {
-            new_root: lossy(new_root),
-            put_old: lossy(put_old),
+            new_root: self.shown(new_root),
+            put_old: self.shown(put_old),
         })
     }
     fn chroot(&mut self, path: &CStr) -> Result<(), Errno> {
@@ -688,41 +983,51 @@ impl Syscalls for RecordingSyscalls {
     fn chdir(&mut self, path: &CStr) -> Result<(), Errno> {
         self.record(Call::Chdir { path: lossy(path) })
     }
-    fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
-        let exists = self
-            .existing
-            .iter()
-            .any(|p| p.as_bytes() == path.to_bytes());
-        self.record(Call::Mkdir {
-            path: lossy(path),
-            mode,
-        })?;
-        if exists {
-            Err(Errno::EEXIST)
-        } else {
-            Ok(())
-        }
-    }
     fn rmdir(&mut self, path: &CStr) -> Result<(), Errno> {
         self.record(Call::Rmdir { path: lossy(path) })
     }
-    fn create_file(&mut self, path: &CStr, _mode: u32) -> Result<(), Errno> {
-        let exists = self
-            .existing
-            .iter()
-            .any(|p| p.as_bytes() == path.to_bytes());
-        self.record(Call::CreateFile { path: lossy(path) })?;
-        if exists {
-            Err(Errno::EEXIST)
-        } else {
-            Ok(())
+    fn open_dir(&mut self, path: &CStr) -> Result<FakeFd, Errno> {
+        let path = lossy(path);
+        self.roots.push(path.clone());
+        if !self.existing.contains(&path) {
+            self.existing.push(path.clone());
         }
+        Ok(self.new_fd(path))
     }
-    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno> {
+    fn open_in_root(
+        &mut self,
+        root: &FakeFd,
+        path: &CStr,
+        _directory: bool,
+    ) -> Result<FakeFd, Errno> {
+        let resolved = self.resolve(&self.fd(root), &lossy(path))?;
+        Ok(self.new_fd(resolved))
+    }
+    fn mkdirat(&mut self, dir: &FakeFd, name: &CStr, mode: u32) -> Result<(), Errno> {
+        self.create(dir, name, |path| Call::Mkdir { path, mode })
+    }
+    fn create_file_at(&mut self, dir: &FakeFd, name: &CStr, _mode: u32) -> Result<(), Errno> {
+        self.create(dir, name, |path| Call::CreateFile { path })
+    }
+    fn symlinkat(&mut self, target: &CStr, dir: &FakeFd, name: &CStr) -> Result<(), Errno> {
+        let target = lossy(target);
+        let link = format!("{}/{}", self.fd(dir), lossy(name));
         self.record(Call::Symlink {
-            target: lossy(target),
-            link: lossy(link),
-        })
+            target: target.clone(),
+            link: link.clone(),
+        })?;
+        self.symlinks.push((link, target));
+        Ok(())
+    }
+    fn fd_path<'b>(&mut self, fd: &FakeFd, buf: &'b mut [u8]) -> Result<&'b CStr, Errno> {
+        let p = self.fd(fd);
+        let b = p.as_bytes();
+        if b.len() + 1 > buf.len() {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        buf[..b.len()].copy_from_slice(b);
+        buf[b.len()] = 0;
+        CStr::from_bytes_with_nul(&buf[..=b.len()]).map_err(|_| Errno::EINVAL)
     }
     fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno> {
         self.record(Call::Sethostname {

@@ -145,6 +145,16 @@ fn run(f: &Fixture, spec: &ContainerSpec, name: &str) -> (isocheck_runtime::Exit
     (status, observation(&out))
 }
 
+/// The mount points the `mounts` action listed.
+fn mount_points(obs: &Value) -> Vec<&str> {
+    obs["mounts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no mounts: {obs}"))
+        .iter()
+        .map(|m| m["point"].as_str().unwrap())
+        .collect()
+}
+
 /// The names `ls` listed for its `index`th path.
 fn names(obs: &Value, index: usize) -> Vec<&str> {
     obs["listings"][index]["names"]
@@ -453,8 +463,7 @@ fn oci_layout_whiteouts_hide_lower_files() {
     let _g = SERIAL.lock();
     let f = fixture();
     let layout = f._dir.path().join("oci");
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    let layer = |name: &str, base: Option<&Path>, extra: &[(&str, &[u8])]| {
+    let layer = |base: Option<&Path>, extra: &[(&str, &[u8])]| {
         let mut b = tar::Builder::new(Vec::new());
         b.follow_symlinks(false);
         if let Some(base) = base {
@@ -470,20 +479,10 @@ fn oci_layout_whiteouts_hide_lower_files() {
             h.set_cksum();
             b.append_data(&mut h, path, *data).unwrap();
         }
-        std::fs::write(
-            layout.join("blobs/sha256").join(name),
-            b.into_inner().unwrap(),
-        )
-        .unwrap();
-        format!("sha256:{name}")
+        b.into_inner().unwrap()
     };
-    let l0 = layer(
-        "aa",
-        Some(&f.rootfs),
-        &[("etc/gone", b"x"), ("opaque/old", b"x")],
-    );
+    let l0 = layer(Some(&f.rootfs), &[("etc/gone", b"x"), ("opaque/old", b"x")]);
     let l1 = layer(
-        "bb",
         None,
         &[
             ("etc/.wh.gone", b""),
@@ -492,20 +491,287 @@ fn oci_layout_whiteouts_hide_lower_files() {
         ],
     );
     let t = "application/vnd.oci.image.layer.v1.tar";
-    std::fs::write(
-        layout.join("blobs/sha256/cc"),
-        format!(r#"{{"layers":[{{"mediaType":"{t}","digest":"{l0}"}},{{"mediaType":"{t}","digest":"{l1}"}}]}}"#),
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("index.json"),
-        r#"{"manifests":[{"digest":"sha256:cc"}]}"#,
-    )
-    .unwrap();
+    isocheck_runtime::rootfs::write_oci_layout(&layout, &[(t, &l0), (t, &l1)]).unwrap();
     let mut s = spec(&f.rootfs, &["ls", "--path", "/etc", "--path", "/opaque"]);
     s.rootfs.source = RootfsSource::OciLayout(layout);
     let (_, obs) = run(&f, &s, "oci");
     assert!(names(&obs, 0).contains(&"passwd"), "{obs}");
     assert!(!names(&obs, 0).contains(&"gone"), "{obs}");
     assert_eq!(names(&obs, 1), ["new"], "{obs}");
+}
+
+// ---------------------------------------------------------------------------
+// Hostile images: symlinks at mount targets and their parents
+// ---------------------------------------------------------------------------
+
+/// A host directory a hostile image's symlinks point at. It must end as it
+/// began, and so must this thread's mount table: no entry created below
+/// the canary, no mount left anywhere (on the canary or elsewhere).
+struct Canary {
+    dir: tempfile::TempDir,
+}
+
+impl Canary {
+    fn new() -> Canary {
+        let dir = tempfile::Builder::new()
+            .prefix("isocheck-test-canary-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(dir.path().join("keep"), "keep").unwrap();
+        Canary { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every entry below the canary (symlinks not followed), and every
+    /// mount point of this thread's namespace.
+    fn snapshot(&self) -> (Vec<PathBuf>, Vec<String>) {
+        let mut entries = Vec::new();
+        let mut stack = vec![self.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                    stack.push(p.clone());
+                }
+                entries.push(p);
+            }
+        }
+        entries.sort();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/thread-self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .collect();
+        mounts.sort();
+        (entries, mounts)
+    }
+
+    /// `rest` below the canary, spelled from inside the image with more
+    /// `..` than any root is deep.
+    fn dotdot(&self, rest: &str) -> String {
+        format!("{}{}{rest}", "../".repeat(16), self.path().display())
+    }
+}
+
+/// `..` enough to climb out of any root, then `rest` (absolute).
+fn climb(rest: &str) -> String {
+    format!("{}{}", "../".repeat(16).trim_end_matches('/'), rest)
+}
+
+/// This test thread gets a mount namespace of its own whose `/` is shared
+/// in peer groups of its own (as on a systemd host): a container built
+/// without rslave then copies every mount it makes into it, so a mount
+/// that escaped the root would stay in /proc/thread-self/mountinfo.
+fn shared_mount_namespace_of_this_thread() {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    for flags in [MsFlags::MS_PRIVATE, MsFlags::MS_SHARED] {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | flags,
+            None::<&str>,
+        )
+        .unwrap();
+    }
+}
+
+/// How a hostile container ended: the probe's observation, or the step,
+/// errno and in-container path (what follows `/root`) that refused it.
+type Outcome = Result<Value, (Step, nix::errno::Errno, String)>;
+
+/// Starts `s` twice, with rslave (what users get) and without it (so an
+/// escaped mount would reach this thread's table), checking the canary and
+/// the mount table after each; both runs must end alike.
+fn run_hostile(f: &Fixture, canary: &Canary, s: &ContainerSpec, name: &str) -> Outcome {
+    let before = canary.snapshot();
+    let mut outcomes = Vec::new();
+    for rslave in [true, false] {
+        let mut s = s.clone();
+        s.hardening.rslave_root = rslave;
+        let mut opts = SpawnOptions::new(&f.run_id, format!("{name}-{rslave}"));
+        opts.stdout = StdioMode::Piped;
+        let outcome = match Container::spawn(&s, opts) {
+            Ok(mut c) => {
+                let mut out = String::new();
+                c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+                let status = c.wait_timeout(Duration::from_secs(20)).unwrap().unwrap();
+                assert_eq!(status.code, Some(0), "{name}: {out}");
+                Ok(observation(&out))
+            }
+            Err(Error::Child(e)) => {
+                let inside = e.path.split_once("/root").map(|(_, p)| p.to_owned());
+                Err((e.step, e.errno, inside.unwrap_or(e.path)))
+            }
+            Err(other) => panic!("{name}: expected a child error, got {other}"),
+        };
+        assert_eq!(
+            canary.snapshot(),
+            before,
+            "{name} (rslave {rslave}) changed the canary or the mount table"
+        );
+        assert!(temp_dirs(&f.run_id).is_empty(), "temp dir left behind");
+        outcomes.push(outcome);
+    }
+    assert_eq!(
+        outcomes[0], outcomes[1],
+        "{name}: rslave changed the outcome"
+    );
+    outcomes.remove(0)
+}
+
+/// Replaces `dir` of the image (empty in the fixture, if there) with a
+/// symlink.
+fn relink(rootfs: &Path, dir: &str, to: impl AsRef<Path>) {
+    let at = rootfs.join(dir.trim_start_matches('/'));
+    if at.is_dir() {
+        std::fs::remove_dir(&at).unwrap();
+    }
+    std::os::unix::fs::symlink(to, at).unwrap();
+}
+
+fn ro_bind(source: &Path, destination: &str) -> BindMount {
+    BindMount {
+        source: source.to_path_buf(),
+        destination: destination.into(),
+        readonly: true,
+    }
+}
+
+#[test]
+fn hostile_bind_targets_resolve_inside_the_root() {
+    let _g = SERIAL.lock();
+    shared_mount_namespace_of_this_thread();
+    let f = fixture();
+    let canary = Canary::new();
+    let src = tempfile::Builder::new()
+        .prefix("isocheck-test-src-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(src.path().join("token"), "from-the-source\n").unwrap();
+
+    // /a -> /: a bind at /a/b is the container's /b (created in it).
+    relink(&f.rootfs, "/a", "/");
+    // /up -> ../../..(more than any root)/srv: the image's /srv.
+    std::fs::create_dir(f.rootfs.join("srv")).unwrap();
+    relink(&f.rootfs, "/up", climb("/srv"));
+    // /etc2 -> /etc, bind on a file below it: the image's /etc/hostname.
+    relink(&f.rootfs, "/etc2", "/etc");
+    let mut s = spec(&f.rootfs, &["mounts"]);
+    s.mounts = vec![
+        ro_bind(src.path(), "/a/b"),
+        ro_bind(src.path(), "/up/data"),
+        ro_bind(&src.path().join("token"), "/etc2/hostname"),
+    ];
+    let obs = run_hostile(&f, &canary, &s, "hostile-binds").expect("starts");
+    let points = mount_points(&obs);
+    for at in ["/b", "/srv/data", "/etc/hostname"] {
+        assert!(points.contains(&at), "{at} not mounted inside: {obs}");
+    }
+
+    // Links to the host's canary, absolute or by `..`, at the target or at
+    // a parent: inside the root they lead nowhere, so they are refused.
+    for (link, to, dest) in [
+        ("/x", canary.path().display().to_string(), "/x"),
+        ("/v", canary.path().display().to_string(), "/v/deeper"),
+        ("/y", canary.dotdot(""), "/y"),
+        (
+            "/z",
+            canary.path().join("z").display().to_string(),
+            "/z/deeper",
+        ),
+        ("/w", canary.dotdot("/w"), "/w/deeper/still"),
+    ] {
+        relink(&f.rootfs, link, &to);
+        let mut s = spec(&f.rootfs, &["noop"]);
+        s.mounts = vec![ro_bind(src.path(), dest)];
+        let err = run_hostile(&f, &canary, &s, "hostile-parent").expect_err("refused");
+        assert_eq!(
+            err,
+            (
+                Step::CreateMountTarget,
+                nix::errno::Errno::ENOENT,
+                link.into()
+            ),
+            "{dest}"
+        );
+    }
+}
+
+#[test]
+fn hostile_system_dirs_resolve_inside_the_root() {
+    let _g = SERIAL.lock();
+    shared_mount_namespace_of_this_thread();
+    let canary = Canary::new();
+    for (dir, fstype, step) in [
+        ("/proc", "proc", Step::MountProc),
+        ("/dev", "tmpfs", Step::MountDevTmpfs),
+        ("/sys", "sysfs", Step::MountSys),
+        ("/tmp", "tmpfs", Step::MountTmp),
+    ] {
+        let name = dir.trim_start_matches('/');
+        // A `..` link to a directory the image has: mounted there.
+        let f = fixture();
+        std::fs::create_dir_all(f.rootfs.join("srv").join(name)).unwrap();
+        relink(&f.rootfs, dir, climb(&format!("/srv/{name}")));
+        let s = spec(&f.rootfs, &["mounts"]);
+        let obs = run_hostile(&f, &canary, &s, &format!("in-{name}")).expect("starts");
+        let at = format!("/srv/{name}");
+        let typed = obs["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["point"] == at.as_str() && m["fstype"] == fstype)
+            .count();
+        assert_eq!(typed, 1, "{dir}: {obs}");
+
+        // Links to the host's canary, absolute or by `..`: refused.
+        for to in [
+            canary.path().join(name).display().to_string(),
+            canary.dotdot(&format!("/{name}")),
+        ] {
+            let f = fixture();
+            relink(&f.rootfs, dir, &to);
+            let s = spec(&f.rootfs, &["noop"]);
+            let err = run_hostile(&f, &canary, &s, &format!("out-{name}")).expect_err("refused");
+            // The canary lives under /tmp: a /tmp link to it goes through itself.
+            let errno = if dir == "/tmp" {
+                nix::errno::Errno::ELOOP
+            } else {
+                nix::errno::Errno::ENOENT
+            };
+            assert_eq!(err, (step, errno, dir.into()), "{to}");
+        }
+    }
+}
+
+#[test]
+fn hostile_tar_image_resolves_inside_the_root() {
+    let _g = SERIAL.lock();
+    shared_mount_namespace_of_this_thread();
+    let f = fixture();
+    let canary = Canary::new();
+    // Absolute links survive unpacking (they are the image's own paths);
+    // the mounts must still resolve them inside the root.
+    relink(&f.rootfs, "/a", "/");
+    relink(&f.rootfs, "/tmp", "/var/tmp");
+    std::fs::create_dir_all(f.rootfs.join("var/tmp")).unwrap();
+    let tarball = f._dir.path().join("hostile.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&tarball).unwrap());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", &f.rootfs).unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let mut s = spec(&f.rootfs, &["mounts"]);
+    s.rootfs.source = RootfsSource::Tar(tarball);
+    s.mounts = vec![ro_bind(canary.path(), "/a/b")];
+    let obs = run_hostile(&f, &canary, &s, "hostile-tar").expect("starts");
+    let points = mount_points(&obs);
+    for at in ["/b", "/var/tmp"] {
+        assert!(points.contains(&at), "{at} not mounted inside: {obs}");
+    }
 }
