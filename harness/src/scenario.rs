@@ -50,6 +50,7 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "read",
     "id",
     "status",
+    "seccomp",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

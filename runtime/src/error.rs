@@ -32,6 +32,8 @@ pub enum Error {
     Nul { what: &'static str, value: String },
     #[error("capabilities: {0}")]
     Caps(#[from] crate::caps::CapsError),
+    #[error("{0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("cgroup: {0}")]
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("network: {0}")]
@@ -113,10 +115,11 @@ pub enum Step {
     ForkIntoPidNamespace,
     PathTooLong,
     JoinCgroup,
+    Seccomp,
 }
 
 impl Step {
-    const ALL: [Step; 48] = [
+    const ALL: [Step; 49] = [
         Step::Stdio,
         Step::ParentDeathSignal,
         Step::WaitForParent,
@@ -165,6 +168,7 @@ impl Step {
         Step::ForkIntoPidNamespace,
         Step::PathTooLong,
         Step::JoinCgroup,
+        Step::Seccomp,
     ];
 
     pub fn from_u8(b: u8) -> Option<Step> {
@@ -222,6 +226,7 @@ impl Step {
             Step::ForkIntoPidNamespace => "fork_into_pid_namespace",
             Step::PathTooLong => "path_too_long",
             Step::JoinCgroup => "join_cgroup",
+            Step::Seccomp => "seccomp",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod network;
 pub mod process;
 pub mod protection;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod standin;
 pub mod sys;

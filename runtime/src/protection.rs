@@ -67,6 +67,9 @@ pub enum Protection {
     /// Only the kept capabilities, in all five sets.
     CapabilityDrop,
     NoNewPrivs,
+    /// The seccomp filter (default deny list, or the spec's), installed
+    /// right before execve.
+    Seccomp,
     /// No fd above 2 of the runtime's survives exec.
     CloseHostFds,
     MemoryLimit,
@@ -147,6 +150,7 @@ impl Protection {
                 format!("{kept:?}")
             }
             Protection::NoNewPrivs => format!("{}", spec.no_new_privs),
+            Protection::Seccomp => format!("{:?}", spec.seccomp),
             Protection::CloseHostFds => format!("{}", h.close_host_fds),
             Protection::MemoryLimit => format!("{:?}", spec.limits.memory_bytes),
             Protection::PidsLimit => format!("{:?}", spec.limits.pids),
@@ -200,6 +204,7 @@ impl Protection {
                 spec.capabilities = crate::caps::all_names();
             }
             Protection::NoNewPrivs => spec.no_new_privs = false,
+            Protection::Seccomp => spec.seccomp = None,
             Protection::CloseHostFds => h.close_host_fds = false,
             Protection::MemoryLimit => {
                 spec.limits.memory_bytes = spec

@@ -33,6 +33,9 @@ pub struct ContainerSpec {
     /// Protections that have no other field; all on by default. See
     /// [`crate::protection::Protection`] for the whole list.
     pub hardening: Hardening,
+    /// The seccomp filter installed right before execve (the default deny
+    /// list unless the spec names its own); `None` installs none.
+    pub seccomp: Option<crate::seccomp::SeccompPolicy>,
     /// argv of the first process; `command[0]` is a path inside the rootfs.
     pub command: Vec<String>,
     pub env: Vec<String>,
@@ -54,6 +57,7 @@ impl Default for ContainerSpec {
             time_offsets: TimeOffsets::default(),
             kernel_files: KernelFiles::default(),
             hardening: Hardening::default(),
+            seccomp: Some(crate::seccomp::SeccompPolicy::default()),
             command: Vec::new(),
             env: vec!["PATH=/bin:/sbin:/usr/bin:/usr/sbin".into()],
             cwd: PathBuf::from("/"),
@@ -420,6 +424,22 @@ impl ContainerSpec {
         self.validate_capabilities()?;
         self.validate_user()?;
         self.validate_time()?;
+        self.validate_seccomp()?;
+        Ok(())
+    }
+
+    fn validate_seccomp(&self) -> Result<(), SpecError> {
+        let Some(policy) = &self.seccomp else {
+            return Ok(());
+        };
+        for (i, name) in policy.deny.iter().enumerate() {
+            if crate::seccomp::syscall_number(name).is_none() {
+                return Err(invalid(
+                    format!("seccomp.deny[{i}]"),
+                    format!("{name:?} is not a syscall this runtime can filter"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -845,6 +865,7 @@ mod tests {
     #[case::mapping_without_userns(|s: &mut ContainerSpec| s.user = Some(mapping(1)), "user: a uid/gid mapping needs namespaces.user")]
     #[case::empty_map_count(|s: &mut ContainerSpec| { s.namespaces.user = true; s.user = Some(mapping(0)); }, "user.uid_map[0].count: 0 maps nothing")]
     #[case::offsets_without_timens(|s: &mut ContainerSpec| s.time_offsets.boottime_secs = 5, "time_offsets: monotonic 0 / boottime 5 need namespaces.time")]
+    #[case::unknown_syscall(|s: &mut ContainerSpec| s.seccomp = Some(crate::seccomp::SeccompPolicy { deny: vec!["bpf".into(), "teleport".into()] }), "seccomp.deny[1]: \"teleport\" is not a syscall this runtime can filter")]
     #[case::oci_without_index(|s: &mut ContainerSpec| { s.rootfs.source = RootfsSource::OciLayout(std::env::temp_dir()); }, "rootfs.source: /tmp has no index.json (not an OCI image layout)")]
     fn invalid_specs_name_field_and_value(
         #[case] change: fn(&mut ContainerSpec),

@@ -159,6 +159,31 @@ pub fn set_no_new_privs() -> Result<(), Errno> {
     Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
 }
 
+/// seccomp(SECCOMP_SET_MODE_FILTER): installs a compiled classic-BPF
+/// program on the calling thread (inherited by children and kept across
+/// execve). Needs no_new_privs or CAP_SYS_ADMIN; does not set no_new_privs
+/// itself (seccompiler's `apply_filter` would, coupling two protections).
+pub fn seccomp_set_filter(program: &[seccompiler::sock_filter]) -> Result<(), Errno> {
+    let len = u16::try_from(program.len()).map_err(|_| Errno::E2BIG)?;
+    let prog = libc::sock_fprog {
+        len,
+        // seccompiler's sock_filter is #[repr(C)] with the kernel's layout,
+        // the same as libc's.
+        filter: program.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+    };
+    // SAFETY: `prog` points at `program`, which outlives the call; the
+    // kernel copies the instructions and keeps no pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            std::ptr::addr_of!(prog),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 /// getppid(2).
 pub fn getppid() -> i32 {
     // SAFETY: always succeeds.

@@ -9,6 +9,7 @@
 //! NSS or DNS: addresses are parsed by std, names never resolved.
 
 mod args;
+mod confine_actions;
 mod escape_actions;
 mod fs_actions;
 mod mount_actions;
@@ -82,6 +83,7 @@ fn lookup(name: &str) -> Option<Action> {
         "cgroup-move" => escape_actions::cgroup_move,
         "sysrq-kmsg" => escape_actions::sysrq_kmsg,
         "status" => status_actions::status,
+        "seccomp" => confine_actions::seccomp,
         _ => return None,
     };
     Some(action)
