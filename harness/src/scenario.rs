@@ -51,6 +51,8 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "id",
     "status",
     "seccomp",
+    "masked",
+    "readonly-paths",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

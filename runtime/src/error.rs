@@ -116,10 +116,11 @@ pub enum Step {
     PathTooLong,
     JoinCgroup,
     Seccomp,
+    ReadonlyPath,
 }
 
 impl Step {
-    const ALL: [Step; 49] = [
+    const ALL: [Step; 50] = [
         Step::Stdio,
         Step::ParentDeathSignal,
         Step::WaitForParent,
@@ -169,6 +170,7 @@ impl Step {
         Step::PathTooLong,
         Step::JoinCgroup,
         Step::Seccomp,
+        Step::ReadonlyPath,
     ];
 
     pub fn from_u8(b: u8) -> Option<Step> {
@@ -227,6 +229,7 @@ impl Step {
             Step::PathTooLong => "path_too_long",
             Step::JoinCgroup => "join_cgroup",
             Step::Seccomp => "seccomp",
+            Step::ReadonlyPath => "readonly_path",
         }
     }
 }

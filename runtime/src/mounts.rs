@@ -67,6 +67,11 @@ pub struct RootPlan {
     pub fresh_sysfs: bool,
     pub entry: RootEntry,
     pub hardening: Hardening,
+    /// The spec's masked paths (absolute inside the container); applied
+    /// when `kernel_files.mask_proc_files`.
+    pub masked_paths: Vec<CString>,
+    /// The spec's read-only paths; applied when `kernel_files.readonly_paths`.
+    pub readonly_paths: Vec<CString>,
 }
 
 /// A path or option that cannot become a C string.
@@ -113,8 +118,20 @@ impl RootPlan {
             fresh_sysfs: spec.namespaces.net,
             entry: spec.rootfs.entry,
             hardening: spec.hardening,
+            masked_paths: kernel_paths("masked_paths", &spec.masked_paths)?,
+            readonly_paths: kernel_paths("readonly_paths", &spec.readonly_paths)?,
         })
     }
+}
+
+fn kernel_paths(
+    what: &'static str,
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<CString>, NulInPath> {
+    paths
+        .iter()
+        .map(|p| cstring(what, p.as_os_str().as_bytes()))
+        .collect()
 }
 
 fn fail(step: Step, errno: Errno, path: &CStr) -> StepFailure {
@@ -180,6 +197,8 @@ pub fn build_root<S: Syscalls>(
     mount_dev(sys, plan)?;
     mount_proc(sys, plan, scratch)?;
     mount_sys(sys, plan, scratch)?;
+    readonly_kernel_paths(sys, plan, scratch)?;
+    mask_kernel_paths(sys, plan)?;
     mount_tmp(sys, plan)?;
     if plan.kernel_files.host_cgroupfs_rw {
         bind_host_cgroupfs(sys, plan)?;
@@ -327,24 +346,81 @@ fn mount_proc<S: Syscalls>(
 
     if plan.kernel_files.proc_sys_readonly {
         let sys_dir = join(&mut buf, root, b"/proc/sys")?;
-        sys.mount(
-            Some(sys_dir),
-            sys_dir,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )
-        .map_err(|e| fail(Step::ProcSysReadonly, e, sys_dir))?;
-        make_readonly_recursive(sys, sys_dir, scratch)?;
+        bind_in_place_readonly(sys, sys_dir, Step::ProcSysReadonly, scratch)?;
     }
-    if plan.kernel_files.mask_proc_files {
-        for file in [&b"/proc/sysrq-trigger"[..], b"/proc/kmsg"] {
-            let target = join(&mut buf, root, file)?;
-            match sys.mount(Some(c"/dev/null"), target, None, MsFlags::MS_BIND, None) {
-                // A kernel without the file has nothing to mask.
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(e) => return Err(fail(Step::MaskProcFile, e, target)),
-            }
+    Ok(())
+}
+
+/// The spec's read-only paths (/proc/bus, /proc/fs, /proc/irq,
+/// /proc/sysrq-trigger by default), each bound onto itself and made
+/// read-only with everything below it, then read back. A path this kernel
+/// lacks is skipped. Before the masks, so a path in both lists ends masked.
+fn readonly_kernel_paths<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    if !plan.kernel_files.readonly_paths {
+        return Ok(());
+    }
+    let root = plan.new_root.as_c_str();
+    for path in &plan.readonly_paths {
+        let mut buf = [0u8; PATH_MAX];
+        let target = join(&mut buf, root, path.to_bytes())?;
+        match bind_in_place_readonly(sys, target, Step::ReadonlyPath, scratch) {
+            Err(f) if f.step == Step::ReadonlyPath && f.errno == Errno::ENOENT as i32 => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// `target` bound onto itself with its submounts, then made read-only
+/// through and through and read back. A failing bind is `step`.
+fn bind_in_place_readonly<S: Syscalls>(
+    sys: &mut S,
+    target: &CStr,
+    step: Step,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    sys.mount(
+        Some(target),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| fail(step, e, target))?;
+    make_readonly_recursive(sys, target, scratch)
+}
+
+/// The spec's masked paths: a file gets /dev/null bound over it (opening
+/// it reaches nothing), a directory an empty read-only tmpfs (the bind of a
+/// file onto it fails with ENOTDIR: try the call, no stat). A path this
+/// kernel lacks (ENOENT) is skipped: there is nothing to hide.
+fn mask_kernel_paths<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailure> {
+    if !plan.kernel_files.mask_proc_files {
+        return Ok(());
+    }
+    let root = plan.new_root.as_c_str();
+    for path in &plan.masked_paths {
+        let mut buf = [0u8; PATH_MAX];
+        let target = join(&mut buf, root, path.to_bytes())?;
+        match sys.mount(Some(c"/dev/null"), target, None, MsFlags::MS_BIND, None) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(Errno::ENOTDIR) => sys
+                .mount(
+                    Some(c"tmpfs"),
+                    target,
+                    Some(c"tmpfs"),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    Some(c"mode=555,size=4k,nr_inodes=1"),
+                )
+                .map_err(|e| fail(Step::MaskProcFile, e, target))?,
+            Err(e) => return Err(fail(Step::MaskProcFile, e, target)),
         }
     }
     Ok(())
@@ -813,6 +889,8 @@ mod tests {
             fresh_sysfs: true,
             entry: RootEntry::PivotRoot,
             hardening: Hardening::default(),
+            masked_paths: vec![c"/proc/kmsg".into(), c"/proc/sysrq-trigger".into()],
+            readonly_paths: vec![],
         }
     }
 
@@ -1050,6 +1128,7 @@ mod tests {
             sys_readonly: false,
             host_cgroupfs_rw: true,
             mask_proc_files: false,
+            readonly_paths: false,
         };
         let mut sys = RecordingSyscalls {
             mountinfo: mountinfo(&[]),
@@ -1072,6 +1151,92 @@ mod tests {
         assert!(
             matches!(cg, Call::Mount { source: Some(s), flags, .. } if s == "/sys/fs/cgroup" && *flags == MsFlags::MS_BIND | MsFlags::MS_REC)
         );
+    }
+
+    #[test]
+    fn kernel_paths_are_made_readonly_then_masked_by_kind() {
+        let mut p = plan();
+        p.readonly_paths = vec![c"/proc/bus".into()];
+        p.masked_paths = vec![
+            c"/proc/kmsg".into(),
+            c"/proc/acpi".into(),
+            c"/proc/kcore".into(),
+        ];
+        let acpi = format!("{ROOT}/proc/acpi");
+        let kcore = format!("{ROOT}/proc/kcore");
+        let sysrq = format!("{ROOT}/proc/sysrq-trigger");
+        let mut info = mountinfo(&[]);
+        info.push_str(&format!(
+            "40 10 0:40 / {ROOT}/proc/bus ro,nosuid - proc proc rw\n"
+        ));
+        let mut sys = RecordingSyscalls {
+            mountinfo: info,
+            // /proc/acpi is a directory: a file cannot be bound onto it.
+            fail_target: Some((acpi.clone(), Errno::ENOTDIR)),
+            fail_once: true,
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        let calls = &sys.calls;
+        let bus = format!("{ROOT}/proc/bus");
+        let bind = position(calls, |c| {
+            matches!(c, Call::Mount { source: Some(s), target, flags, .. }
+                if *s == bus && *target == bus && *flags == MsFlags::MS_BIND | MsFlags::MS_REC)
+        });
+        let ro = position(
+            calls,
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == bus),
+        );
+        let kmsg = format!("{ROOT}/proc/kmsg");
+        let null = position(
+            calls,
+            |c| matches!(c, Call::Mount { source: Some(s), target, .. } if s == "/dev/null" && *target == kmsg),
+        );
+        let tmpfs = position(calls, |c| {
+            matches!(c, Call::Mount { fstype: Some(t), target, flags, .. }
+                if t == "tmpfs" && *target == acpi && flags.contains(MsFlags::MS_RDONLY))
+        });
+        assert!(bind < ro && ro < null && null < tmpfs, "{calls:#?}");
+        assert!(calls.iter().any(|c| is_mount_at(c, &kcore)));
+
+        // A read-only path the kernel lacks is skipped, not read back.
+        let mut q = plan();
+        q.readonly_paths = vec![c"/proc/sysrq-trigger".into()];
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            fail_target: Some((sysrq.clone(), Errno::ENOENT)),
+            ..Default::default()
+        };
+        run(&mut sys, &q).expect("a missing read-only path is skipped");
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::MountSetattrReadonly { target } if *target == sysrq)));
+
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            fail_target: Some((kcore.clone(), Errno::ENOENT)),
+            ..Default::default()
+        };
+        p.readonly_paths.clear();
+        run(&mut sys, &p).expect("a missing path is skipped");
+        let tmpfs_on_kcore = sys.calls.iter().any(
+            |c| matches!(c, Call::Mount { fstype: Some(t), target, .. } if t == "tmpfs" && *target == kcore),
+        );
+        assert!(!tmpfs_on_kcore, "ENOENT is not a directory to mask");
+
+        p.kernel_files.mask_proc_files = false;
+        p.kernel_files.readonly_paths = false;
+        p.readonly_paths = vec![c"/proc/bus".into()];
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| is_mount_at(c, &kmsg) || is_mount_at(c, &acpi) || is_mount_at(c, &bus)));
     }
 
     #[test]

@@ -60,8 +60,13 @@ pub enum Protection {
     RecursiveBinds,
     ProcSysReadonly,
     SysReadonly,
-    /// Files of /proc that act on or leak the host, bound over by /dev/null.
+    /// Kernel files and directories that act on or leak the host (the
+    /// spec's `masked_paths`): files bound over by /dev/null, directories by
+    /// an empty read-only tmpfs.
     MaskedPaths,
+    /// /proc/bus, /proc/fs, /proc/irq, /proc/sysrq-trigger (the spec's
+    /// `readonly_paths`) read-only; /proc/sys is `ProcSysReadonly`.
+    ReadonlyPaths,
     /// No cgroup filesystem of the host's inside.
     HostCgroupfsHidden,
     /// Only the kept capabilities, in all five sets.
@@ -143,7 +148,10 @@ impl Protection {
             Protection::RecursiveBinds => format!("{}", h.recursive_binds),
             Protection::ProcSysReadonly => format!("{}", k.proc_sys_readonly),
             Protection::SysReadonly => format!("{}", k.sys_readonly),
-            Protection::MaskedPaths => format!("{}", k.mask_proc_files),
+            Protection::MaskedPaths => format!("{} {:?}", k.mask_proc_files, spec.masked_paths),
+            Protection::ReadonlyPaths => {
+                format!("{} {:?}", k.readonly_paths, spec.readonly_paths)
+            }
             Protection::HostCgroupfsHidden => format!("{}", !k.host_cgroupfs_rw),
             Protection::CapabilityDrop => {
                 let kept: BTreeSet<&String> = spec.capabilities.iter().collect();
@@ -199,6 +207,7 @@ impl Protection {
             Protection::ProcSysReadonly => k.proc_sys_readonly = false,
             Protection::SysReadonly => k.sys_readonly = false,
             Protection::MaskedPaths => k.mask_proc_files = false,
+            Protection::ReadonlyPaths => k.readonly_paths = false,
             Protection::HostCgroupfsHidden => k.host_cgroupfs_rw = true,
             Protection::CapabilityDrop => {
                 spec.capabilities = crate::caps::all_names();

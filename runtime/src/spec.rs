@@ -33,6 +33,14 @@ pub struct ContainerSpec {
     /// Protections that have no other field; all on by default. See
     /// [`crate::protection::Protection`] for the whole list.
     pub hardening: Hardening,
+    /// Kernel files and directories that act on or leak the host, masked
+    /// when `kernel_files.mask_proc_files` (under /proc or /sys only). A
+    /// path this kernel lacks is skipped.
+    pub masked_paths: Vec<PathBuf>,
+    /// Kernel files and directories made read-only when
+    /// `kernel_files.readonly_paths` (under /proc or /sys only); /proc/sys
+    /// has its own switch, `kernel_files.proc_sys_readonly`.
+    pub readonly_paths: Vec<PathBuf>,
     /// The seccomp filter installed right before execve (the default deny
     /// list unless the spec names its own); `None` installs none.
     pub seccomp: Option<crate::seccomp::SeccompPolicy>,
@@ -57,6 +65,8 @@ impl Default for ContainerSpec {
             time_offsets: TimeOffsets::default(),
             kernel_files: KernelFiles::default(),
             hardening: Hardening::default(),
+            masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
+            readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
             seccomp: Some(crate::seccomp::SeccompPolicy::default()),
             command: Vec::new(),
             env: vec!["PATH=/bin:/sbin:/usr/bin:/usr/sbin".into()],
@@ -64,6 +74,30 @@ impl Default for ContainerSpec {
         }
     }
 }
+
+/// What container engines mask by default: files that leak the host's
+/// kernel state (memory, keys, timers, the scheduler, the kernel log) or act
+/// on it (sysrq), and directories of host hardware and firmware.
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/sysrq-trigger",
+    "/proc/kmsg",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// What container engines make read-only by default (besides /proc/sys):
+/// host bus, filesystem and interrupt settings, and sysrq.
+pub const DEFAULT_READONLY_PATHS: &[&str] =
+    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"];
 
 /// Where the root filesystem comes from and how the container is put in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,8 +276,11 @@ pub struct KernelFiles {
     /// Bind the host's cgroup filesystem read-write at /sys/fs/cgroup with the
     /// host's view (controls only; the default mounts none).
     pub host_cgroupfs_rw: bool,
-    /// /proc/sysrq-trigger and /proc/kmsg masked (bound over by /dev/null).
+    /// The spec's `masked_paths` masked: files bound over by /dev/null,
+    /// directories by an empty read-only tmpfs.
     pub mask_proc_files: bool,
+    /// The spec's `readonly_paths` bound onto themselves read-only.
+    pub readonly_paths: bool,
 }
 
 impl Default for KernelFiles {
@@ -253,6 +290,7 @@ impl Default for KernelFiles {
             sys_readonly: true,
             host_cgroupfs_rw: false,
             mask_proc_files: true,
+            readonly_paths: true,
         }
     }
 }
@@ -425,6 +463,34 @@ impl ContainerSpec {
         self.validate_user()?;
         self.validate_time()?;
         self.validate_seccomp()?;
+        self.validate_kernel_paths()?;
+        Ok(())
+    }
+
+    /// Masked and read-only paths are mounted over before pivot_root, so
+    /// they must stay on the kernel's own filesystems (never a path of the
+    /// image, which could be a symlink out of the root).
+    fn validate_kernel_paths(&self) -> Result<(), SpecError> {
+        for (field, paths) in [
+            ("masked_paths", &self.masked_paths),
+            ("readonly_paths", &self.readonly_paths),
+        ] {
+            for (i, p) in paths.iter().enumerate() {
+                let under_kernel_fs = p.starts_with("/proc/") || p.starts_with("/sys/");
+                let clean = p
+                    .components()
+                    .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+                if !under_kernel_fs || !clean || p.parent().is_none_or(|d| d == Path::new("/")) {
+                    return Err(invalid(
+                        format!("{field}[{i}]"),
+                        format!(
+                            "{} must be a path below /proc or /sys without ..",
+                            p.display()
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -866,6 +932,8 @@ mod tests {
     #[case::empty_map_count(|s: &mut ContainerSpec| { s.namespaces.user = true; s.user = Some(mapping(0)); }, "user.uid_map[0].count: 0 maps nothing")]
     #[case::offsets_without_timens(|s: &mut ContainerSpec| s.time_offsets.boottime_secs = 5, "time_offsets: monotonic 0 / boottime 5 need namespaces.time")]
     #[case::unknown_syscall(|s: &mut ContainerSpec| s.seccomp = Some(crate::seccomp::SeccompPolicy { deny: vec!["bpf".into(), "teleport".into()] }), "seccomp.deny[1]: \"teleport\" is not a syscall this runtime can filter")]
+    #[case::masked_outside_proc(|s: &mut ContainerSpec| s.masked_paths.push("/etc/passwd".into()), "masked_paths[13]: /etc/passwd must be a path below /proc or /sys without ..")]
+    #[case::readonly_dotdot(|s: &mut ContainerSpec| s.readonly_paths = vec!["/proc/../etc".into()], "readonly_paths[0]: /proc/../etc must be a path below /proc or /sys without ..")]
     #[case::oci_without_index(|s: &mut ContainerSpec| { s.rootfs.source = RootfsSource::OciLayout(std::env::temp_dir()); }, "rootfs.source: /tmp has no index.json (not an OCI image layout)")]
     fn invalid_specs_name_field_and_value(
         #[case] change: fn(&mut ContainerSpec),

@@ -648,6 +648,9 @@ pub struct RecordingSyscalls {
     pub no_mount_setattr: bool,
     /// The first call whose target equals `.0` fails with `.1`.
     pub fail_target: Option<(String, Errno)>,
+    /// `fail_target` fails one call only (then later calls on the same
+    /// target succeed, as after a fallback).
+    pub fail_once: bool,
     /// Paths that "exist" (mkdir / create_file on them give EEXIST).
     pub existing: Vec<String>,
 }
@@ -662,6 +665,9 @@ impl RecordingSyscalls {
             Some((t, e)) if t == call.target() => Some(*e),
             _ => None,
         };
+        if fail.is_some() && self.fail_once {
+            self.fail_target = None;
+        }
         self.calls.push(call);
         match fail {
             Some(e) => Err(e),

@@ -8,7 +8,7 @@
 use std::fs;
 
 use nix::errno::Errno;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::args::Args;
 use crate::output::{self, Observation};
@@ -230,4 +230,189 @@ pub fn seccomp(args: Args) -> Result<Observation, ProbeError> {
         .with("seccomp_mode", mode)
         .with("calls", Value::Object(calls))
         .with("refused_eperm", Value::Array(eperm)))
+}
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+/// The most a masked-path check reads of a real file (it only needs to see
+/// that the content is there).
+const READ_MAX: usize = 4096;
+
+fn fs_name(magic: i64) -> String {
+    match magic {
+        TMPFS_MAGIC => "tmpfs".into(),
+        PROC_SUPER_MAGIC => "proc".into(),
+        SYSFS_MAGIC => "sysfs".into(),
+        other => format!("{other:#x}"),
+    }
+}
+
+/// What one masked path looks like from inside: "absent" (the kernel lacks
+/// it), "masked" (a file that is the null device; a directory that is an
+/// empty read-only tmpfs), "real" (the kernel's own file, opened, and read
+/// unless it is /proc/kmsg or /proc/sysrq-trigger; the kernel's own
+/// directory), or "failed" (it
+/// exists but could not be checked: never counted as masked).
+fn masked_state(path: &str) -> Value {
+    use nix::sys::stat::{major, minor, stat, SFlag};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let st = match stat(path) {
+        Err(Errno::ENOENT) => return json!({"path": path, "state": "absent"}),
+        Err(e) => return json!({"path": path, "state": "failed", "errno": output::errno_name(e)}),
+        Ok(st) => st,
+    };
+    let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+    if kind == SFlag::S_IFDIR {
+        let entries = fs::read_dir(path).map(|d| d.count());
+        let vfs = nix::sys::statfs::statfs(path);
+        let readonly = nix::sys::statvfs::statvfs(path)
+            .map(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+        return match (entries, vfs, readonly) {
+            (Ok(n), Ok(v), Ok(ro)) => {
+                #[allow(clippy::useless_conversion)] // __fsword_t is not i64 on every arch
+                let magic = i64::from(v.filesystem_type().0);
+                let masked = magic == TMPFS_MAGIC && n == 0 && ro;
+                json!({"path": path, "kind": "dir", "fs": fs_name(magic), "entries": n,
+                       "readonly": ro, "state": if masked { "masked" } else { "real" }})
+            }
+            (e, v, r) => json!({"path": path, "kind": "dir", "state": "failed",
+                "errno": format!("{:?} {:?} {:?}", e.err(), v.err(), r.err())}),
+        };
+    }
+    // A file: opened (never written; /proc/kmsg never read, a read would
+    // take messages from the host's syslog reader).
+    let opened = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    );
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(e) => {
+            return json!({"path": path, "kind": "file", "state": "failed", "errno": output::errno_name(e)})
+        }
+    };
+    let fst = match nix::sys::stat::fstat(fd.as_fd()) {
+        Ok(s) => s,
+        Err(e) => {
+            return json!({"path": path, "kind": "file", "state": "failed", "errno": output::errno_name(e)})
+        }
+    };
+    let fkind = SFlag::from_bits_truncate(fst.st_mode & libc::S_IFMT);
+    if fkind == SFlag::S_IFCHR {
+        let null = major(fst.st_rdev) == 1 && minor(fst.st_rdev) == 3;
+        return json!({"path": path, "kind": "file", "device": format!("{}:{}", major(fst.st_rdev), minor(fst.st_rdev)),
+                      "state": if null { "masked" } else { "failed" }});
+    }
+    // /proc/kmsg would hand the host's log to us; sysrq-trigger has no read.
+    if path == "/proc/kmsg" || path == "/proc/sysrq-trigger" {
+        return json!({"path": path, "kind": "file", "state": "real", "read": false});
+    }
+    let mut buf = vec![0u8; READ_MAX];
+    let read = std::fs::File::from(fd).read(&mut buf);
+    match read {
+        Ok(n) => json!({"path": path, "kind": "file", "state": "real", "bytes": n}),
+        Err(e) => json!({"path": path, "kind": "file", "state": "failed",
+                         "errno": output::errno_name(output::io_errno(&e))}),
+    }
+}
+
+/// Counts of each state, and the paths by state.
+fn summarize(paths: Vec<Value>, states: &[&str]) -> Observation {
+    let mut obs = Observation::new();
+    let present = paths.iter().filter(|p| p["state"] != "absent").count();
+    for state in states {
+        let list: Vec<Value> = paths
+            .iter()
+            .filter(|p| p["state"] == *state)
+            .map(|p| p["path"].clone())
+            .collect();
+        obs = obs
+            .with(&format!("{state}_count"), list.len())
+            .with(state, Value::Array(list));
+    }
+    obs.with("present_count", present)
+        .with("paths", Value::Array(paths))
+}
+
+pub fn masked(mut args: Args) -> Result<Observation, ProbeError> {
+    let paths: Vec<String> = args.at_least_one("path")?;
+    args.finish()?;
+    let seen = paths.iter().map(|p| masked_state(p)).collect();
+    Ok(summarize(seen, &["masked", "real", "absent", "failed"]))
+}
+
+/// The first regular file under `dir` (depth 3) that its owner may write:
+/// the harmless target a read-only check opens for writing.
+fn writable_file_under(dir: &std::path::Path, depth: usize) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<_> = fs::read_dir(dir).ok()?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in &entries {
+        let Ok(meta) = fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if meta.is_file() && meta.permissions().mode() & 0o200 != 0 {
+            return Some(e.path());
+        }
+    }
+    if depth == 0 {
+        return None;
+    }
+    entries
+        .iter()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .find_map(|e| writable_file_under(&e.path(), depth - 1))
+}
+
+/// One read-only path tried for writing: a file opened O_WRONLY (never
+/// written: sysrq-trigger would act on the host) and closed; a directory
+/// through the first owner-writable file below it. A directory without one
+/// (/proc/fs on many kernels) is "no_target": procfs refuses a mkdir with
+/// ENOENT before the mount's read-only flag is even looked at, so nothing
+/// there can show the protection.
+fn readonly_state(path: &str) -> Value {
+    let p = std::path::Path::new(path);
+    let meta = match fs::metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return json!({"path": path, "state": "absent"})
+        }
+        Err(e) => {
+            return json!({"path": path, "state": "failed", "errno": output::errno_name(output::io_errno(&e))})
+        }
+        Ok(m) => m,
+    };
+    let target = if meta.is_dir() {
+        match writable_file_under(p, 3) {
+            Some(f) => f,
+            None => return json!({"path": path, "state": "no_target"}),
+        }
+    } else {
+        p.to_path_buf()
+    };
+    let result = fs::OpenOptions::new().write(true).open(&target).map(drop);
+    let state = match &result {
+        Err(e) if output::io_errno(e) == Errno::EROFS => "erofs",
+        Ok(()) => "accepted",
+        Err(_) => "failed",
+    };
+    json!({"path": path, "target": target.display().to_string(),
+           "errno": output::io_errno_value(&result), "state": state})
+}
+
+pub fn readonly_paths(mut args: Args) -> Result<Observation, ProbeError> {
+    let paths: Vec<String> = args.at_least_one("path")?;
+    args.finish()?;
+    let seen: Vec<Value> = paths.iter().map(|p| readonly_state(p)).collect();
+    let tested = seen
+        .iter()
+        .filter(|p| p["state"] != "absent" && p["state"] != "no_target")
+        .count();
+    Ok(summarize(
+        seen,
+        &["erofs", "accepted", "no_target", "absent", "failed"],
+    )
+    .with("tested_count", tested))
 }

@@ -84,6 +84,8 @@ fn lookup(name: &str) -> Option<Action> {
         "sysrq-kmsg" => escape_actions::sysrq_kmsg,
         "status" => status_actions::status,
         "seccomp" => confine_actions::seccomp,
+        "masked" => confine_actions::masked,
+        "readonly-paths" => confine_actions::readonly_paths,
         _ => return None,
     };
     Some(action)
