@@ -53,6 +53,7 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "seccomp",
     "masked",
     "readonly-paths",
+    "device",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

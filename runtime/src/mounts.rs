@@ -261,7 +261,7 @@ fn mount_dev<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailur
         Some(c"tmpfs"),
         dev,
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME | nodev(plan),
         Some(c"mode=755,size=65536k"),
     )
     .map_err(|e| fail(Step::MountDevTmpfs, e, dev))?;
@@ -295,7 +295,7 @@ fn mount_dev<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailur
         Some(c"shm"),
         shm,
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | nodev(plan),
         Some(c"mode=1777,size=65536k"),
     )
     .map_err(|e| fail(Step::MountDevShm, e, shm))?;
@@ -312,6 +312,17 @@ fn mount_dev<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailur
             .map_err(|e| fail(Step::DevSymlink, e, link))?;
     }
     Ok(())
+}
+
+/// MS_NODEV for the writable mounts we make (/dev, /dev/shm, /tmp): a node
+/// made there opens nothing. The nodes /dev needs are binds of the host's,
+/// whose own mounts allow devices.
+fn nodev(plan: &RootPlan) -> MsFlags {
+    if plan.hardening.nodev {
+        MsFlags::MS_NODEV
+    } else {
+        MsFlags::empty()
+    }
 }
 
 /// Joins two short byte strings into a C string (for /dev/<node>).
@@ -473,7 +484,7 @@ fn mount_tmp<S: Syscalls>(sys: &mut S, plan: &RootPlan) -> Result<(), StepFailur
         Some(c"tmpfs"),
         target,
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        MsFlags::MS_NOSUID | nodev(plan),
         Some(c"mode=1777"),
     )
     .map_err(|e| fail(Step::MountTmp, e, target))

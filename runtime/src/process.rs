@@ -663,9 +663,12 @@ impl Container {
 
         // Every container gets its own cgroup (limits, evidence, group kill),
         // made before the clone so a refusal creates no process.
-        let cgroup = Some(
-            cgroup_manager()?.create(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?,
-        );
+        let manager = cgroup_manager()?;
+        let mut cgroup = manager.create(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?;
+        if spec.hardening.device_allowlist {
+            manager.restrict_devices(&mut cgroup)?;
+        }
+        let cgroup = Some(cgroup);
 
         let stdin = stdio(opts.stdin, true)?;
         let stdout = stdio(opts.stdout, false)?;

@@ -83,6 +83,11 @@ pub enum Protection {
     Cpuset,
     /// `Container::kill` kills every task of the cgroup, not only PID 1.
     GroupKill,
+    /// Only null, zero, full, random, urandom, tty, ptmx and pts can be
+    /// opened (devices cgroup on v1, a device program on v2).
+    DeviceAllowlist,
+    /// /dev, /dev/shm and /tmp are nodev.
+    Nodev,
     /// `Container::exec` joins every namespace of PID 1.
     ExecJoinsNamespaces,
     /// The container's veth is attached to its bridge.
@@ -165,6 +170,8 @@ impl Protection {
             Protection::CpuQuota => format!("{:?}", spec.limits.cpu),
             Protection::Cpuset => format!("{:?}", spec.limits.cpuset),
             Protection::GroupKill => format!("{}", h.group_kill),
+            Protection::DeviceAllowlist => format!("{}", h.device_allowlist),
+            Protection::Nodev => format!("{}", h.nodev),
             Protection::ExecJoinsNamespaces => format!("{}", h.exec_joins_namespaces),
             Protection::BridgeAttachment => format!("{:?}", bridge.map(|b| b.detached)),
             Protection::Masquerade => String::new(),
@@ -230,6 +237,8 @@ impl Protection {
             Protection::CpuQuota => spec.limits.cpu = None,
             Protection::Cpuset => spec.limits.cpuset = None,
             Protection::GroupKill => h.group_kill = false,
+            Protection::DeviceAllowlist => h.device_allowlist = false,
+            Protection::Nodev => h.nodev = false,
             Protection::ExecJoinsNamespaces => h.exec_joins_namespaces = false,
             Protection::BridgeAttachment => {
                 if let NetworkMode::Bridge(b) = &mut spec.network {

@@ -321,6 +321,12 @@ pub struct Hardening {
     /// `Container::exec` joins PID 1's namespaces. Off: it only takes
     /// PID 1's root.
     pub exec_joins_namespaces: bool,
+    /// Only the allowlisted devices (`cgroups::devices::ALLOWED`) can be
+    /// opened: devices cgroup on v1, a device program on v2. Off: any.
+    pub device_allowlist: bool,
+    /// The writable mounts the runtime makes (/dev, /dev/shm, /tmp) are
+    /// nodev, so a device node made there opens nothing. Off: they are not.
+    pub nodev: bool,
 }
 
 impl Default for Hardening {
@@ -333,6 +339,8 @@ impl Default for Hardening {
             close_host_fds: true,
             group_kill: true,
             exec_joins_namespaces: true,
+            device_allowlist: true,
+            nodev: true,
         }
     }
 }

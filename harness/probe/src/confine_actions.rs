@@ -416,3 +416,56 @@ pub fn readonly_paths(mut args: Args) -> Result<Observation, ProbeError> {
     )
     .with("tested_count", tested))
 }
+
+/// mknod of a device node at each `--path`, opened read-only and closed
+/// at once (never read or written), then unlinked: whether the node can be
+/// made, and whether the kernel lets it be opened (the device allowlist
+/// answers EPERM, a nodev mount EACCES).
+pub fn device(mut args: Args) -> Result<Observation, ProbeError> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let paths: Vec<String> = args.at_least_one("path")?;
+    let kind: String = args.required("kind")?;
+    let major: u64 = args.required("major")?;
+    let minor: u64 = args.required("minor")?;
+    args.finish()?;
+    let flag = match kind.as_str() {
+        "char" => SFlag::S_IFCHR,
+        "block" => SFlag::S_IFBLK,
+        other => {
+            return Err(crate::args::UsageError::Invalid {
+                key: "kind",
+                value: other.into(),
+                why: "must be char or block".into(),
+            }
+            .into())
+        }
+    };
+    let mut mknod_errnos = Vec::new();
+    let mut open_errnos = Vec::new();
+    for path in &paths {
+        let made = mknod(
+            path.as_str(),
+            flag,
+            Mode::from_bits_truncate(0o600),
+            makedev(major, minor),
+        );
+        let opened = match made {
+            Ok(()) => nix::fcntl::open(
+                path.as_str(),
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map(drop),
+            Err(e) => Err(e),
+        };
+        if made.is_ok() {
+            let _ = nix::unistd::unlink(path.as_str());
+        }
+        mknod_errnos.push(output::errno_value(&made));
+        open_errnos.push(output::errno_value(&opened));
+    }
+    Ok(Observation::new()
+        .with("paths", paths)
+        .with("mknod_errnos", mknod_errnos)
+        .with("open_errnos", open_errnos))
+}

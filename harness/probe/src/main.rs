@@ -86,6 +86,7 @@ fn lookup(name: &str) -> Option<Action> {
         "seccomp" => confine_actions::seccomp,
         "masked" => confine_actions::masked,
         "readonly-paths" => confine_actions::readonly_paths,
+        "device" => confine_actions::device,
         _ => return None,
     };
     Some(action)
