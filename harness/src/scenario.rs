@@ -195,6 +195,7 @@ pub struct ContainerOverrides {
     pub namespaces: BTreeMap<String, bool>,
     /// Capabilities kept; "ALL" keeps every capability.
     pub capabilities: Option<Vec<String>>,
+    /// "" leaves the spec without one.
     pub hostname: Option<String>,
     /// "32M", "512M"...
     pub memory: Option<String>,

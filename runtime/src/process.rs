@@ -683,7 +683,15 @@ impl Container {
             ))
             .unwrap_or_default()
         });
-        let hostname = match &spec.hostname {
+        // A UTS namespace without a hostname in the spec gets the
+        // container's name (checked above: 1 to 64 of [A-Za-z0-9._-]), never
+        // the host's, which it would otherwise inherit.
+        let hostname = match (&spec.hostname, spec.namespaces.uts) {
+            (Some(h), _) => Some(h),
+            (None, true) => Some(&opts.name),
+            (None, false) => None,
+        };
+        let hostname = match hostname {
             Some(h) => Some(CString::new(h.as_bytes()).map_err(|_| Error::Nul {
                 what: "hostname",
                 value: h.clone(),
