@@ -16,7 +16,8 @@ repo=$PWD
 REMOVALS=$(cat <<'EOF'
 pid-namespace|runtime/src/process.rs|(ns.pid, CloneFlags::CLONE_NEWPID),||pid-namespace-init,pid-namespace-no-kill-host
 mount-namespace|runtime/src/process.rs|(ns.mount, CloneFlags::CLONE_NEWNS),||mount-namespace-private
-uts-namespace|runtime/src/process.rs|(ns.uts, CloneFlags::CLONE_NEWUTS),||uts-hostname
+uts-namespace|runtime/src/process.rs|(ns.uts, CloneFlags::CLONE_NEWUTS),||uts-hostname,uts-own-hostname
+own-hostname|runtime/src/process.rs|(None, true) => Some(&opts.name),|(None, true) => None,|uts-own-hostname
 ipc-namespace|runtime/src/process.rs|(ns.ipc, CloneFlags::CLONE_NEWIPC),||ipc-namespace
 net-namespace|runtime/src/process.rs|(ns.net, CloneFlags::CLONE_NEWNET),||net-none-loopback-only
 user-namespace|runtime/src/process.rs|(ns.user, CloneFlags::CLONE_NEWUSER),||user-namespace-root-is-nobody
@@ -31,12 +32,16 @@ recursive-readonly|runtime/src/mounts.rs|if plan.hardening.recursive_readonly {|
 recursive-binds|runtime/src/mounts.rs|if plan.hardening.recursive_binds {|if false {|bind-submounts-carried
 proc-sys-readonly|runtime/src/mounts.rs|if plan.kernel_files.proc_sys_readonly {|if false {|escape-proc-sys-write
 sys-readonly|runtime/src/mounts.rs|let ro = plan.kernel_files.sys_readonly;|let ro = false;|sys-readonly
-masked-paths|runtime/src/mounts.rs|if plan.kernel_files.mask_proc_files {|if false {|escape-sysrq-and-kmsg
+masked-paths|runtime/src/mounts.rs|if !plan.kernel_files.mask_proc_files {|if true {|escape-sysrq-and-kmsg,masked-proc-files,masked-proc-dirs,masked-sys-dirs
+readonly-paths|runtime/src/mounts.rs|if !plan.kernel_files.readonly_paths {|if true {|readonly-proc-paths
 host-cgroupfs-hidden|runtime/src/mounts.rs|if plan.kernel_files.host_cgroupfs_rw {|if true {|escape-cgroup-move
-capability-drop|runtime/src/process.rs|    plan.caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly
-capability-drop-exec|runtime/src/process.rs|                h.caps.apply()?;||exec-confined
-no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||no-new-privs-setuid
-no-new-privs-exec|runtime/src/process.rs|                    step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||exec-confined
+capability-drop|runtime/src/process.rs|    caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly,exec-confined
+capability-drop-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;||exec-confined
+no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||no-new-privs-setuid,exec-confined
+no-new-privs-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;|confine(h.caps, false, h.seccomp)?;|exec-confined
+seccomp|runtime/src/process.rs|Some(policy) => Some(crate::seccomp::compile(policy, spec.namespaces.user)?),|Some(_) => None,|seccomp-default-filter
+device-allowlist|runtime/src/process.rs|        if spec.hardening.device_allowlist {|        if false {|device-allowlist
+nodev|runtime/src/mounts.rs|    if plan.hardening.nodev {|    if false {|nodev-writable-mounts
 close-host-fds|runtime/src/process.rs|        step(Step::CloseFds, b"", sys::cloexec_from(3))?;||escape-leaked-fd
 cgroup-placement|runtime/src/process.rs|            cgroup.add_process(self.pid)?;||memory-oom-kill,pids-fork-bomb
 cgroup-placement-exec|runtime/src/process.rs|            step(Step::JoinCgroup, b"cgroup.procs", sys::write_all(fd, b"0"))?;|let _ = fd;|exec-confined

@@ -162,6 +162,12 @@ struct ContainerRunArgs {
     /// before the whole container is killed (a second one kills it at once).
     #[arg(long, default_value_t = 10)]
     stop_timeout: u64,
+    /// Switch one protection off (repeatable), by its name in `isocheck
+    /// list --protections`: seccomp, masked-paths, readonly-paths,
+    /// device-allowlist, nodev, no-new-privs, capability-drop... Every
+    /// protection is on by default, as in the scenarios.
+    #[arg(long = "switch-off", value_name = "PROTECTION")]
+    switch_off: Vec<isocheck_runtime::Protection>,
     /// Command and arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -689,6 +695,12 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     spec.command = args.command.clone();
     if args.userns {
         isocheck_harness::runner::with_user_namespace(&mut spec);
+    }
+    for p in &args.switch_off {
+        if !p.in_spec() {
+            anyhow::bail!("--switch-off {p}: not a protection of a container's spec");
+        }
+        p.switch_off(&mut spec);
     }
     let network = plan_network(&args)?;
     require_root("container run")?;

@@ -142,6 +142,8 @@ pub fn build_spec(
         *slot = *on;
     }
     spec.hostname = match &o.hostname {
+        // "": none in the spec (the runtime then names it after the container).
+        Some(h) if h.is_empty() => None,
         Some(h) => Some(h.clone()),
         None if spec.namespaces.uts => Some(CONTAINER_HOSTNAME.into()),
         None => None,

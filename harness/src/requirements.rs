@@ -21,6 +21,9 @@ pub enum Requirement {
     /// The kernel mounts overlayfs inside a user namespace (5.11 and later;
     /// probed by trying, see `Runner::new`).
     OverlayInUserns,
+    /// At least one of these kernel paths exists (e.g. the masked files a
+    /// scenario checks: a kernel without any leaves nothing to prove).
+    AnyPath(Vec<String>),
 }
 
 impl Requirement {
@@ -41,12 +44,17 @@ impl Requirement {
                 Ok(Requirement::Cpus(n.parse().unwrap_or(1)))
             }
             ("feature", "overlay-in-userns") => Ok(Requirement::OverlayInUserns),
+            ("any-path", list)
+                if !list.is_empty() && list.split(',').all(|p| p.starts_with('/')) =>
+            {
+                Ok(Requirement::AnyPath(list.split(',').map(str::to_owned).collect()))
+            }
             ("filesystem", f) if !f.is_empty() => Ok(Requirement::Filesystem(f.into())),
             ("program", p) if !p.is_empty() && !p.contains('/') => {
                 Ok(Requirement::Program(p.into()))
             }
             _ => Err(format!(
-                "{text:?} is not a requirement (root, controller:memory|pids|cpu|cpuset, namespace:NAME, filesystem:NAME, program:NAME, cpus:N, feature:overlay-in-userns)"
+                "{text:?} is not a requirement (root, controller:memory|pids|cpu|cpuset, namespace:NAME, filesystem:NAME, program:NAME, cpus:N, feature:overlay-in-userns, any-path:/A,/B)"
             )),
         }
     }
@@ -72,6 +80,8 @@ impl Requirement {
                 (!on_path(p)).then(|| format!("{p} is not installed (not on PATH)"))
             }
             Requirement::OverlayInUserns => host.overlay_in_userns.clone(),
+            Requirement::AnyPath(paths) => (!paths.iter().any(|p| Path::new(p).exists()))
+                .then(|| format!("this kernel has none of {}", paths.join(", "))),
             Requirement::Cpus(n) => {
                 (host.cpus < *n).then(|| format!("needs {n} cpus; this host has {}", host.cpus))
             }
@@ -136,6 +146,7 @@ mod tests {
     #[case("controller:memory", Ok(Requirement::Controller("memory".into())))]
     #[case("namespace:time", Ok(Requirement::Namespace("time".into())))]
     #[case("program:nft", Ok(Requirement::Program("nft".into())))]
+    #[case("any-path:/proc/a,/sys/b", Ok(Requirement::AnyPath(vec!["/proc/a".into(), "/sys/b".into()])))]
     fn parses(#[case] text: &str, #[case] want: Result<Requirement, String>) {
         assert_eq!(Requirement::parse(text), want);
     }
@@ -145,6 +156,7 @@ mod tests {
     #[case("namespace:")]
     #[case("program:/bin/sh")]
     #[case("magic")]
+    #[case("any-path:proc/a")]
     fn refuses(#[case] text: &str) {
         let e = Requirement::parse(text).unwrap_err();
         assert!(e.contains(text), "{e}");
@@ -165,6 +177,15 @@ mod tests {
             Some("refused")
         );
         assert!(Requirement::Cpus(2).missing(&host).is_some());
+        let none = Requirement::AnyPath(vec!["/surely/not/here".into()]);
+        assert_eq!(
+            none.missing(&host).as_deref(),
+            Some("this kernel has none of /surely/not/here")
+        );
+        assert_eq!(
+            Requirement::AnyPath(vec!["/surely/not".into(), "/".into()]).missing(&host),
+            None
+        );
         let why = Requirement::Controller("memory".into())
             .missing(&host)
             .unwrap();

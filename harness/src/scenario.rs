@@ -55,6 +55,10 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "trap",
     "ls",
     "mounts",
+    "seccomp",
+    "masked",
+    "readonly-paths",
+    "device",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,6 +207,7 @@ pub struct ContainerOverrides {
     pub namespaces: BTreeMap<String, bool>,
     /// Capabilities kept; "ALL" keeps every capability.
     pub capabilities: Option<Vec<String>>,
+    /// "" leaves the spec without one.
     pub hostname: Option<String>,
     /// "32M", "512M"...
     pub memory: Option<String>,

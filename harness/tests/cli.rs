@@ -76,6 +76,11 @@ fn bad_limits_and_binds_are_refused_naming_flag_and_value() {
             "--ro-bind /nonexistent-isocheck-src:/data",
         ),
         (vec!["--ro-bind", "nocolon"], "--ro-bind nocolon"),
+        (vec!["--switch-off", "bogus"], "'bogus' for '--switch-off"),
+        (
+            vec!["--switch-off", "masquerade"],
+            "--switch-off masquerade: not a protection of a container's spec",
+        ),
     ] {
         assert_refused(&args, named);
     }

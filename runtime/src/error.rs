@@ -37,6 +37,8 @@ pub enum Error {
     Nul { what: &'static str, value: String },
     #[error("capabilities: {0}")]
     Caps(crate::caps::CapsError),
+    #[error("{0}")]
+    Seccomp(crate::seccomp::SeccompError),
     #[error("cgroup: {0}")]
     Cgroup(crate::cgroups::CgroupError),
     #[error("network: {0}")]
@@ -59,6 +61,7 @@ wraps!(
     Rootfs(RootfsError),
     Child(ChildError),
     Caps(crate::caps::CapsError),
+    Seccomp(crate::seccomp::SeccompError),
     Cgroup(crate::cgroups::CgroupError),
     Network(crate::network::NetworkError),
 );
@@ -139,10 +142,12 @@ pub enum Step {
     PathTooLong,
     JoinCgroup,
     OpenNewRoot,
+    Seccomp,
+    ReadonlyPath,
 }
 
 impl Step {
-    const ALL: [Step; 49] = [
+    const ALL: [Step; 51] = [
         Step::Stdio,
         Step::ParentDeathSignal,
         Step::WaitForParent,
@@ -192,6 +197,8 @@ impl Step {
         Step::PathTooLong,
         Step::JoinCgroup,
         Step::OpenNewRoot,
+        Step::Seccomp,
+        Step::ReadonlyPath,
     ];
 
     pub fn from_u8(b: u8) -> Option<Step> {
@@ -250,6 +257,8 @@ impl Step {
             Step::PathTooLong => "path_too_long",
             Step::JoinCgroup => "join_cgroup",
             Step::OpenNewRoot => "open_new_root",
+            Step::Seccomp => "seccomp",
+            Step::ReadonlyPath => "readonly_path",
         }
     }
 }

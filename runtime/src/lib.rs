@@ -15,6 +15,7 @@ pub mod owner;
 pub mod process;
 pub mod protection;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod standin;
 pub mod sys;

@@ -76,6 +76,11 @@ pub struct RootPlan {
     pub fresh_sysfs: bool,
     pub entry: RootEntry,
     pub hardening: Hardening,
+    /// The spec's masked paths (absolute inside the container); applied
+    /// when `kernel_files.mask_proc_files`.
+    pub masked_paths: Vec<CString>,
+    /// The spec's read-only paths; applied when `kernel_files.readonly_paths`.
+    pub readonly_paths: Vec<CString>,
 }
 
 /// A path or option that cannot become a C string.
@@ -122,8 +127,20 @@ impl RootPlan {
             fresh_sysfs: spec.namespaces.net,
             entry: spec.rootfs.entry,
             hardening: spec.hardening,
+            masked_paths: kernel_paths("masked_paths", &spec.masked_paths)?,
+            readonly_paths: kernel_paths("readonly_paths", &spec.readonly_paths)?,
         })
     }
+}
+
+fn kernel_paths(
+    what: &'static str,
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<CString>, NulInPath> {
+    paths
+        .iter()
+        .map(|p| cstring(what, p.as_os_str().as_bytes()))
+        .collect()
 }
 
 fn fail(step: Step, errno: Errno, path: &CStr) -> StepFailure {
@@ -340,10 +357,12 @@ pub fn build_root<S: Syscalls>(
     }
     mount_image(sys, plan)?;
     let root = open_root(sys, plan)?;
-    mount_dev(sys, &root)?;
+    mount_dev(sys, plan, &root)?;
     mount_proc(sys, plan, &root, scratch)?;
     mount_sys(sys, plan, &root, scratch)?;
-    mount_tmp(sys, &root)?;
+    readonly_kernel_paths(sys, plan, &root, scratch)?;
+    mask_kernel_paths(sys, plan, &root)?;
+    mount_tmp(sys, plan, &root)?;
     if plan.kernel_files.host_cgroupfs_rw {
         bind_host_cgroupfs(sys, &root)?;
     }
@@ -396,13 +415,17 @@ const DEV_NODES: [&[u8]; 6] = [b"null", b"zero", b"full", b"random", b"urandom",
 
 /// A tmpfs /dev with the host's harmless nodes bound in (mknod is not
 /// allowed in a user namespace; a bind is), a private devpts and /dev/shm.
-fn mount_dev<S: Syscalls>(sys: &mut S, root: &Root<'_, S::Fd>) -> Result<(), StepFailure> {
+fn mount_dev<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    root: &Root<'_, S::Fd>,
+) -> Result<(), StepFailure> {
     let dev = target(sys, root, b"/dev", Leaf::Dir, Step::MountDevTmpfs)?;
     sys.mount(
         Some(c"tmpfs"),
         dev.at(),
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME | nodev(plan),
         Some(c"mode=755,size=65536k"),
     )
     .map_err(|e| root.fail(Step::MountDevTmpfs, e, b"/dev"))?;
@@ -432,7 +455,7 @@ fn mount_dev<S: Syscalls>(sys: &mut S, root: &Root<'_, S::Fd>) -> Result<(), Ste
         Some(c"shm"),
         shm.at(),
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | nodev(plan),
         Some(c"mode=1777,size=65536k"),
     )
     .map_err(|e| root.fail(Step::MountDevShm, e, b"/dev/shm"))?;
@@ -450,6 +473,17 @@ fn mount_dev<S: Syscalls>(sys: &mut S, root: &Root<'_, S::Fd>) -> Result<(), Ste
             .map_err(|e| root.fail(Step::DevSymlink, e, rel))?;
     }
     Ok(())
+}
+
+/// MS_NODEV for the writable mounts we make (/dev, /dev/shm, /tmp): a node
+/// made there opens nothing. The nodes /dev needs are binds of the host's,
+/// whose own mounts allow devices.
+fn nodev(plan: &RootPlan) -> MsFlags {
+    if plan.hardening.nodev {
+        MsFlags::MS_NODEV
+    } else {
+        MsFlags::empty()
+    }
 }
 
 /// Joins two short byte strings into a C string (for /dev/<node>).
@@ -481,40 +515,98 @@ fn mount_proc<S: Syscalls>(
     .map_err(|e| root.fail(Step::MountProc, e, b"/proc"))?;
 
     if plan.kernel_files.proc_sys_readonly {
-        let sys_dir = target(
-            sys,
-            root,
-            b"/proc/sys",
-            Leaf::Existing,
-            Step::ProcSysReadonly,
-        )?;
-        sys.mount(
-            Some(sys_dir.at()),
-            sys_dir.at(),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )
-        .map_err(|e| root.fail(Step::ProcSysReadonly, e, b"/proc/sys"))?;
-        let bound = mounted(sys, root, b"/proc/sys", Step::ProcSysReadonly)?;
-        make_readonly_recursive(sys, &bound, scratch)?;
+        bind_in_place_readonly(sys, root, b"/proc/sys", Step::ProcSysReadonly, scratch)?;
     }
-    if plan.kernel_files.mask_proc_files {
-        for file in [&b"/proc/sysrq-trigger"[..], b"/proc/kmsg"] {
-            let masked = match target(sys, root, file, Leaf::Existing, Step::MaskProcFile) {
-                Ok(t) => t,
-                // A kernel without the file has nothing to mask.
-                Err(e) if e.errno == Errno::ENOENT as i32 => continue,
-                Err(e) => return Err(e),
-            };
-            sys.mount(
-                Some(c"/dev/null"),
-                masked.at(),
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )
-            .map_err(|e| root.fail(Step::MaskProcFile, e, file))?;
+    Ok(())
+}
+
+/// The spec's read-only paths (/proc/bus, /proc/fs, /proc/irq,
+/// /proc/sysrq-trigger by default), each bound onto itself and made
+/// read-only with everything below it, then read back. A path this kernel
+/// lacks is skipped. Before the masks, so a path in both lists ends masked.
+fn readonly_kernel_paths<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    root: &Root<'_, S::Fd>,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    if !plan.kernel_files.readonly_paths {
+        return Ok(());
+    }
+    for path in &plan.readonly_paths {
+        match bind_in_place_readonly(sys, root, path.to_bytes(), Step::ReadonlyPath, scratch) {
+            Err(f) if f.step == Step::ReadonlyPath && f.errno == Errno::ENOENT as i32 => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// `rel` (resolved in the root) bound onto itself with its submounts, then
+/// made read-only through and through and read back. A failing step is
+/// `step`.
+fn bind_in_place_readonly<S: Syscalls>(
+    sys: &mut S,
+    root: &Root<'_, S::Fd>,
+    rel: &[u8],
+    step: Step,
+    scratch: &mut [u8],
+) -> Result<(), StepFailure> {
+    let at = target(sys, root, rel, Leaf::Existing, step)?;
+    sys.mount(
+        Some(at.at()),
+        at.at(),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| root.fail(step, e, rel))?;
+    let bound = mounted(sys, root, rel, step)?;
+    make_readonly_recursive(sys, &bound, scratch)
+}
+
+/// The spec's masked paths: a file gets /dev/null bound over it (opening
+/// it reaches nothing), a directory an empty read-only tmpfs (the bind of a
+/// file onto it fails with ENOTDIR: try the call, no stat). A path this
+/// kernel lacks (ENOENT) is skipped: there is nothing to hide.
+fn mask_kernel_paths<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    root: &Root<'_, S::Fd>,
+) -> Result<(), StepFailure> {
+    if !plan.kernel_files.mask_proc_files {
+        return Ok(());
+    }
+    for path in &plan.masked_paths {
+        let rel = path.to_bytes();
+        let masked = match target(sys, root, rel, Leaf::Existing, Step::MaskProcFile) {
+            Ok(t) => t,
+            // A kernel without the path has nothing to hide.
+            Err(e) if e.errno == Errno::ENOENT as i32 => continue,
+            Err(e) => return Err(e),
+        };
+        match sys.mount(
+            Some(c"/dev/null"),
+            masked.at(),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        ) {
+            // Gone between the lookup and the mount: nothing to hide either.
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(Errno::ENOTDIR) => sys
+                .mount(
+                    Some(c"tmpfs"),
+                    masked.at(),
+                    Some(c"tmpfs"),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    Some(c"mode=555,size=4k,nr_inodes=1"),
+                )
+                .map_err(|e| root.fail(Step::MaskProcFile, e, rel))?,
+            Err(e) => return Err(root.fail(Step::MaskProcFile, e, rel)),
         }
     }
     Ok(())
@@ -558,13 +650,17 @@ fn mount_sys<S: Syscalls>(
     Ok(())
 }
 
-fn mount_tmp<S: Syscalls>(sys: &mut S, root: &Root<'_, S::Fd>) -> Result<(), StepFailure> {
+fn mount_tmp<S: Syscalls>(
+    sys: &mut S,
+    plan: &RootPlan,
+    root: &Root<'_, S::Fd>,
+) -> Result<(), StepFailure> {
     let at = target(sys, root, b"/tmp", Leaf::Dir, Step::MountTmp)?;
     sys.mount(
         Some(c"tmpfs"),
         at.at(),
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        MsFlags::MS_NOSUID | nodev(plan),
         Some(c"mode=1777"),
     )
     .map_err(|e| root.fail(Step::MountTmp, e, b"/tmp"))
@@ -983,6 +1079,8 @@ mod tests {
             fresh_sysfs: true,
             entry: RootEntry::PivotRoot,
             hardening: Hardening::default(),
+            masked_paths: vec![c"/proc/kmsg".into(), c"/proc/sysrq-trigger".into()],
+            readonly_paths: vec![],
         }
     }
 
@@ -1220,6 +1318,7 @@ mod tests {
             sys_readonly: false,
             host_cgroupfs_rw: true,
             mask_proc_files: false,
+            readonly_paths: false,
         };
         let mut sys = RecordingSyscalls {
             mountinfo: mountinfo(&[]),
@@ -1242,6 +1341,92 @@ mod tests {
         assert!(
             matches!(cg, Call::Mount { source: Some(s), flags, .. } if s == "/sys/fs/cgroup" && *flags == MsFlags::MS_BIND | MsFlags::MS_REC)
         );
+    }
+
+    #[test]
+    fn kernel_paths_are_made_readonly_then_masked_by_kind() {
+        let mut p = plan();
+        p.readonly_paths = vec![c"/proc/bus".into()];
+        p.masked_paths = vec![
+            c"/proc/kmsg".into(),
+            c"/proc/acpi".into(),
+            c"/proc/kcore".into(),
+        ];
+        let acpi = format!("{ROOT}/proc/acpi");
+        let kcore = format!("{ROOT}/proc/kcore");
+        let sysrq = format!("{ROOT}/proc/sysrq-trigger");
+        let mut info = mountinfo(&[]);
+        info.push_str(&format!(
+            "40 10 0:40 / {ROOT}/proc/bus ro,nosuid - proc proc rw\n"
+        ));
+        let mut sys = RecordingSyscalls {
+            mountinfo: info,
+            // /proc/acpi is a directory: a file cannot be bound onto it.
+            fail_target: Some((acpi.clone(), Errno::ENOTDIR)),
+            fail_once: true,
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        let calls = &sys.calls;
+        let bus = format!("{ROOT}/proc/bus");
+        let bind = position(calls, |c| {
+            matches!(c, Call::Mount { source: Some(s), target, flags, .. }
+                if *s == bus && *target == bus && *flags == MsFlags::MS_BIND | MsFlags::MS_REC)
+        });
+        let ro = position(
+            calls,
+            |c| matches!(c, Call::MountSetattrReadonly { target } if *target == bus),
+        );
+        let kmsg = format!("{ROOT}/proc/kmsg");
+        let null = position(
+            calls,
+            |c| matches!(c, Call::Mount { source: Some(s), target, .. } if s == "/dev/null" && *target == kmsg),
+        );
+        let tmpfs = position(calls, |c| {
+            matches!(c, Call::Mount { fstype: Some(t), target, flags, .. }
+                if t == "tmpfs" && *target == acpi && flags.contains(MsFlags::MS_RDONLY))
+        });
+        assert!(bind < ro && ro < null && null < tmpfs, "{calls:#?}");
+        assert!(calls.iter().any(|c| is_mount_at(c, &kcore)));
+
+        // A read-only path the kernel lacks is skipped, not read back.
+        let mut q = plan();
+        q.readonly_paths = vec![c"/proc/sysrq-trigger".into()];
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            fail_target: Some((sysrq.clone(), Errno::ENOENT)),
+            ..Default::default()
+        };
+        run(&mut sys, &q).expect("a missing read-only path is skipped");
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::MountSetattrReadonly { target } if *target == sysrq)));
+
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            fail_target: Some((kcore.clone(), Errno::ENOENT)),
+            ..Default::default()
+        };
+        p.readonly_paths.clear();
+        run(&mut sys, &p).expect("a missing path is skipped");
+        let tmpfs_on_kcore = sys.calls.iter().any(
+            |c| matches!(c, Call::Mount { fstype: Some(t), target, .. } if t == "tmpfs" && *target == kcore),
+        );
+        assert!(!tmpfs_on_kcore, "ENOENT is not a directory to mask");
+
+        p.kernel_files.mask_proc_files = false;
+        p.kernel_files.readonly_paths = false;
+        p.readonly_paths = vec![c"/proc/bus".into()];
+        let mut sys = RecordingSyscalls {
+            mountinfo: mountinfo(&[]),
+            ..Default::default()
+        };
+        run(&mut sys, &p).expect("builds");
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| is_mount_at(c, &kmsg) || is_mount_at(c, &acpi) || is_mount_at(c, &bus)));
     }
 
     #[test]

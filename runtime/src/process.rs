@@ -6,7 +6,8 @@
 //! 1. child: PR_SET_PDEATHSIG, stdio, then `Ready` →
 //! 2. parent: `parent_setup` hooks (cgroup, veth), uid/gid maps, then `Go` →
 //! 3. child: ids, cgroup ns, time ns, hostname, lo, root, caps,
-//!    no_new_privs, execve. A failing step sends `Failed(step, errno, path)`
+//!    no_new_privs, seccomp (before the caps when no_new_privs is off),
+//!    execve. A failing step sends `Failed(step, errno, path)`
 //!    and exits; success closes the close-on-exec socket, so the parent
 //!    reads EOF exactly when execve happened.
 //!
@@ -42,6 +43,7 @@ use crate::error::{ChildError, Error, Step, StepFailure, FAILURE_WIRE_LEN};
 use crate::mounts::{self, RootPlan};
 use crate::network::{self, Netns, VethAttachment};
 use crate::rootfs::{self, PreparedRootfs};
+use crate::seccomp::SeccompProgram;
 use crate::spec::{
     BridgeAttachment, ContainerSpec, Hardening, IdMap, NetworkMode, SpecError, UserMapping,
 };
@@ -220,6 +222,8 @@ struct ChildPlan {
     cwd: CString,
     caps: CapPlan,
     no_new_privs: bool,
+    /// Compiled by the parent; the child only hands it to the kernel.
+    seccomp: Option<SeccompProgram>,
     close_host_fds: bool,
     exec: ExecArgs,
 }
@@ -303,14 +307,37 @@ fn child_steps(plan: &mut ChildPlan, sock: BorrowedFd<'_>) -> Result<Proceed, St
         mounts::build_root(&mut real, root, &mut plan.scratch)?;
     }
     step(Step::Chdir, plan.cwd.to_bytes(), sys_chdir(&plan.cwd))?;
-    plan.caps.apply()?;
-    if plan.no_new_privs {
-        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;
-    }
+    confine(&plan.caps, plan.no_new_privs, plan.seccomp.as_ref())?;
     if plan.close_host_fds {
         step(Step::CloseFds, b"", sys::cloexec_from(3))?;
     }
     Err(plan.exec.exec())
+}
+
+/// Capabilities, no_new_privs and the seccomp filter, in the order the
+/// kernel allows: installing a filter needs no_new_privs or CAP_SYS_ADMIN,
+/// so with no_new_privs it comes last (the filter then sees nothing of the
+/// runtime's own setup), without it before the capabilities are dropped.
+fn confine(
+    caps: &CapPlan,
+    no_new_privs: bool,
+    seccomp: Option<&SeccompProgram>,
+) -> Result<(), StepFailure> {
+    let install =
+        |p: &SeccompProgram| step(Step::Seccomp, b"", sys::seccomp_set_filter(&p.instructions));
+    if !no_new_privs {
+        if let Some(p) = seccomp {
+            install(p)?;
+        }
+    }
+    caps.apply()?;
+    if no_new_privs {
+        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;
+        if let Some(p) = seccomp {
+            install(p)?;
+        }
+    }
+    Ok(())
 }
 
 fn sys_chdir(path: &CStr) -> Result<(), Errno> {
@@ -565,6 +592,7 @@ pub struct Container {
     ids: Option<(u32, u32, bool)>,
     caps: CapPlan,
     no_new_privs: bool,
+    seccomp: Option<SeccompProgram>,
     hardening: Hardening,
     env: Vec<String>,
     /// The run's temp dir; removed after PID 1 is reaped.
@@ -600,6 +628,10 @@ impl Container {
         check_name("run_id", &opts.run_id)?;
         check_name("name", &opts.name)?;
         let caps = CapPlan::new(&spec.capabilities)?;
+        let seccomp = match &spec.seccomp {
+            Some(policy) => Some(crate::seccomp::compile(policy, spec.namespaces.user)?),
+            None => None,
+        };
 
         let mapping = spec
             .namespaces
@@ -631,9 +663,12 @@ impl Container {
 
         // Every container gets its own cgroup (limits, evidence, group kill),
         // made before the clone so a refusal creates no process.
-        let cgroup = Some(
-            cgroup_manager()?.create(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?,
-        );
+        let manager = cgroup_manager()?;
+        let mut cgroup = manager.create(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?;
+        if spec.hardening.device_allowlist {
+            manager.restrict_devices(&mut cgroup)?;
+        }
+        let cgroup = Some(cgroup);
 
         let stdin = stdio(opts.stdin, true)?;
         let stdout = stdio(opts.stdout, false)?;
@@ -648,7 +683,15 @@ impl Container {
             ))
             .unwrap_or_default()
         });
-        let hostname = match &spec.hostname {
+        // A UTS namespace without a hostname in the spec gets the
+        // container's name (checked above: 1 to 64 of [A-Za-z0-9._-]), never
+        // the host's, which it would otherwise inherit.
+        let hostname = match (&spec.hostname, spec.namespaces.uts) {
+            (Some(h), _) => Some(h),
+            (None, true) => Some(&opts.name),
+            (None, false) => None,
+        };
+        let hostname = match hostname {
             Some(h) => Some(CString::new(h.as_bytes()).map_err(|_| Error::Nul {
                 what: "hostname",
                 value: h.clone(),
@@ -681,6 +724,7 @@ impl Container {
             cwd,
             caps: caps.clone(),
             no_new_privs: spec.no_new_privs,
+            seccomp: seccomp.clone(),
             close_host_fds: spec.hardening.close_host_fds,
             exec: ExecArgs::new(&spec.command, &spec.env)?,
         };
@@ -712,6 +756,7 @@ impl Container {
             ids,
             caps,
             no_new_privs: spec.no_new_privs,
+            seccomp,
             hardening: spec.hardening,
             env: spec.env.clone(),
             rootfs,
@@ -933,6 +978,7 @@ impl Container {
             ids: self.ids,
             caps: &self.caps,
             no_new_privs: self.no_new_privs,
+            seccomp: self.seccomp.as_ref(),
             args: &args,
         };
         // SAFETY: the helper runs only `exec_helper_main` with data prepared
@@ -1104,6 +1150,7 @@ struct ExecHelper<'a> {
     ids: Option<(u32, u32, bool)>,
     caps: &'a CapPlan,
     no_new_privs: bool,
+    seccomp: Option<&'a SeccompProgram>,
     args: &'a ExecArgs,
 }
 
@@ -1163,10 +1210,7 @@ fn exec_helper_main(h: &ExecHelper<'_>) -> ! {
                 if let Some((uid, gid, clear)) = h.ids {
                     sys::set_ids(uid, gid, clear).map_err(|(s, e)| StepFailure::new(s, e, b""))?;
                 }
-                h.caps.apply()?;
-                if h.no_new_privs {
-                    step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;
-                }
+                confine(h.caps, h.no_new_privs, h.seccomp)?;
                 step(Step::CloseFds, b"", sys::cloexec_from(3))?;
                 Err(h.args.exec())
             }

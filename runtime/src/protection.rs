@@ -60,13 +60,21 @@ pub enum Protection {
     RecursiveBinds,
     ProcSysReadonly,
     SysReadonly,
-    /// Files of /proc that act on or leak the host, bound over by /dev/null.
+    /// Kernel files and directories that act on or leak the host (the
+    /// spec's `masked_paths`): files bound over by /dev/null, directories by
+    /// an empty read-only tmpfs.
     MaskedPaths,
+    /// /proc/bus, /proc/fs, /proc/irq, /proc/sysrq-trigger (the spec's
+    /// `readonly_paths`) read-only; /proc/sys is `ProcSysReadonly`.
+    ReadonlyPaths,
     /// No cgroup filesystem of the host's inside.
     HostCgroupfsHidden,
     /// Only the kept capabilities, in all five sets.
     CapabilityDrop,
     NoNewPrivs,
+    /// The seccomp filter (default deny list, or the spec's), installed
+    /// right before execve.
+    Seccomp,
     /// No fd above 2 of the runtime's survives exec.
     CloseHostFds,
     MemoryLimit,
@@ -75,6 +83,11 @@ pub enum Protection {
     Cpuset,
     /// `Container::kill` kills every task of the cgroup, not only PID 1.
     GroupKill,
+    /// Only null, zero, full, random, urandom, tty, ptmx and pts can be
+    /// opened (devices cgroup on v1, a device program on v2).
+    DeviceAllowlist,
+    /// /dev, /dev/shm and /tmp are nodev.
+    Nodev,
     /// `Container::exec` joins every namespace of PID 1.
     ExecJoinsNamespaces,
     /// The container's veth is attached to its bridge.
@@ -140,19 +153,25 @@ impl Protection {
             Protection::RecursiveBinds => format!("{}", h.recursive_binds),
             Protection::ProcSysReadonly => format!("{}", k.proc_sys_readonly),
             Protection::SysReadonly => format!("{}", k.sys_readonly),
-            Protection::MaskedPaths => format!("{}", k.mask_proc_files),
+            Protection::MaskedPaths => format!("{} {:?}", k.mask_proc_files, spec.masked_paths),
+            Protection::ReadonlyPaths => {
+                format!("{} {:?}", k.readonly_paths, spec.readonly_paths)
+            }
             Protection::HostCgroupfsHidden => format!("{}", !k.host_cgroupfs_rw),
             Protection::CapabilityDrop => {
                 let kept: BTreeSet<&String> = spec.capabilities.iter().collect();
                 format!("{kept:?}")
             }
             Protection::NoNewPrivs => format!("{}", spec.no_new_privs),
+            Protection::Seccomp => format!("{:?}", spec.seccomp),
             Protection::CloseHostFds => format!("{}", h.close_host_fds),
             Protection::MemoryLimit => format!("{:?}", spec.limits.memory_bytes),
             Protection::PidsLimit => format!("{:?}", spec.limits.pids),
             Protection::CpuQuota => format!("{:?}", spec.limits.cpu),
             Protection::Cpuset => format!("{:?}", spec.limits.cpuset),
             Protection::GroupKill => format!("{}", h.group_kill),
+            Protection::DeviceAllowlist => format!("{}", h.device_allowlist),
+            Protection::Nodev => format!("{}", h.nodev),
             Protection::ExecJoinsNamespaces => format!("{}", h.exec_joins_namespaces),
             Protection::BridgeAttachment => format!("{:?}", bridge.map(|b| b.detached)),
             Protection::Masquerade => String::new(),
@@ -195,11 +214,13 @@ impl Protection {
             Protection::ProcSysReadonly => k.proc_sys_readonly = false,
             Protection::SysReadonly => k.sys_readonly = false,
             Protection::MaskedPaths => k.mask_proc_files = false,
+            Protection::ReadonlyPaths => k.readonly_paths = false,
             Protection::HostCgroupfsHidden => k.host_cgroupfs_rw = true,
             Protection::CapabilityDrop => {
                 spec.capabilities = crate::caps::all_names();
             }
             Protection::NoNewPrivs => spec.no_new_privs = false,
+            Protection::Seccomp => spec.seccomp = None,
             Protection::CloseHostFds => h.close_host_fds = false,
             Protection::MemoryLimit => {
                 spec.limits.memory_bytes = spec
@@ -216,6 +237,8 @@ impl Protection {
             Protection::CpuQuota => spec.limits.cpu = None,
             Protection::Cpuset => spec.limits.cpuset = None,
             Protection::GroupKill => h.group_kill = false,
+            Protection::DeviceAllowlist => h.device_allowlist = false,
+            Protection::Nodev => h.nodev = false,
             Protection::ExecJoinsNamespaces => h.exec_joins_namespaces = false,
             Protection::BridgeAttachment => {
                 if let NetworkMode::Bridge(b) = &mut spec.network {

@@ -33,6 +33,17 @@ pub struct ContainerSpec {
     /// Protections that have no other field; all on by default. See
     /// [`crate::protection::Protection`] for the whole list.
     pub hardening: Hardening,
+    /// Kernel files and directories that act on or leak the host, masked
+    /// when `kernel_files.mask_proc_files` (under /proc or /sys only). A
+    /// path this kernel lacks is skipped.
+    pub masked_paths: Vec<PathBuf>,
+    /// Kernel files and directories made read-only when
+    /// `kernel_files.readonly_paths` (under /proc or /sys only); /proc/sys
+    /// has its own switch, `kernel_files.proc_sys_readonly`.
+    pub readonly_paths: Vec<PathBuf>,
+    /// The seccomp filter installed right before execve (the default deny
+    /// list unless the spec names its own); `None` installs none.
+    pub seccomp: Option<crate::seccomp::SeccompPolicy>,
     /// argv of the first process; `command[0]` is a path inside the rootfs.
     pub command: Vec<String>,
     pub env: Vec<String>,
@@ -54,12 +65,39 @@ impl Default for ContainerSpec {
             time_offsets: TimeOffsets::default(),
             kernel_files: KernelFiles::default(),
             hardening: Hardening::default(),
+            masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
+            readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
+            seccomp: Some(crate::seccomp::SeccompPolicy::default()),
             command: Vec::new(),
             env: vec!["PATH=/bin:/sbin:/usr/bin:/usr/sbin".into()],
             cwd: PathBuf::from("/"),
         }
     }
 }
+
+/// What container engines mask by default: files that leak the host's
+/// kernel state (memory, keys, timers, the scheduler, the kernel log) or act
+/// on it (sysrq), and directories of host hardware and firmware.
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/sysrq-trigger",
+    "/proc/kmsg",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// What container engines make read-only by default (besides /proc/sys):
+/// host bus, filesystem and interrupt settings, and sysrq.
+pub const DEFAULT_READONLY_PATHS: &[&str] =
+    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"];
 
 /// Where the root filesystem comes from and how the container is put in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -238,8 +276,11 @@ pub struct KernelFiles {
     /// Bind the host's cgroup filesystem read-write at /sys/fs/cgroup with the
     /// host's view (controls only; the default mounts none).
     pub host_cgroupfs_rw: bool,
-    /// /proc/sysrq-trigger and /proc/kmsg masked (bound over by /dev/null).
+    /// The spec's `masked_paths` masked: files bound over by /dev/null,
+    /// directories by an empty read-only tmpfs.
     pub mask_proc_files: bool,
+    /// The spec's `readonly_paths` bound onto themselves read-only.
+    pub readonly_paths: bool,
 }
 
 impl Default for KernelFiles {
@@ -249,6 +290,7 @@ impl Default for KernelFiles {
             sys_readonly: true,
             host_cgroupfs_rw: false,
             mask_proc_files: true,
+            readonly_paths: true,
         }
     }
 }
@@ -279,6 +321,12 @@ pub struct Hardening {
     /// `Container::exec` joins PID 1's namespaces. Off: it only takes
     /// PID 1's root.
     pub exec_joins_namespaces: bool,
+    /// Only the allowlisted devices (`cgroups::devices::ALLOWED`) can be
+    /// opened: devices cgroup on v1, a device program on v2. Off: any.
+    pub device_allowlist: bool,
+    /// The writable mounts the runtime makes (/dev, /dev/shm, /tmp) are
+    /// nodev, so a device node made there opens nothing. Off: they are not.
+    pub nodev: bool,
 }
 
 impl Default for Hardening {
@@ -291,6 +339,8 @@ impl Default for Hardening {
             close_host_fds: true,
             group_kill: true,
             exec_joins_namespaces: true,
+            device_allowlist: true,
+            nodev: true,
         }
     }
 }
@@ -420,6 +470,50 @@ impl ContainerSpec {
         self.validate_capabilities()?;
         self.validate_user()?;
         self.validate_time()?;
+        self.validate_seccomp()?;
+        self.validate_kernel_paths()?;
+        Ok(())
+    }
+
+    /// Masked and read-only paths are mounted over before pivot_root, so
+    /// they must stay on the kernel's own filesystems (never a path of the
+    /// image, which could be a symlink out of the root).
+    fn validate_kernel_paths(&self) -> Result<(), SpecError> {
+        for (field, paths) in [
+            ("masked_paths", &self.masked_paths),
+            ("readonly_paths", &self.readonly_paths),
+        ] {
+            for (i, p) in paths.iter().enumerate() {
+                let under_kernel_fs = p.starts_with("/proc/") || p.starts_with("/sys/");
+                let clean = p
+                    .components()
+                    .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+                if !under_kernel_fs || !clean || p.parent().is_none_or(|d| d == Path::new("/")) {
+                    return Err(invalid(
+                        format!("{field}[{i}]"),
+                        format!(
+                            "{} must be a path below /proc or /sys without ..",
+                            p.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_seccomp(&self) -> Result<(), SpecError> {
+        let Some(policy) = &self.seccomp else {
+            return Ok(());
+        };
+        for (i, name) in policy.deny.iter().enumerate() {
+            if crate::seccomp::syscall_number(name).is_none() {
+                return Err(invalid(
+                    format!("seccomp.deny[{i}]"),
+                    format!("{name:?} is not a syscall this runtime can filter"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -845,6 +939,9 @@ mod tests {
     #[case::mapping_without_userns(|s: &mut ContainerSpec| s.user = Some(mapping(1)), "user: a uid/gid mapping needs namespaces.user")]
     #[case::empty_map_count(|s: &mut ContainerSpec| { s.namespaces.user = true; s.user = Some(mapping(0)); }, "user.uid_map[0].count: 0 maps nothing")]
     #[case::offsets_without_timens(|s: &mut ContainerSpec| s.time_offsets.boottime_secs = 5, "time_offsets: monotonic 0 / boottime 5 need namespaces.time")]
+    #[case::unknown_syscall(|s: &mut ContainerSpec| s.seccomp = Some(crate::seccomp::SeccompPolicy { deny: vec!["bpf".into(), "teleport".into()] }), "seccomp.deny[1]: \"teleport\" is not a syscall this runtime can filter")]
+    #[case::masked_outside_proc(|s: &mut ContainerSpec| s.masked_paths.push("/etc/passwd".into()), "masked_paths[13]: /etc/passwd must be a path below /proc or /sys without ..")]
+    #[case::readonly_dotdot(|s: &mut ContainerSpec| s.readonly_paths = vec!["/proc/../etc".into()], "readonly_paths[0]: /proc/../etc must be a path below /proc or /sys without ..")]
     #[case::oci_without_index(|s: &mut ContainerSpec| { s.rootfs.source = RootfsSource::OciLayout(std::env::temp_dir()); }, "rootfs.source: /tmp has no index.json (not an OCI image layout)")]
     fn invalid_specs_name_field_and_value(
         #[case] change: fn(&mut ContainerSpec),

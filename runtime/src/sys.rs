@@ -159,6 +159,94 @@ pub fn set_no_new_privs() -> Result<(), Errno> {
     Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
 }
 
+/// seccomp(SECCOMP_SET_MODE_FILTER): installs a compiled classic-BPF
+/// program on the calling thread (inherited by children and kept across
+/// execve). Needs no_new_privs or CAP_SYS_ADMIN; does not set no_new_privs
+/// itself (seccompiler's `apply_filter` would, coupling two protections).
+pub fn seccomp_set_filter(program: &[seccompiler::sock_filter]) -> Result<(), Errno> {
+    let len = u16::try_from(program.len()).map_err(|_| Errno::E2BIG)?;
+    let prog = libc::sock_fprog {
+        len,
+        // seccompiler's sock_filter is #[repr(C)] with the kernel's layout,
+        // the same as libc's.
+        filter: program.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+    };
+    // SAFETY: `prog` points at `program`, which outlives the call; the
+    // kernel copies the instructions and keeps no pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            std::ptr::addr_of!(prog),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// The bpf(2) attr union, as wide as any command we use needs.
+#[repr(C, align(8))]
+struct BpfAttr([u8; 128]);
+
+impl BpfAttr {
+    fn put_u32(&mut self, at: usize, v: u32) {
+        self.0[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    fn put_u64(&mut self, at: usize, v: u64) {
+        self.0[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+}
+
+fn bpf(cmd: libc::c_int, attr: &BpfAttr) -> Result<libc::c_long, Errno> {
+    // SAFETY: `attr` is a zero-filled bpf_attr of the size we pass, with
+    // the fields of `cmd` set; the pointers in it outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::addr_of!(attr.0),
+            std::mem::size_of::<BpfAttr>(),
+        )
+    };
+    Errno::result(r)
+}
+
+const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_PROG_ATTACH: libc::c_int = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// BPF_PROG_LOAD of a BPF_PROG_TYPE_CGROUP_DEVICE program.
+pub fn bpf_load_cgroup_device(
+    program: &[crate::cgroups::devices::BpfInsn],
+) -> Result<OwnedFd, Errno> {
+    let license = c"Apache-2.0";
+    let mut attr = BpfAttr([0; 128]);
+    attr.put_u32(0, BPF_PROG_TYPE_CGROUP_DEVICE);
+    attr.put_u32(4, u32::try_from(program.len()).map_err(|_| Errno::E2BIG)?);
+    attr.put_u64(8, program.as_ptr() as u64);
+    attr.put_u64(16, license.as_ptr() as u64);
+    let fd = bpf(BPF_PROG_LOAD, &attr)?;
+    // SAFETY: the kernel returned a new program fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// BPF_PROG_ATTACH of a device program to a cgroup2 directory (ALLOW_MULTI,
+/// so programs of the parents keep running too). The attachment lives as
+/// long as the cgroup, not the fds.
+pub fn bpf_attach_cgroup_device(
+    program: &impl std::os::fd::AsFd,
+    cgroup: &impl std::os::fd::AsFd,
+) -> Result<(), Errno> {
+    let mut attr = BpfAttr([0; 128]);
+    attr.put_u32(0, cgroup.as_fd().as_raw_fd() as u32);
+    attr.put_u32(4, program.as_fd().as_raw_fd() as u32);
+    attr.put_u32(8, BPF_CGROUP_DEVICE);
+    attr.put_u32(12, BPF_F_ALLOW_MULTI);
+    bpf(BPF_PROG_ATTACH, &attr).map(drop)
+}
+
 /// getppid(2).
 pub fn getppid() -> i32 {
     // SAFETY: always succeeds.
@@ -781,6 +869,9 @@ pub struct RecordingSyscalls {
     pub no_mount_setattr: bool,
     /// The first call whose target equals `.0` fails with `.1`.
     pub fail_target: Option<(String, Errno)>,
+    /// `fail_target` fails one call only (then later calls on the same
+    /// target succeed, as after a fallback).
+    pub fail_once: bool,
     /// Full paths that exist (mkdirat / create_file_at on them give
     /// EEXIST); what the code creates is added.
     pub existing: Vec<String>,
@@ -817,6 +908,9 @@ impl RecordingSyscalls {
             Some((t, e)) if t == call.target() => Some(*e),
             _ => None,
         };
+        if fail.is_some() && self.fail_once {
+            self.fail_target = None;
+        }
         self.calls.push(call);
         match fail {
             Some(e) => Err(e),

@@ -9,6 +9,7 @@
 //! NSS or DNS: addresses are parsed by std, names never resolved.
 
 mod args;
+mod confine_actions;
 mod escape_actions;
 mod fs_actions;
 mod mount_actions;
@@ -87,6 +88,10 @@ fn lookup(name: &str) -> Option<Action> {
         "leaked-fds" => escape_actions::leaked_fds,
         "setuid-exec" => escape_actions::setuid_exec,
         "status" => status_actions::status,
+        "seccomp" => confine_actions::seccomp,
+        "masked" => confine_actions::masked,
+        "readonly-paths" => confine_actions::readonly_paths,
+        "device" => confine_actions::device,
         _ => return None,
     };
     Some(action)

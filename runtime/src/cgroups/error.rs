@@ -56,6 +56,22 @@ pub enum CgroupError {
     },
     #[error("owner record {path}: {reason}")]
     OwnerRecord { path: PathBuf, reason: String },
+    #[error("{path}: expected {expected}, found {found}")]
+    Verify {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error("device program for {path}: {step}: {source}")]
+    Bpf {
+        step: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "the device allowlist cannot be enforced here: no v1 devices hierarchy and no cgroup2 node"
+    )]
+    NoDeviceController,
     #[error("refusing to touch {path}: it is not inside an isocheck cgroup parent")]
     NotOurs { path: PathBuf },
     #[error("{count} step(s) failed, first: {first}")]

@@ -30,6 +30,13 @@ impl HybridBackend {
     }
 }
 
+impl HybridBackend {
+    /// The v1 devices hierarchy, if mounted.
+    pub(crate) fn devices_mount(&self) -> Option<&PathBuf> {
+        self.v1.devices_mount()
+    }
+}
+
 impl CgroupBackend for HybridBackend {
     fn mode(&self) -> CgroupMode {
         CgroupMode::Hybrid

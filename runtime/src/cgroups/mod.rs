@@ -20,6 +20,7 @@
 
 mod cpu;
 mod cpuset;
+pub mod devices;
 mod error;
 mod fs;
 mod hybrid;
@@ -341,6 +342,29 @@ impl CgroupManager {
     /// Every `isocheck/*` cgroup directory, in every hierarchy, in the order
     /// `remove_leftover` should take them (the ones whose kill reaches the
     /// others first).
+    /// The device allowlist ([`devices::ALLOWED`]) on `cgroup`: the v1
+    /// devices controller where one is mounted (v1, hybrid), else a device
+    /// program on its cgroup2 node. Call before the first task joins.
+    pub fn restrict_devices(&self, cgroup: &mut Cgroup) -> Result<(), CgroupError> {
+        let v1 = match &self.backend {
+            Backend::V1(b) => b.devices_mount(),
+            Backend::Hybrid(b) => b.devices_mount(),
+            Backend::V2(_) => None,
+        };
+        if let Some(mount) = v1 {
+            let dir = make_child(&mount.join(PARENT), &cgroup.name, &mut cgroup.nodes, |_| {
+                Ok(())
+            })?;
+            return devices::apply_v1(&dir);
+        }
+        let node = cgroup
+            .nodes
+            .unified
+            .clone()
+            .ok_or(CgroupError::NoDeviceController)?;
+        devices::attach_v2(&node)
+    }
+
     pub fn leftovers(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         for parent in self.backend.get().parents() {

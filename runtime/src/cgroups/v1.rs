@@ -31,6 +31,11 @@ impl V1Backend {
         V1Backend { mounts }
     }
 
+    /// The v1 devices hierarchy, if mounted.
+    pub(crate) fn devices_mount(&self) -> Option<&PathBuf> {
+        self.mounts.get("devices")
+    }
+
     /// The hierarchies a cgroup with these limits uses, in the order the
     /// directories are made and tasks placed.
     fn hierarchies_for(&self, limits: &Limits) -> Vec<&'static str> {
