@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 REMOVALS=$(cat <<'EOF'
-pid-namespace|runtime/src/process.rs|(ns.pid, CloneFlags::CLONE_NEWPID),||pid-namespace-init,pid-namespace-no-kill-host
+pid-namespace|runtime/src/process.rs|(ns.pid, CloneFlags::CLONE_NEWPID),||pid-namespace-init,pid-namespace-no-kill-host,pid-namespace-kills-strays,escape-ptrace-host,escape-host-netns
 mount-namespace|runtime/src/process.rs|(ns.mount, CloneFlags::CLONE_NEWNS),||mount-namespace-private
 uts-namespace|runtime/src/process.rs|(ns.uts, CloneFlags::CLONE_NEWUTS),||uts-hostname
 ipc-namespace|runtime/src/process.rs|(ns.ipc, CloneFlags::CLONE_NEWIPC),||ipc-namespace
@@ -33,7 +33,7 @@ proc-sys-readonly|runtime/src/mounts.rs|if plan.kernel_files.proc_sys_readonly {
 sys-readonly|runtime/src/mounts.rs|let ro = plan.kernel_files.sys_readonly;|let ro = false;|sys-readonly
 masked-paths|runtime/src/mounts.rs|if plan.kernel_files.mask_proc_files {|if false {|escape-sysrq-and-kmsg
 host-cgroupfs-hidden|runtime/src/mounts.rs|if plan.kernel_files.host_cgroupfs_rw {|if true {|escape-cgroup-move
-capability-drop|runtime/src/process.rs|    plan.caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly
+capability-drop|runtime/src/process.rs|    plan.caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly,escape-ptrace-host-caps,escape-host-netns-caps
 capability-drop-exec|runtime/src/process.rs|                h.caps.apply()?;||exec-confined
 no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||no-new-privs-setuid
 no-new-privs-exec|runtime/src/process.rs|                    step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||exec-confined
@@ -42,6 +42,9 @@ cgroup-placement|runtime/src/process.rs|            cgroup.add_process(self.pid)
 cgroup-placement-exec|runtime/src/process.rs|            step(Step::JoinCgroup, b"cgroup.procs", sys::write_all(fd, b"0"))?;|let _ = fd;|exec-confined
 group-kill|runtime/src/process.rs|            cgroup.kill_all()?;||cgroup-kill-all
 exec-joins-namespaces|runtime/src/process.rs|                sys::setns(pidfd, h.join_flags),|Ok::<(), Errno>(()),|exec-joins-namespaces
+memory-limit|runtime/src/cgroups/mod.rs|if let Some(bytes) = limits.memory_bytes {|if let Some(bytes) = limits.memory_bytes.and(None::<u64>) {|memory-oom-kill
+pids-limit|runtime/src/cgroups/mod.rs|if let Some(max) = limits.pids {|if let Some(max) = limits.pids.and(None::<u64>) {|pids-fork-bomb
+cpu-quota|runtime/src/cgroups/mod.rs|if let Some(quota) = &limits.cpu {|if let Some(quota) = &limits.cpu.clone().and(None) {|cpu-quota-throttle
 EOF
 )
 
