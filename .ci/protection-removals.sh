@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 REMOVALS=$(cat <<'EOF'
-pid-namespace|runtime/src/process.rs|(ns.pid, CloneFlags::CLONE_NEWPID),||pid-namespace-init,pid-namespace-no-kill-host
+pid-namespace|runtime/src/process.rs|(ns.pid, CloneFlags::CLONE_NEWPID),||pid-namespace-init,pid-namespace-no-kill-host,pid-namespace-kills-strays,escape-ptrace-host,escape-host-netns
 mount-namespace|runtime/src/process.rs|(ns.mount, CloneFlags::CLONE_NEWNS),||mount-namespace-private
 uts-namespace|runtime/src/process.rs|(ns.uts, CloneFlags::CLONE_NEWUTS),||uts-hostname,uts-own-hostname
 own-hostname|runtime/src/process.rs|(None, true) => Some(&opts.name),|(None, true) => None,|uts-own-hostname
@@ -35,7 +35,7 @@ sys-readonly|runtime/src/mounts.rs|let ro = plan.kernel_files.sys_readonly;|let 
 masked-paths|runtime/src/mounts.rs|if !plan.kernel_files.mask_proc_files {|if true {|escape-sysrq-and-kmsg,masked-proc-files,masked-proc-dirs,masked-sys-dirs
 readonly-paths|runtime/src/mounts.rs|if !plan.kernel_files.readonly_paths {|if true {|readonly-proc-paths
 host-cgroupfs-hidden|runtime/src/mounts.rs|if plan.kernel_files.host_cgroupfs_rw {|if true {|escape-cgroup-move
-capability-drop|runtime/src/process.rs|    caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly,exec-confined
+capability-drop|runtime/src/process.rs|    caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly,escape-ptrace-host-caps,escape-host-netns-caps,exec-confined
 capability-drop-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;||exec-confined
 no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||no-new-privs-setuid,exec-confined
 no-new-privs-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;|confine(h.caps, false, h.seccomp)?;|exec-confined
@@ -47,6 +47,9 @@ cgroup-placement|runtime/src/process.rs|            cgroup.add_process(self.pid)
 cgroup-placement-exec|runtime/src/process.rs|            step(Step::JoinCgroup, b"cgroup.procs", sys::write_all(fd, b"0"))?;|let _ = fd;|exec-confined
 group-kill|runtime/src/process.rs|            cgroup.kill_all()?;||cgroup-kill-all
 exec-joins-namespaces|runtime/src/process.rs|                sys::setns(pidfd, h.join_flags),|Ok::<(), Errno>(()),|exec-joins-namespaces
+memory-limit|runtime/src/cgroups/mod.rs|if let Some(bytes) = limits.memory_bytes {|if let Some(bytes) = limits.memory_bytes.and(None::<u64>) {|memory-oom-kill
+pids-limit|runtime/src/cgroups/mod.rs|if let Some(max) = limits.pids {|if let Some(max) = limits.pids.and(None::<u64>) {|pids-fork-bomb
+cpu-quota|runtime/src/cgroups/mod.rs|if let Some(quota) = &limits.cpu {|if let Some(quota) = &limits.cpu.clone().and(None) {|cpu-quota-throttle
 EOF
 )
 

@@ -342,3 +342,17 @@ fn cgroup_leftovers_are_listed_and_removed_only_under_our_parent() {
     assert!(outside.exists());
     assert!(Path::new(&outside).exists());
 }
+
+#[test]
+fn cgroup_procs_of_a_vanished_directory_is_an_error_not_empty() {
+    let (root, mountinfo) = fake_v2_host("memory pids\n", "memory pids\n");
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let cgroup = manager.create("gone", &Limits::default()).expect("create");
+    std::fs::write(cg(&root, "isocheck/gone/cgroup.procs"), "42\n").expect("write");
+    assert_eq!(cgroup.procs().expect("readable"), vec![42]);
+    std::fs::remove_dir_all(cg(&root, "isocheck/gone")).expect("remove");
+    let err = cgroup
+        .procs()
+        .expect_err("a vanished cgroup has no task list");
+    assert!(err.to_string().contains("isocheck/gone"), "{err}");
+}
