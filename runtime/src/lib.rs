@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod network;
 pub mod process;
 pub mod protection;
+mod rlimits;
 pub mod rootfs;
 pub mod spec;
 pub mod standin;

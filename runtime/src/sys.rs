@@ -130,6 +130,43 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), Errno
     }
 }
 
+/// The resource limits the runtime sets on a container's first process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rlimit {
+    Nofile,
+    Nproc,
+}
+
+impl Rlimit {
+    fn raw(self) -> libc::__rlimit_resource_t {
+        match self {
+            Rlimit::Nofile => libc::RLIMIT_NOFILE,
+            Rlimit::Nproc => libc::RLIMIT_NPROC,
+        }
+    }
+}
+
+/// prlimit(2) on another process: sets both the soft and the hard limit of
+/// `resource` to `value` and returns what the kernel then holds (soft,
+/// hard), read back in a second call.
+pub fn set_rlimit_of(pid: i32, resource: Rlimit, value: u64) -> Result<(u64, u64), Errno> {
+    let new = libc::rlimit64 {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: `new` is a valid rlimit64 that outlives the call; a null old
+    // limit pointer is allowed (not wanted here).
+    Errno::result(unsafe { libc::prlimit64(pid, resource.raw(), &new, std::ptr::null_mut()) })?;
+    let mut now = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a null new limit only reads; `now` is a valid, writable
+    // rlimit64 for the kernel to fill.
+    Errno::result(unsafe { libc::prlimit64(pid, resource.raw(), std::ptr::null(), &mut now) })?;
+    Ok((now.rlim_cur, now.rlim_max))
+}
+
 /// setns(2) on any namespace fd or a pidfd (with several CLONE_NEW* flags).
 pub fn setns(fd: BorrowedFd<'_>, nstype: i32) -> Result<(), Errno> {
     // SAFETY: plain syscall on a borrowed, open fd.

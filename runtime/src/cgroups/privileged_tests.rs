@@ -94,7 +94,7 @@ fn cgroup_privileged_hybrid_limits_evidence_kill_remove() {
             quota_us: 50_000,
             period_us: 100_000,
         }),
-        cpuset: None,
+        ..Limits::default()
     };
     let cgroup = manager.create(&name, &limits).expect("create");
     let paths = cgroup.paths();
