@@ -190,6 +190,7 @@ impl Runner {
         // Fixtures asked for by the scenario, fresh for each half.
         let mut robind = None;
         let mut secret = None;
+        let mut loop_device = None;
         let mut image = self.image.clone();
         for fixture in &s.fixtures {
             match fixture {
@@ -214,6 +215,16 @@ impl Runner {
                     .map_err(|e| e.to_string())?;
                     vars.insert("secret".into(), dir.path.display().to_string());
                     secret = Some(dir);
+                }
+                Fixture::LoopDevice => {
+                    let dev = crate::loopdev::LoopDevice::create(
+                        self.run.join(&format!("loop-{}.img", self.counter)),
+                        crate::loopdev::SIZE,
+                        &format!("isocheck-{}", self.run.run_id),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    vars.insert("loop.device".into(), dev.path.display().to_string());
+                    loop_device = Some(dev);
                 }
                 Fixture::ImageCopy | Fixture::EscapeMarker => {}
             }
@@ -364,6 +375,30 @@ impl Runner {
                 host.insert("tasks_after_kill".into(), json!(left.len()));
             }
             Interaction::ThenCompanion => {}
+            Interaction::PauseResume => {
+                out.wait_ready(deadline)?;
+                crate::measure::pause_resume(&container, &mut host)?;
+            }
+            Interaction::CpuTwin => {
+                let mut twin_spec = spec.clone();
+                s.control.switch_off.switch_off(&mut twin_spec);
+                let name = format!("{}-{}-twin", which.name(), self.counter);
+                let mut twin = self.spawn(&twin_spec, &name)?;
+                out.wait_ready(deadline)?;
+                twin.out.wait_ready(deadline)?;
+                crate::measure::usage_ratio(&container, &twin.container, &mut host)?;
+                if !matches!(
+                    twin.container
+                        .wait_timeout(deadline.saturating_duration_since(Instant::now())),
+                    Ok(Some(_))
+                ) {
+                    let _ = twin.container.kill();
+                }
+                doc.insert(
+                    "twin".into(),
+                    last_json(&twin.out.rest()).unwrap_or(Value::Null),
+                );
+            }
             Interaction::OutsideClient => {
                 out.wait_ready_or_output(deadline)?;
                 let argv = s
@@ -500,6 +535,7 @@ impl Runner {
         }
         standin::reset_hostname();
         drop(robind);
+        drop(loop_device);
         doc.insert("host".into(), Value::Object(host));
         doc.insert("vars".into(), json!(vars));
         Ok(Value::Object(doc))
@@ -579,6 +615,12 @@ impl Runner {
             ("marker.token".into(), self.marker_token.clone()),
             ("rundir".into(), self.run.path.display().to_string()),
             ("run_id".into(), self.run.run_id.clone()),
+            // A uid nothing else on the host runs as (RLIMIT_NPROC counts
+            // every task of a real uid, host-wide).
+            (
+                "unique_uid".into(),
+                (3_000_000 + std::process::id()).to_string(),
+            ),
         ])
     }
 }

@@ -891,12 +891,8 @@ pub fn parse_device_rate(text: &str) -> Result<DeviceRate, SpecError> {
     let (device, rate) = text
         .rsplit_once(':')
         .ok_or_else(|| parse_err("device-write-bps", text, "is not DEVICE:RATE"))?;
-    if !device.starts_with('/') {
-        return Err(parse_err(
-            "device-write-bps",
-            text,
-            "has a DEVICE that is not an absolute path",
-        ));
+    if device.is_empty() {
+        return Err(parse_err("device-write-bps", text, "has an empty DEVICE"));
     }
     let bytes_per_sec = parse_memory(rate).map_err(|_| {
         parse_err(
@@ -1166,7 +1162,7 @@ mod tests {
         );
         for (text, message) in [
             ("/dev/loop3", "device-write-bps: \"/dev/loop3\" is not DEVICE:RATE"),
-            ("loop3:4M", "device-write-bps: \"loop3:4M\" has a DEVICE that is not an absolute path"),
+            (":4M", "device-write-bps: \":4M\" has an empty DEVICE"),
             ("/dev/loop3:fast", "device-write-bps: \"/dev/loop3:fast\" has a RATE that is not a byte count (use e.g. 1048576, 512K or 4M)"),
         ] {
             assert_eq!(parse_device_rate(text).expect_err("refused").to_string(), message);
