@@ -11,6 +11,19 @@ use serde_json::Value;
 /// per period (100 ms) and the probe's own accounting adds start and stop
 /// jitter on a 2-core VM that other work shares, so 0.2 CPU is often seen as
 /// 0.16-0.25; without any quota the same burner shows >= 0.6, far outside.
+///
+/// The other measured guarantees, spread over 20 separate runs on this
+/// hybrid host while other engineers built and a qemu leg ran (2 cores):
+/// - `cpu-weight`: usage ratio 300:100 seen 2.93-3.05 (median 3.00); its
+///   control (100:100) 0.99-1.01. Both are cgroup counters of two pinned
+///   siblings, so host load shifts both alike.
+/// - `io-write-limit`: direct writes under 2 MiB/s seen 2.00-2.03 MiB/s;
+///   without the cap 23-3300 MiB/s (a loop device over a file).
+/// - `memory-high-throttles` (v2 only; the bookworm-6.1-v2 qemu leg, one
+///   run): memory.current 30.7 MiB under memory.high 32 MiB; without it
+///   96.5 MiB.
+///
+/// The 35 % is wider than these need but still far from every control.
 pub const TOLERANCE: f64 = 0.35;
 
 /// `a` is within `err` (relative) of `b`.

@@ -360,62 +360,61 @@ fn read_oom_score_adj(pid: &str) -> Value {
         .map_or(Value::Null, Value::from)
 }
 
-/// Two tasks, one OOM: child `spec` keeps the oom_score_adj it inherited
-/// from PID 1 (the spec's) and holds `spec-mib`; then child `default` sets
-/// its own oom_score_adj to 0 (allowed without privilege: it is not below
-/// the minimum) and touches `default-mib`, past the memory limit. Which of
-/// the two the OOM killer took is the observation.
+/// Two tasks, one OOM. First child `raised` sets its own oom_score_adj to
+/// `raised-adj` (raising needs no privilege; where the runtime set the
+/// spec's value with CAP_SYS_RESOURCE that value is also a floor the
+/// container cannot go below, and the write is refused) and holds
+/// `raised-mib`. Then child `spec`, keeping the oom_score_adj inherited
+/// from PID 1 (the spec's), touches `spec-mib`, past the memory limit.
+/// Which of the two the OOM killer took is the observation.
 pub fn oom_pick(mut args: Args) -> Result<Observation, ProbeError> {
+    let raised_mib: u64 = args.required("raised-mib")?;
+    let raised_mib = bounded("raised-mib", raised_mib, MAX_ALLOC_MIB)?;
+    let raised_adj: i32 = args.required("raised-adj")?;
     let spec_mib: u64 = args.required("spec-mib")?;
     let spec_mib = bounded("spec-mib", spec_mib, MAX_ALLOC_MIB)?;
-    let default_mib: u64 = args.required("default-mib")?;
-    let default_mib = bounded("default-mib", default_mib, MAX_ALLOC_MIB)?;
     let hold = args.seconds("hold-seconds")?;
     args.finish()?;
+    // The raised child reports the adj the kernel holds once it has its
+    // memory, then sleeps.
     let (ready_r, ready_w) = unistd::pipe().map_err(|e| ProbeError::internal("pipe", e))?;
-    let spec_child = fork_child(|| {
-        let held = touched(spec_mib);
-        let _ = unistd::write(&ready_w, b"r");
+    let raised_child = fork_child(|| {
+        let _ = std::fs::write("/proc/self/oom_score_adj", raised_adj.to_string());
+        let held = touched(raised_mib);
+        let adj = read_oom_score_adj("self").to_string();
+        let _ = unistd::write(&ready_w, adj.as_bytes());
         sleep_in_child(hold);
         black_box(&held);
     })?;
     drop(ready_w);
-    let mut byte = [0u8; 1];
-    let ready = unistd::read(&ready_r, &mut byte).unwrap_or(0) == 1;
-    let (adj_r, adj_w) = unistd::pipe().map_err(|e| ProbeError::internal("pipe", e))?;
-    let default_child = fork_child(|| {
-        let _ = std::fs::write("/proc/self/oom_score_adj", "0");
-        // Tell PID 1 what the kernel now holds, then allocate.
-        let adj = read_oom_score_adj("self").to_string();
-        let _ = unistd::write(&adj_w, adj.as_bytes());
-        let held = touched(default_mib);
-        black_box(&held);
-    })?;
-    drop(adj_w);
     let mut adj_text = [0u8; 16];
-    let n = unistd::read(&adj_r, &mut adj_text).unwrap_or(0);
-    let default_adj: Value = std::str::from_utf8(&adj_text[..n])
+    let n = unistd::read(&ready_r, &mut adj_text).unwrap_or(0);
+    let raised_child_adj: Value = std::str::from_utf8(&adj_text[..n])
         .ok()
         .and_then(|t| t.parse::<i64>().ok())
         .map_or(Value::Null, Value::from);
-    let default_fate = fate(waitpid(default_child, None));
+    let spec_child = fork_child(|| {
+        black_box(touched(spec_mib));
+    })?;
+    let spec_child_adj = read_oom_score_adj(&spec_child.to_string());
+    let spec_fate = fate(waitpid(spec_child, None));
     // The OOM kill of the other child may take a moment to be reaped.
     std::thread::sleep(Duration::from_millis(200));
-    let spec_fate = child_fate(spec_child);
-    let victim = match (spec_fate.as_str(), default_fate.as_str()) {
+    let raised_fate = child_fate(raised_child);
+    let victim = match (spec_fate.as_str(), raised_fate.as_str()) {
         ("SIGKILL", "SIGKILL") => "both",
         ("SIGKILL", _) => "spec",
-        (_, "SIGKILL") => "default",
+        (_, "SIGKILL") => "raised",
         _ => "none",
     };
-    let _ = nix::sys::signal::kill(spec_child, nix::sys::signal::Signal::SIGKILL);
-    let _ = waitpid(spec_child, None);
+    let _ = nix::sys::signal::kill(raised_child, nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(raised_child, None);
     Ok(Observation::new()
         .with("oom_score_adj", read_oom_score_adj("self"))
-        .with("spec_child_ready", ready)
-        .with("default_child_adj", default_adj)
+        .with("spec_child_adj", spec_child_adj)
+        .with("raised_child_adj", raised_child_adj)
         .with("spec_child", spec_fate)
-        .with("default_child", default_fate)
+        .with("raised_child", raised_fate)
         .with("victim", victim))
 }
 
