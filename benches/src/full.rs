@@ -46,7 +46,7 @@ pub fn bench_limits() -> Limits {
             quota_us: BENCH_LIMITS.cpu_quota_us,
             period_us: BENCH_LIMITS.cpu_period_us,
         }),
-        cpuset: None,
+        ..Limits::default()
     }
 }
 

@@ -37,7 +37,10 @@ pub enum FixtureError {
     Network(String),
 }
 
-fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FixtureError + 'a {
+pub(crate) fn io_err<'a>(
+    step: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> FixtureError + 'a {
     move |source| FixtureError::Io {
         step,
         path: path.to_owned(),

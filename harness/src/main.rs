@@ -116,7 +116,7 @@ struct RunArgs {
 #[derive(Subcommand, Debug)]
 enum ContainerCommand {
     /// Start one container and wait for it; its exit status becomes ours.
-    Run(ContainerRunArgs),
+    Run(Box<ContainerRunArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +137,30 @@ struct ContainerRunArgs {
     /// cpuset cpus, e.g. 0 or 0-1.
     #[arg(long, allow_hyphen_values = true)]
     cpuset: Option<String>,
+    /// memory.high, e.g. 32M: throttled and reclaimed above it (cgroup v2).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_high: Option<String>,
+    /// Swap allowed beside --memory, e.g. 64M (default: none).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// An OOM kill takes every task (memory.oom.group, cgroup v2).
+    #[arg(long)]
+    oom_group: bool,
+    /// CPU weight 1-10000 (default 100; cgroup v1: cpu.shares weight*1024/100).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_weight: Option<String>,
+    /// Write bandwidth cap on a block device (repeatable).
+    #[arg(long, value_name = "DEVICE:RATE")]
+    device_write_bps: Vec<String>,
+    /// RLIMIT_NOFILE of the command.
+    #[arg(long, allow_hyphen_values = true)]
+    nofile: Option<String>,
+    /// RLIMIT_NPROC of the command (per real uid; not enforced for root).
+    #[arg(long, allow_hyphen_values = true)]
+    nproc: Option<String>,
+    /// oom_score_adj of the command, -1000..1000.
+    #[arg(long, allow_hyphen_values = true)]
+    oom_score_adj: Option<String>,
     /// Bind SRC at DST read-only (repeatable).
     #[arg(long = "ro-bind", value_name = "SRC:DST")]
     ro_bind: Vec<String>,
@@ -280,7 +304,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Container(ContainerCommand::Run(args)) => container_run(args),
+        Command::Container(ContainerCommand::Run(args)) => container_run(*args),
         Command::Vm(VmCommand::List) => {
             for leg in isocheck_harness::vm::list_legs() {
                 println!("{leg}");
@@ -652,6 +676,64 @@ fn host_routes() -> Vec<(ipnet::Ipv4Net, String)> {
         .collect()
 }
 
+/// The resource flags beyond --memory/--pids/--cpus/--cpuset, each checked
+/// with the spec's own rules; an error names the flag and the value.
+fn set_resource_limits(
+    args: &ContainerRunArgs,
+    l: &mut isocheck_runtime::spec::Limits,
+) -> Result<()> {
+    use isocheck_runtime::spec as rspec;
+    fn number<T: std::str::FromStr>(flag: &str, v: &Option<String>) -> Result<Option<T>> {
+        v.as_ref()
+            .map(|t| {
+                t.parse()
+                    .ok()
+                    .with_context(|| format!("{flag} {t}: not a whole number"))
+            })
+            .transpose()
+    }
+    if let Some(m) = &args.memory_high {
+        l.memory_high_bytes =
+            Some(rspec::parse_memory(m).map_err(|e| anyhow::anyhow!("--memory-high {m}: {e}"))?);
+    }
+    if let Some(m) = &args.memory_swap {
+        l.swap_bytes =
+            rspec::parse_memory(m).map_err(|e| anyhow::anyhow!("--memory-swap {m}: {e}"))?;
+    }
+    l.oom_group = args.oom_group;
+    l.cpu_weight = number("--cpu-weight", &args.cpu_weight)?;
+    for d in &args.device_write_bps {
+        l.io_write_bps.push(
+            rspec::parse_device_rate(d)
+                .map_err(|e| anyhow::anyhow!("--device-write-bps {d}: {e}"))?,
+        );
+    }
+    l.nofile = number("--nofile", &args.nofile)?;
+    l.nproc = number("--nproc", &args.nproc)?;
+    l.oom_score_adj = number("--oom-score-adj", &args.oom_score_adj)?;
+    // The spec's own checks, before anything exists, naming the flag.
+    let spec = isocheck_runtime::ContainerSpec {
+        limits: l.clone(),
+        ..Default::default()
+    };
+    if let Err(e @ rspec::SpecError::Invalid { .. }) = spec.validate_limits(&Default::default()) {
+        let flag = [
+            ("limits.memory_high", "--memory-high"),
+            ("limits.swap", "--memory-swap"),
+            ("limits.cpu_weight", "--cpu-weight"),
+            ("limits.io_write_bps", "--device-write-bps"),
+            ("limits.nofile", "--nofile"),
+            ("limits.nproc", "--nproc"),
+            ("limits.oom_score_adj", "--oom-score-adj"),
+        ]
+        .iter()
+        .find(|(field, _)| e.to_string().starts_with(field))
+        .map_or("a limit", |(_, flag)| flag);
+        bail!("{flag}: {e}");
+    }
+    Ok(())
+}
+
 fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
     use isocheck_runtime::spec::{self as rspec, ContainerSpec, RootfsSource};
     use isocheck_runtime::{Container, SpawnOptions};
@@ -673,6 +755,7 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
         spec.limits.cpu =
             Some(rspec::parse_cpus(c).map_err(|e| anyhow::anyhow!("--cpus {c}: {e}"))?);
     }
+    set_resource_limits(&args, &mut spec.limits)?;
     if let Some(c) = &args.cpuset {
         spec.limits.cpuset =
             Some(rspec::parse_cpuset(c).map_err(|e| anyhow::anyhow!("--cpuset {c}: {e}"))?);

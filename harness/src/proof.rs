@@ -98,6 +98,9 @@ fn copy_protection_fields(p: Protection, from: &ContainerSpec, to: &mut Containe
     match p {
         Protection::MemoryLimit => to.limits.memory_bytes = from.limits.memory_bytes,
         Protection::PidsLimit => to.limits.pids = from.limits.pids,
+        Protection::NofileLimit => to.limits.nofile = from.limits.nofile,
+        Protection::NprocLimit => to.limits.nproc = from.limits.nproc,
+        Protection::NoSwap => to.limits.swap_bytes = from.limits.swap_bytes,
         Protection::CapabilityDrop => to.capabilities = from.capabilities.clone(),
         _ => {}
     }
@@ -165,6 +168,7 @@ pub fn build_spec(
         spec.limits.cpuset =
             Some(rspec::parse_cpuset(set).map_err(|e| format!("container.cpuset: {e}"))?);
     }
+    apply_resource_overrides(o, vars, &mut spec.limits)?;
     for bind in &o.binds {
         spec.mounts.push(
             rspec::parse_bind(&expand(bind, vars)).map_err(|e| format!("container.binds: {e}"))?,
@@ -243,6 +247,33 @@ pub fn build_spec(
         .chain(expand_all(probe_args, vars))
         .collect();
     Ok(spec)
+}
+
+/// The limits beyond memory, pids, cpu and cpuset.
+fn apply_resource_overrides(
+    o: &ContainerOverrides,
+    vars: &BTreeMap<String, String>,
+    l: &mut rspec::Limits,
+) -> Result<(), String> {
+    if let Some(high) = &o.memory_high {
+        l.memory_high_bytes =
+            Some(rspec::parse_memory(high).map_err(|e| format!("container.memory_high: {e}"))?);
+    }
+    if let Some(swap) = &o.swap {
+        l.swap_bytes = rspec::parse_memory(swap).map_err(|e| format!("container.swap: {e}"))?;
+    }
+    l.oom_group = o.oom_group.unwrap_or(false);
+    l.cpu_weight = o.cpu_weight;
+    for rate in &o.device_write_bps {
+        l.io_write_bps.push(
+            rspec::parse_device_rate(&expand(rate, vars))
+                .map_err(|e| format!("container.device_write_bps: {e}"))?,
+        );
+    }
+    l.nofile = o.nofile;
+    l.nproc = o.nproc;
+    l.oom_score_adj = o.oom_score_adj;
+    Ok(())
 }
 
 /// Whether a spec built by [`build_spec`] asks for the second bridge.

@@ -24,12 +24,20 @@ pub enum Requirement {
     /// At least one of these kernel paths exists (e.g. the masked files a
     /// scenario checks: a kernel without any leaves nothing to prove).
     AnyPath(Vec<String>),
+    /// A memory-controller file only cgroup v2 has (memory.high,
+    /// memory.oom.group): the memory controller must be on v2 here.
+    CgroupV2File(String),
+    /// Some swap is on (/proc/swaps lists a device or file).
+    Swap,
+    /// File pages a container writes can be reclaimed: its upper layer is
+    /// on a disk-backed filesystem, or there is swap for tmpfs pages.
+    ReclaimablePageCache,
 }
 
 impl Requirement {
     pub fn parse(text: &str) -> Result<Requirement, String> {
         let (kind, arg) = text.split_once(':').unwrap_or((text, ""));
-        let known_controllers = ["memory", "pids", "cpu", "cpuset"];
+        let known_controllers = ["memory", "pids", "cpu", "cpuset", "io"];
         match (kind, arg) {
             ("root", "") => Ok(Requirement::Root),
             ("controller", c) if known_controllers.contains(&c) => {
@@ -49,12 +57,17 @@ impl Requirement {
             {
                 Ok(Requirement::AnyPath(list.split(',').map(str::to_owned).collect()))
             }
+            ("feature", "reclaimable-page-cache") => Ok(Requirement::ReclaimablePageCache),
+            ("swap", "") => Ok(Requirement::Swap),
+            ("cgroup-v2", f) if f.starts_with("memory.") && !f.contains('/') => {
+                Ok(Requirement::CgroupV2File(f.into()))
+            }
             ("filesystem", f) if !f.is_empty() => Ok(Requirement::Filesystem(f.into())),
             ("program", p) if !p.is_empty() && !p.contains('/') => {
                 Ok(Requirement::Program(p.into()))
             }
             _ => Err(format!(
-                "{text:?} is not a requirement (root, controller:memory|pids|cpu|cpuset, namespace:NAME, filesystem:NAME, program:NAME, cpus:N, feature:overlay-in-userns, any-path:/A,/B)"
+                "{text:?} is not a requirement (root, controller:memory|pids|cpu|cpuset|io, namespace:NAME, filesystem:NAME, program:NAME, cpus:N, swap, cgroup-v2:memory.FILE, feature:overlay-in-userns|reclaimable-page-cache, any-path:/A,/B)"
             )),
         }
     }
@@ -85,6 +98,17 @@ impl Requirement {
             Requirement::Cpus(n) => {
                 (host.cpus < *n).then(|| format!("needs {n} cpus; this host has {}", host.cpus))
             }
+            Requirement::CgroupV2File(file) => (host.cgroup_mode != "v2").then(|| {
+                format!(
+                    "cgroup v1 has no {file} (the memory controller is on v1 here: {})",
+                    host.cgroup_mode
+                )
+            }),
+            Requirement::Swap => (host.swap_kib == 0)
+                .then(|| "no swap on this host (/proc/swaps lists none)".to_string()),
+            Requirement::ReclaimablePageCache => (host.tmp_on_ram && host.swap_kib == 0).then(|| {
+                "the run directory is on a RAM filesystem and there is no swap: written file pages cannot be reclaimed".to_string()
+            }),
         }
     }
 }
@@ -100,6 +124,11 @@ pub struct HostFacts {
     /// Why an overlay cannot be mounted in a user namespace here, if it
     /// cannot (filled in by the runner, which can start a container).
     pub overlay_in_userns: Option<String>,
+    /// Swap on, in KiB (/proc/swaps).
+    pub swap_kib: u64,
+    /// /tmp (where run directories and overlay uppers live) is tmpfs or
+    /// ramfs.
+    pub tmp_on_ram: bool,
 }
 
 impl HostFacts {
@@ -126,8 +155,22 @@ impl HostFacts {
             filesystems,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             overlay_in_userns: None,
+            swap_kib: swap_kib(&std::fs::read_to_string("/proc/swaps").unwrap_or_default()),
+            tmp_on_ram: nix::sys::statfs::statfs(&std::env::temp_dir()).is_ok_and(|st| {
+                let kind = st.filesystem_type();
+                // ramfs has no nix constant: its magic, from linux/magic.h.
+                kind == nix::sys::statfs::TMPFS_MAGIC || kind.0 as u64 == 0x8584_58f6
+            }),
         }
     }
+}
+
+/// Total size of the swap areas listed in /proc/swaps, in KiB.
+fn swap_kib(text: &str) -> u64 {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum()
 }
 
 pub fn on_path(program: &str) -> bool {
@@ -151,7 +194,37 @@ mod tests {
         assert_eq!(Requirement::parse(text), want);
     }
 
+    #[test]
+    fn swap_and_cgroup_v2_files_give_their_reasons() {
+        let mut host = HostFacts {
+            root: true,
+            cgroup_mode: "hybrid".into(),
+            ..HostFacts::default()
+        };
+        let high = Requirement::parse("cgroup-v2:memory.high").expect("parses");
+        assert_eq!(
+            high.missing(&host).as_deref(),
+            Some("cgroup v1 has no memory.high (the memory controller is on v1 here: hybrid)")
+        );
+        assert_eq!(
+            Requirement::Swap.missing(&host).as_deref(),
+            Some("no swap on this host (/proc/swaps lists none)")
+        );
+        assert_eq!(Requirement::ReclaimablePageCache.missing(&host), None);
+        host.tmp_on_ram = true;
+        assert!(Requirement::ReclaimablePageCache.missing(&host).is_some());
+        host.swap_kib = swap_kib(
+            "Filename\tType\tSize\tUsed\tPriority\n/dev/zram0 partition\t262140\t0\t100\n",
+        );
+        assert_eq!(host.swap_kib, 262_140);
+        host.cgroup_mode = "v2".into();
+        assert_eq!(high.missing(&host), None);
+        assert_eq!(Requirement::Swap.missing(&host), None);
+        assert_eq!(Requirement::ReclaimablePageCache.missing(&host), None);
+    }
+
     #[rstest]
+    #[case("cgroup-v2:cpu.weight")]
     #[case("controller:blkio")]
     #[case("namespace:")]
     #[case("program:/bin/sh")]
@@ -171,6 +244,7 @@ mod tests {
             filesystems: vec![],
             cpus: 1,
             overlay_in_userns: Some("refused".into()),
+            ..HostFacts::default()
         };
         assert_eq!(
             Requirement::OverlayInUserns.missing(&host).as_deref(),

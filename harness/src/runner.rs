@@ -205,6 +205,7 @@ impl Runner {
         let mut robind = None;
         let mut secret = None;
         let mut leak = None;
+        let mut loop_device = None;
         let mut image = self.image.clone();
         for fixture in &s.fixtures {
             match fixture {
@@ -240,6 +241,16 @@ impl Runner {
                     vars.insert("leak.token".into(), dir.token.clone());
                     vars.insert("leak.marker".into(), fixtures::LEAK_MARKER.into());
                     leak = Some(dir);
+                }
+                Fixture::LoopDevice => {
+                    let dev = crate::loopdev::LoopDevice::create(
+                        self.run.join(&format!("loop-{}.img", self.counter)),
+                        crate::loopdev::SIZE,
+                        &format!("isocheck-{}", self.run.run_id),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    vars.insert("loop.device".into(), dev.path.display().to_string());
+                    loop_device = Some(dev);
                 }
                 Fixture::ImageCopy | Fixture::EscapeMarker => {}
             }
@@ -418,6 +429,30 @@ impl Runner {
                 host.insert("tasks_after_kill".into(), json!(left.len()));
             }
             Interaction::ThenCompanion => {}
+            Interaction::PauseResume => {
+                out.wait_ready(deadline)?;
+                crate::measure::pause_resume(&container, &mut host)?;
+            }
+            Interaction::CpuTwin => {
+                let mut twin_spec = spec.clone();
+                s.control.switch_off.switch_off(&mut twin_spec);
+                let name = format!("{}-{}-twin", which.name(), self.counter);
+                let mut twin = self.spawn(&twin_spec, &name)?;
+                out.wait_ready(deadline)?;
+                twin.out.wait_ready(deadline)?;
+                crate::measure::usage_ratio(&container, &twin.container, &mut host)?;
+                if !matches!(
+                    twin.container
+                        .wait_timeout(deadline.saturating_duration_since(Instant::now())),
+                    Ok(Some(_))
+                ) {
+                    let _ = twin.container.kill();
+                }
+                doc.insert(
+                    "twin".into(),
+                    last_json(&twin.out.rest()).unwrap_or(Value::Null),
+                );
+            }
             Interaction::UsageWindow => {
                 out.wait_ready(deadline)?;
                 let before = usage_usec(&container)?;
@@ -589,6 +624,7 @@ impl Runner {
         }
         standin::reset_hostname();
         drop(robind);
+        drop(loop_device);
         doc.insert("host".into(), Value::Object(host));
         doc.insert("vars".into(), json!(vars));
         Ok(Value::Object(doc))
@@ -670,6 +706,12 @@ impl Runner {
             ("marker.token".into(), self.marker_token.clone()),
             ("rundir".into(), self.run.path.display().to_string()),
             ("run_id".into(), self.run.run_id.clone()),
+            // A uid nothing else on the host runs as (RLIMIT_NPROC counts
+            // every task of a real uid, host-wide).
+            (
+                "unique_uid".into(),
+                (3_000_000 + std::process::id()).to_string(),
+            ),
         ]))
     }
 }

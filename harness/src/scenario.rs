@@ -31,6 +31,14 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "alloc",
     "forkbomb",
     "burn",
+    "burn-procs",
+    "alloc-swap",
+    "fill",
+    "nofile",
+    "nproc",
+    "oom-pick",
+    "oom-group",
+    "write-direct",
     "cgroup",
     "daemon",
     "links",
@@ -165,6 +173,8 @@ pub enum Fixture {
     /// A host directory holding a marker (`{leak.marker}`, content
     /// `{leak.token}`), open WITHOUT O_CLOEXEC across the container's spawn.
     LeakedHostFd,
+    /// A loop device over a file in the run dir, `{loop.device}`.
+    LoopDevice,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -195,6 +205,15 @@ pub enum Interaction {
     /// says go; after exit it reads it again: `host.usage_cpus` is the usage
     /// over the window divided by the probe's `wall_s`.
     UsageWindow,
+    /// Once the container says ready, the harness measures its cgroup's CPU
+    /// usage over a window, pauses it (`Container::pause`), measures a
+    /// window, resumes, measures a window: `host.usage_*_ms`.
+    PauseResume,
+    /// A twin container — the same spec with the control's protection
+    /// switched off, i.e. the kernel's default — runs the same probe beside
+    /// it; both cgroups' CPU usage over one window gives
+    /// `host.usage_ratio` (this one's over the twin's).
+    CpuTwin,
 }
 
 /// A scenario's changes to the default container. Every field is optional;
@@ -215,6 +234,22 @@ pub struct ContainerOverrides {
     /// CPUs of quota, e.g. "0.2".
     pub cpus: Option<String>,
     pub cpuset: Option<String>,
+    /// memory.high, e.g. "32M" (v2 only).
+    pub memory_high: Option<String>,
+    /// memory.oom.group (v2 only).
+    pub oom_group: Option<bool>,
+    /// Swap allowed beside the memory limit, e.g. "256M" (default none).
+    pub swap: Option<String>,
+    /// cpu.weight 1..=10000 (v1: cpu.shares weight*1024/100).
+    pub cpu_weight: Option<u64>,
+    /// Write bandwidth caps, `DEVICE:RATE` (e.g. "{loop.device}:4M").
+    #[serde(default)]
+    pub device_write_bps: Vec<String>,
+    /// RLIMIT_NOFILE of the first process.
+    pub nofile: Option<u64>,
+    /// RLIMIT_NPROC of the first process.
+    pub nproc: Option<u64>,
+    pub oom_score_adj: Option<i32>,
     /// Binds, `SRC:DST` or `SRC:DST:ro`; SRC may use placeholders.
     #[serde(default)]
     pub binds: Vec<String>,

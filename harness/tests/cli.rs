@@ -81,6 +81,28 @@ fn bad_limits_and_binds_are_refused_naming_flag_and_value() {
             vec!["--switch-off", "masquerade"],
             "--switch-off masquerade: not a protection of a container's spec",
         ),
+        (
+            vec!["--cpu-weight", "0"],
+            "--cpu-weight: limits.cpu_weight: 0 is outside",
+        ),
+        (vec!["--cpu-weight", "x"], "--cpu-weight x"),
+        (vec!["--nofile", "0"], "--nofile: limits.nofile: 0"),
+        (
+            vec!["--oom-score-adj", "2000"],
+            "--oom-score-adj: limits.oom_score_adj: 2000",
+        ),
+        (
+            vec!["--memory", "16M", "--memory-high", "32M"],
+            "--memory-high: limits.memory_high_bytes: 33554432 is above",
+        ),
+        (
+            vec!["--memory-swap", "1G"],
+            "--memory-swap: limits.swap_bytes: 1073741824 needs",
+        ),
+        (
+            vec!["--device-write-bps", "/dev/null:1M"],
+            "--device-write-bps: limits.io_write_bps[0].device: /dev/null is not a block device",
+        ),
     ] {
         assert_refused(&args, named);
     }

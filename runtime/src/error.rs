@@ -29,6 +29,13 @@ pub enum Error {
         path: Option<PathBuf>,
         error: std::io::Error,
     },
+    #[error("{field} {value} on pid {pid}: {reason}")]
+    ProcessLimit {
+        field: &'static str,
+        value: String,
+        pid: i32,
+        reason: String,
+    },
     #[error("parent_setup hook #{index} failed: {message}")]
     ParentSetup { index: usize, message: String },
     #[error("handshake with the child: {0}")]

@@ -14,6 +14,7 @@ pub mod network;
 pub mod owner;
 pub mod process;
 pub mod protection;
+mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;

@@ -45,7 +45,7 @@ use crate::network::{self, Netns, VethAttachment};
 use crate::rootfs::{self, PreparedRootfs};
 use crate::seccomp::SeccompProgram;
 use crate::spec::{
-    BridgeAttachment, ContainerSpec, Hardening, IdMap, NetworkMode, SpecError, UserMapping,
+    BridgeAttachment, ContainerSpec, Hardening, IdMap, Limits, NetworkMode, SpecError, UserMapping,
 };
 use crate::sys::{self, Forked, RealSyscalls};
 
@@ -772,6 +772,7 @@ impl Container {
             &mut opts.parent_setup,
             mapping.as_ref(),
             bridge,
+            &spec.limits,
         )?;
         Ok(container)
     }
@@ -782,6 +783,7 @@ impl Container {
         hooks: &mut [ParentSetup],
         mapping: Option<&UserMapping>,
         bridge: Option<(&BridgeAttachment, Option<Netns>)>,
+        limits: &Limits,
     ) -> Result<(), Error> {
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match receive(sock, deadline, "ready")? {
@@ -794,6 +796,8 @@ impl Container {
         if let Some(cgroup) = &self.cgroup {
             cgroup.add_process(self.pid)?;
         }
+        // rlimits and oom_score_adj, before it can run anything of its own.
+        crate::rlimits::apply(self.pid, limits)?;
         // The veth is created with its peer already in the child's netns.
         if let Some((att, host)) = bridge {
             let host = match host {
@@ -928,6 +932,30 @@ impl Container {
             cgroup.kill_all()?;
         }
         self.kill_init()
+    }
+
+    /// Stops every task of the container, strays that left the process
+    /// tree included (the cgroup freezer), and returns once the kernel
+    /// reports the group frozen. With `hardening.group_freeze` off (controls
+    /// only) PID 1 alone gets SIGSTOP.
+    pub fn pause(&self) -> Result<(), Error> {
+        match self.cgroup.as_ref().filter(|_| self.hardening.group_freeze) {
+            Some(cgroup) => Ok(cgroup.freeze()?),
+            None => self.signal_init(Signal::SIGSTOP),
+        }
+    }
+
+    /// Undoes [`pause`](Self::pause): thaws the group (or SIGCONT to PID 1).
+    pub fn resume(&self) -> Result<(), Error> {
+        match self.cgroup.as_ref().filter(|_| self.hardening.group_freeze) {
+            Some(cgroup) => Ok(cgroup.thaw()?),
+            None => self.signal_init(Signal::SIGCONT),
+        }
+    }
+
+    fn signal_init(&self, signal: Signal) -> Result<(), Error> {
+        sys::pidfd_send_signal(self.pidfd.as_fd(), signal as i32)
+            .map_err(|e| Error::os("pidfd_send_signal to PID 1", e))
     }
 
     /// Inode numbers of /proc/<pid>/ns/* of PID 1 (missing entries are left

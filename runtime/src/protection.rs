@@ -78,9 +78,25 @@ pub enum Protection {
     /// No fd above 2 of the runtime's survives exec.
     CloseHostFds,
     MemoryLimit,
+    /// No swap beyond the memory limit (`limits.swap_bytes` 0).
+    NoSwap,
+    /// memory.high: throttled and reclaimed above it, not killed.
+    MemoryHigh,
+    /// memory.oom.group: an OOM kill takes the whole container.
+    OomGroup,
     PidsLimit,
     CpuQuota,
+    /// cpu.weight / cpu.shares: a share of contended CPU by weight.
+    CpuWeight,
     Cpuset,
+    /// Write bandwidth caps on block devices (io.max / blkio.throttle).
+    IoLimit,
+    /// RLIMIT_NOFILE of the first process.
+    NofileLimit,
+    /// RLIMIT_NPROC of the first process.
+    NprocLimit,
+    /// oom_score_adj of the first process.
+    OomScoreAdj,
     /// `Container::kill` kills every task of the cgroup, not only PID 1.
     GroupKill,
     /// Only null, zero, full, random, urandom, tty, ptmx and pts can be
@@ -88,6 +104,9 @@ pub enum Protection {
     DeviceAllowlist,
     /// /dev, /dev/shm and /tmp are nodev.
     Nodev,
+    /// `Container::pause` freezes every task of the cgroup (the freezer),
+    /// not only PID 1 (SIGSTOP).
+    GroupFreeze,
     /// `Container::exec` joins every namespace of PID 1.
     ExecJoinsNamespaces,
     /// The container's veth is attached to its bridge.
@@ -126,6 +145,7 @@ impl Protection {
         let ns = &spec.namespaces;
         let h = &spec.hardening;
         let k = &spec.kernel_files;
+        let l = &spec.limits;
         let bridge = match &spec.network {
             NetworkMode::Bridge(b) => Some(b),
             NetworkMode::None => None,
@@ -165,13 +185,22 @@ impl Protection {
             Protection::NoNewPrivs => format!("{}", spec.no_new_privs),
             Protection::Seccomp => format!("{:?}", spec.seccomp),
             Protection::CloseHostFds => format!("{}", h.close_host_fds),
-            Protection::MemoryLimit => format!("{:?}", spec.limits.memory_bytes),
-            Protection::PidsLimit => format!("{:?}", spec.limits.pids),
-            Protection::CpuQuota => format!("{:?}", spec.limits.cpu),
-            Protection::Cpuset => format!("{:?}", spec.limits.cpuset),
+            Protection::MemoryLimit => format!("{:?}", l.memory_bytes),
+            Protection::NoSwap => format!("{}", l.swap_bytes),
+            Protection::MemoryHigh => format!("{:?}", l.memory_high_bytes),
+            Protection::OomGroup => format!("{}", l.oom_group),
+            Protection::PidsLimit => format!("{:?}", l.pids),
+            Protection::CpuQuota => format!("{:?}", l.cpu),
+            Protection::CpuWeight => format!("{:?}", l.cpu_weight),
+            Protection::Cpuset => format!("{:?}", l.cpuset),
+            Protection::IoLimit => format!("{:?}", l.io_write_bps),
+            Protection::NofileLimit => format!("{:?}", l.nofile),
+            Protection::NprocLimit => format!("{:?}", l.nproc),
+            Protection::OomScoreAdj => format!("{:?}", l.oom_score_adj),
             Protection::GroupKill => format!("{}", h.group_kill),
             Protection::DeviceAllowlist => format!("{}", h.device_allowlist),
             Protection::Nodev => format!("{}", h.nodev),
+            Protection::GroupFreeze => format!("{}", h.group_freeze),
             Protection::ExecJoinsNamespaces => format!("{}", h.exec_joins_namespaces),
             Protection::BridgeAttachment => format!("{:?}", bridge.map(|b| b.detached)),
             Protection::Masquerade => String::new(),
@@ -179,13 +208,16 @@ impl Protection {
         }
     }
 
-    /// Weakens `spec` in this protection alone. Limits are raised by
-    /// [`LIMIT_RAISE_FACTOR`] rather than removed (memory, pids); the CPU
-    /// quota and the cpuset are removed.
+    /// Weakens `spec` in this protection alone. Limits that cap a hog are
+    /// raised by [`LIMIT_RAISE_FACTOR`] rather than removed (memory, pids,
+    /// open files, processes; swap is allowed up to that factor times the
+    /// memory limit); the CPU quota, weight, cpuset, memory.high, io caps and
+    /// oom_score_adj go back to the kernel's defaults.
     pub fn switch_off(self, spec: &mut ContainerSpec) {
         let ns = &mut spec.namespaces;
         let h = &mut spec.hardening;
         let k = &mut spec.kernel_files;
+        let l = &mut spec.limits;
         match self {
             Protection::PidNamespace => ns.pid = false,
             Protection::MountNamespace => ns.mount = false,
@@ -222,23 +254,27 @@ impl Protection {
             Protection::NoNewPrivs => spec.no_new_privs = false,
             Protection::Seccomp => spec.seccomp = None,
             Protection::CloseHostFds => h.close_host_fds = false,
-            Protection::MemoryLimit => {
-                spec.limits.memory_bytes = spec
-                    .limits
+            Protection::MemoryLimit => l.memory_bytes = raised(l.memory_bytes),
+            Protection::NoSwap => {
+                l.swap_bytes = l
                     .memory_bytes
-                    .map(|b| b.saturating_mul(LIMIT_RAISE_FACTOR))
+                    .unwrap_or(SWAP_WITHOUT_LIMIT)
+                    .saturating_mul(LIMIT_RAISE_FACTOR)
             }
-            Protection::PidsLimit => {
-                spec.limits.pids = spec
-                    .limits
-                    .pids
-                    .map(|p| p.saturating_mul(LIMIT_RAISE_FACTOR))
-            }
-            Protection::CpuQuota => spec.limits.cpu = None,
-            Protection::Cpuset => spec.limits.cpuset = None,
+            Protection::MemoryHigh => l.memory_high_bytes = None,
+            Protection::OomGroup => l.oom_group = false,
+            Protection::PidsLimit => l.pids = raised(l.pids),
+            Protection::CpuQuota => l.cpu = None,
+            Protection::CpuWeight => l.cpu_weight = None,
+            Protection::Cpuset => l.cpuset = None,
+            Protection::IoLimit => l.io_write_bps.clear(),
+            Protection::NofileLimit => l.nofile = raised(l.nofile),
+            Protection::NprocLimit => l.nproc = raised(l.nproc),
+            Protection::OomScoreAdj => l.oom_score_adj = None,
             Protection::GroupKill => h.group_kill = false,
             Protection::DeviceAllowlist => h.device_allowlist = false,
             Protection::Nodev => h.nodev = false,
+            Protection::GroupFreeze => h.group_freeze = false,
             Protection::ExecJoinsNamespaces => h.exec_joins_namespaces = false,
             Protection::BridgeAttachment => {
                 if let NetworkMode::Bridge(b) = &mut spec.network {
@@ -253,6 +289,14 @@ impl Protection {
             }
         }
     }
+}
+
+/// Swap allowed (before [`LIMIT_RAISE_FACTOR`]) when a control switches
+/// [`Protection::NoSwap`] off in a spec without a memory limit.
+const SWAP_WITHOUT_LIMIT: u64 = 128 << 20;
+
+fn raised(limit: Option<u64>) -> Option<u64> {
+    limit.map(|v| v.saturating_mul(LIMIT_RAISE_FACTOR))
 }
 
 impl std::fmt::Display for Protection {
@@ -284,6 +328,16 @@ mod tests {
             cpus: "0".into(),
             mems: None,
         });
+        spec.limits.memory_high_bytes = Some(32 << 20);
+        spec.limits.oom_group = true;
+        spec.limits.cpu_weight = Some(300);
+        spec.limits.io_write_bps = vec![crate::spec::DeviceRate {
+            device: "/dev/loop7".into(),
+            bytes_per_sec: 4 << 20,
+        }];
+        spec.limits.nofile = Some(32);
+        spec.limits.nproc = Some(16);
+        spec.limits.oom_score_adj = Some(1000);
         spec.hostname = Some("c".into());
         spec.namespaces.time = true;
         spec.namespaces.user = true;
@@ -325,8 +379,20 @@ mod tests {
         let mut spec = bridged();
         Protection::MemoryLimit.switch_off(&mut spec);
         Protection::PidsLimit.switch_off(&mut spec);
+        Protection::NofileLimit.switch_off(&mut spec);
+        Protection::NprocLimit.switch_off(&mut spec);
         assert_eq!(spec.limits.memory_bytes, Some(512 << 20));
         assert_eq!(spec.limits.pids, Some(256));
+        assert_eq!(
+            (spec.limits.nofile, spec.limits.nproc),
+            (Some(256), Some(128))
+        );
+        Protection::NoSwap.switch_off(&mut spec);
+        assert_eq!(
+            spec.limits.swap_bytes,
+            8 * (512 << 20),
+            "8x the memory limit"
+        );
     }
 
     #[test]

@@ -179,15 +179,48 @@ pub struct BindMount {
     pub readonly: bool,
 }
 
-/// cgroup limits. `None` leaves the controller unlimited.
+/// cgroup limits and the first process's resource limits. `None` leaves a
+/// controller unlimited (or at the kernel's default).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Bytes; swap is always switched off when a memory limit is set.
+    /// Bytes (v2 memory.max, v1 memory.limit_in_bytes).
     pub memory_bytes: Option<u64>,
+    /// Bytes of swap allowed beyond `memory_bytes`: 0 (the default) forbids
+    /// swap (v2 memory.swap.max, v1 memory.memsw.limit_in_bytes = limit +
+    /// this). Only applied with a memory limit.
+    pub swap_bytes: u64,
+    /// Above this the kernel throttles and reclaims instead of killing (v2
+    /// memory.high; cgroup v1 has none).
+    pub memory_high_bytes: Option<u64>,
+    /// An OOM kill takes every task of the container, not one (v2
+    /// memory.oom.group; cgroup v1 has none).
+    pub oom_group: bool,
     pub pids: Option<u64>,
     pub cpu: Option<CpuQuota>,
+    /// Relative CPU weight, 1..=10000, 100 being the kernel's default (v2
+    /// cpu.weight; v1 cpu.shares = weight * 1024 / 100).
+    pub cpu_weight: Option<u64>,
     pub cpuset: Option<CpuSet>,
+    /// Write bandwidth caps per block device (v2 io.max wbps, v1
+    /// blkio.throttle.write_bps_device).
+    pub io_write_bps: Vec<DeviceRate>,
+    /// RLIMIT_NOFILE (soft and hard) of the first process.
+    pub nofile: Option<u64>,
+    /// RLIMIT_NPROC (soft and hard) of the first process: tasks per real
+    /// uid (not enforced for root outside a user namespace).
+    pub nproc: Option<u64>,
+    /// /proc/PID/oom_score_adj of the first process, -1000..=1000.
+    pub oom_score_adj: Option<i32>,
+}
+
+/// A byte rate for one block device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRate {
+    /// A block device node, e.g. /dev/loop3.
+    pub device: PathBuf,
+    pub bytes_per_sec: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +360,9 @@ pub struct Hardening {
     /// The writable mounts the runtime makes (/dev, /dev/shm, /tmp) are
     /// nodev, so a device node made there opens nothing. Off: they are not.
     pub nodev: bool,
+    /// `Container::pause` freezes the whole cgroup (cgroup.freeze or
+    /// freezer.state). Off: SIGSTOP to PID 1 only.
+    pub group_freeze: bool,
 }
 
 impl Default for Hardening {
@@ -341,6 +377,7 @@ impl Default for Hardening {
             exec_joins_namespaces: true,
             device_allowlist: true,
             nodev: true,
+            group_freeze: true,
         }
     }
 }
@@ -443,6 +480,10 @@ const ID_MAP_LINES_MAX: usize = 340;
 /// cgroup v1 and v2 accept periods from 1 ms to 1 s, quotas from 1 ms.
 const CPU_PERIOD_RANGE: std::ops::RangeInclusive<u64> = 1_000..=1_000_000;
 const CPU_QUOTA_MIN: u64 = 1_000;
+/// cgroup v2 cpu.weight's range (v1 cpu.shares is mapped from it).
+const CPU_WEIGHT_RANGE: std::ops::RangeInclusive<u64> = 1..=10_000;
+/// What /proc/PID/oom_score_adj accepts.
+const OOM_SCORE_ADJ_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
 /// The period `parse_cpus` uses, as docker and runc do.
 pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
 
@@ -677,6 +718,27 @@ impl ContainerSpec {
                 ));
             }
         }
+        self.validate_memory_extras()?;
+        self.validate_process_limits()?;
+        if let Some(w) = l.cpu_weight {
+            if !CPU_WEIGHT_RANGE.contains(&w) {
+                return Err(invalid(
+                    "limits.cpu_weight",
+                    format!("{w} is outside 1..=10000"),
+                ));
+            }
+        }
+        for (i, rate) in l.io_write_bps.iter().enumerate() {
+            let field = format!("limits.io_write_bps[{i}]");
+            if rate.bytes_per_sec == 0 {
+                return Err(invalid(
+                    format!("{field}.bytes_per_sec"),
+                    "0 is not a usable rate",
+                ));
+            }
+            block_device_number(&rate.device)
+                .map_err(|why| invalid(format!("{field}.device"), why))?;
+        }
         if let Some(set) = &l.cpuset {
             let cpus = cpu_list(&set.cpus)
                 .map_err(|r| invalid("limits.cpuset.cpus", format!("{:?} {r}", set.cpus)))?;
@@ -689,6 +751,52 @@ impl ContainerSpec {
             if let Some(mems) = &set.mems {
                 cpu_list(mems)
                     .map_err(|r| invalid("limits.cpuset.mems", format!("{mems:?} {r}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_memory_extras(&self) -> Result<(), SpecError> {
+        let l = &self.limits;
+        if l.swap_bytes > 0 && l.memory_bytes.is_none() {
+            return Err(invalid(
+                "limits.swap_bytes",
+                format!(
+                    "{} needs limits.memory_bytes (swap is limited beside memory)",
+                    l.swap_bytes
+                ),
+            ));
+        }
+        if let Some(high) = l.memory_high_bytes {
+            if high == 0 {
+                return Err(invalid(
+                    "limits.memory_high_bytes",
+                    "0 is not a usable limit",
+                ));
+            }
+            if let Some(max) = l.memory_bytes.filter(|max| high > *max) {
+                return Err(invalid(
+                    "limits.memory_high_bytes",
+                    format!("{high} is above limits.memory_bytes {max}, so it would never apply"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_process_limits(&self) -> Result<(), SpecError> {
+        let l = &self.limits;
+        for (field, value) in [("limits.nofile", l.nofile), ("limits.nproc", l.nproc)] {
+            if value == Some(0) {
+                return Err(invalid(field, "0 is not a usable limit"));
+            }
+        }
+        if let Some(adj) = l.oom_score_adj {
+            if !OOM_SCORE_ADJ_RANGE.contains(&adj) {
+                return Err(invalid(
+                    "limits.oom_score_adj",
+                    format!("{adj} is outside -1000..=1000"),
+                ));
             }
         }
         Ok(())
@@ -859,6 +967,40 @@ pub fn parse_cpuset(text: &str) -> Result<CpuSet, SpecError> {
     })
 }
 
+/// The (major, minor) of a block device node, or why `path` is not one.
+pub fn block_device_number(path: &Path) -> Result<(u64, u64), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.file_type().is_block_device() {
+        return Err(format!("{} is not a block device", path.display()));
+    }
+    let rdev = meta.rdev();
+    Ok((nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)))
+}
+
+/// `--device-write-bps`: `DEVICE:RATE`, the rate in bytes per second with
+/// an optional K, M or G (e.g. /dev/loop3:4M). Whether DEVICE is a block
+/// device is checked by [`ContainerSpec::validate`].
+pub fn parse_device_rate(text: &str) -> Result<DeviceRate, SpecError> {
+    let (device, rate) = text
+        .rsplit_once(':')
+        .ok_or_else(|| parse_err("device-write-bps", text, "is not DEVICE:RATE"))?;
+    if device.is_empty() {
+        return Err(parse_err("device-write-bps", text, "has an empty DEVICE"));
+    }
+    let bytes_per_sec = parse_memory(rate).map_err(|_| {
+        parse_err(
+            "device-write-bps",
+            text,
+            "has a RATE that is not a byte count (use e.g. 1048576, 512K or 4M)",
+        )
+    })?;
+    Ok(DeviceRate {
+        device: PathBuf::from(device),
+        bytes_per_sec,
+    })
+}
+
 /// `--ro-bind` / `--bind`: `SRC:DST` or `SRC:DST:ro` / `SRC:DST:rw`.
 pub fn parse_bind(text: &str) -> Result<BindMount, SpecError> {
     let parts: Vec<&str> = text.split(':').collect();
@@ -932,6 +1074,16 @@ mod tests {
     #[case::zero_pids(|s: &mut ContainerSpec| s.limits.pids = Some(0), "limits.pids: 0 is not a usable limit")]
     #[case::tiny_quota(|s: &mut ContainerSpec| s.limits.cpu = Some(CpuQuota { quota_us: 10, period_us: 100_000 }), "limits.cpu.quota_us: 10 is below the kernel's minimum of 1000")]
     #[case::bad_period(|s: &mut ContainerSpec| s.limits.cpu = Some(CpuQuota { quota_us: 1000, period_us: 5 }), "limits.cpu.period_us: 5 is outside 1000..=1000000")]
+    #[case::swap_without_memory(|s: &mut ContainerSpec| s.limits.swap_bytes = 4096, "limits.swap_bytes: 4096 needs limits.memory_bytes (swap is limited beside memory)")]
+    #[case::zero_high(|s: &mut ContainerSpec| s.limits.memory_high_bytes = Some(0), "limits.memory_high_bytes: 0 is not a usable limit")]
+    #[case::high_above_max(|s: &mut ContainerSpec| { s.limits.memory_bytes = Some(1 << 20); s.limits.memory_high_bytes = Some(2 << 20); }, "limits.memory_high_bytes: 2097152 is above limits.memory_bytes 1048576, so it would never apply")]
+    #[case::zero_weight(|s: &mut ContainerSpec| s.limits.cpu_weight = Some(0), "limits.cpu_weight: 0 is outside 1..=10000")]
+    #[case::huge_weight(|s: &mut ContainerSpec| s.limits.cpu_weight = Some(10_001), "limits.cpu_weight: 10001 is outside 1..=10000")]
+    #[case::io_not_a_device(|s: &mut ContainerSpec| s.limits.io_write_bps = vec![DeviceRate { device: "/tmp".into(), bytes_per_sec: 1 }], "limits.io_write_bps[0].device: /tmp is not a block device")]
+    #[case::io_zero_rate(|s: &mut ContainerSpec| s.limits.io_write_bps = vec![DeviceRate { device: "/tmp".into(), bytes_per_sec: 0 }], "limits.io_write_bps[0].bytes_per_sec: 0 is not a usable rate")]
+    #[case::zero_nofile(|s: &mut ContainerSpec| s.limits.nofile = Some(0), "limits.nofile: 0 is not a usable limit")]
+    #[case::zero_nproc(|s: &mut ContainerSpec| s.limits.nproc = Some(0), "limits.nproc: 0 is not a usable limit")]
+    #[case::oom_adj_range(|s: &mut ContainerSpec| s.limits.oom_score_adj = Some(1001), "limits.oom_score_adj: 1001 is outside -1000..=1000")]
     #[case::empty_command(|s: &mut ContainerSpec| s.command.clear(), "command: is empty")]
     #[case::relative_command(|s: &mut ContainerSpec| s.command = vec!["sh".into()], "command[0]: sh must be an absolute path inside the rootfs")]
     #[case::bad_env(|s: &mut ContainerSpec| s.env = vec!["A=1".into(), "JUSTNAME".into()], "env[1]: \"JUSTNAME\" is not NAME=VALUE")]
@@ -1096,6 +1248,24 @@ mod tests {
         assert_eq!(parse_bind(text).expect_err("refused").to_string(), message);
     }
 
+    #[test]
+    fn device_rates() {
+        assert_eq!(
+            parse_device_rate("/dev/loop3:4M"),
+            Ok(DeviceRate {
+                device: "/dev/loop3".into(),
+                bytes_per_sec: 4 << 20
+            })
+        );
+        for (text, message) in [
+            ("/dev/loop3", "device-write-bps: \"/dev/loop3\" is not DEVICE:RATE"),
+            (":4M", "device-write-bps: \":4M\" has an empty DEVICE"),
+            ("/dev/loop3:fast", "device-write-bps: \"/dev/loop3:fast\" has a RATE that is not a byte count (use e.g. 1048576, 512K or 4M)"),
+        ] {
+            assert_eq!(parse_device_rate(text).expect_err("refused").to_string(), message);
+        }
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(s in ".{0,24}") {
@@ -1103,6 +1273,7 @@ mod tests {
             let _ = parse_cpus(&s);
             let _ = parse_cpuset(&s);
             let _ = parse_bind(&s);
+            let _ = parse_device_rate(&s);
         }
 
         #[test]

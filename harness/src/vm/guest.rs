@@ -18,9 +18,14 @@ const STAGE2_ARG: &str = "--on-tmpfs-root";
 
 /// The v1 controllers the suite uses, each mounted as its own hierarchy as
 /// on this project's hybrid host (cpu and cpuacct separately).
-pub const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "cpuset", "freezer"];
+pub const V1_CONTROLLERS: &[&str] = &[
+    "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "blkio",
+];
 /// Enabled for children of the v2 root.
-pub const V2_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuset"];
+pub const V2_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuset", "io"];
+/// zram swap made at boot (the guests have no disk): the swap and
+/// memory.high guarantees need some; 256 MiB of a 2 GiB guest.
+const ZRAM_SWAP: &str = "256M";
 
 /// Kernel command line. The kernel mounts no cgroup hierarchy itself (that is
 /// systemd's job, and `systemd.unified_cgroup_hierarchy` is systemd's knob):
@@ -113,6 +118,14 @@ pub fn init_script(cfg: &InitConfig) -> String {
             "insmod /modules/{m} || echo 'isocheck-init: insmod {m} failed'\n"
         ));
     }
+    s.push_str(&format!(
+        "# Swap on zram (no disk here); without the module the swap guarantees\n\
+         # are unsupported with the reason.\n\
+         if [ -e /sys/block/zram0/disksize ]; then\n\
+         \x20 echo {ZRAM_SWAP} > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null \
+         && swapon /dev/zram0 || echo 'isocheck-init: no swap on zram0'\n\
+         fi\n"
+    ));
     s.push_str(&format!("# cgroup mode: {}\n", cfg.mode));
     match cfg.mode {
         CgroupMode::V1 => mount_v1(&mut s),
@@ -203,6 +216,18 @@ mod tests {
         assert!(!kernel_cmdline(CgroupMode::V1).contains("cgroup_no_v1"));
         assert!(!kernel_cmdline(CgroupMode::Hybrid).contains("cgroup_no_v1"));
         assert!(kernel_cmdline(CgroupMode::V1).contains("console=ttyS0"));
+    }
+
+    #[test]
+    fn init_makes_zram_swap_after_the_modules_and_before_the_suite() {
+        let s = init_script(&cfg(CgroupMode::V2));
+        let modules = s.find("insmod /modules/01-9pnet.ko").expect("modules");
+        let swap = s
+            .find("echo 256M > /sys/block/zram0/disksize && mkswap /dev/zram0")
+            .expect("zram swap");
+        let suite = s.find("/isocheck run").expect("suite");
+        assert!(modules < swap && swap < suite);
+        assert!(s.contains("swapon /dev/zram0"));
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub const CONTAINER_MODULES: &[&str] = &[
     // DNAT (port forwarding) and `fib daddr type local` in the inet table.
     "nft_nat",
     "nft_fib_inet",
+    // A block device of the run's own (io-write-limit).
+    "loop",
+    // Swap for the swap and memory.high guarantees: zram, whose default
+    // compressor is looked up by name (a soft dependency), so loaded first.
+    "lzo_rle",
+    "zram",
 ];
 
 /// What the 9p report share needs. 5.10 and 6.1 build these as modules;

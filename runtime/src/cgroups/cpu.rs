@@ -1,5 +1,9 @@
-//! cpu controller: a CFS bandwidth quota, and the evidence (throttled
-//! periods and time, usage).
+//! cpu controller: a CFS bandwidth quota, a weight, and the evidence
+//! (throttled periods and time, usage).
+//!
+//! Weight: v2 cpu.weight (1..=10000, default 100); v1 cpu.shares (default
+//! 1024), mapped as weight * 1024 / 100 so the default is the default and
+//! ratios between weights are kept (100:300 → 1024:3072).
 //!
 //! v2: cpu.max "quota period"; cpu.stat nr_periods, nr_throttled,
 //! throttled_usec, usage_usec (usage_usec is there even without the cpu
@@ -25,6 +29,22 @@ pub(crate) fn apply(dir: &ControllerDir, quota: &CpuQuota) -> Result<(), CgroupE
             fs::write(&dir.path, "cpu.cfs_period_us", &quota.period_us.to_string())?;
             fs::write(&dir.path, "cpu.cfs_quota_us", &quota.quota_us.to_string())
         }
+    }
+}
+
+/// v1 cpu.shares for a v2 weight: 1024 per 100, at least the kernel's 2.
+pub(crate) fn shares_of_weight(weight: u64) -> u64 {
+    (weight.saturating_mul(1024) / 100).max(2)
+}
+
+pub(crate) fn apply_weight(dir: &ControllerDir, weight: u64) -> Result<(), CgroupError> {
+    match dir.version {
+        Version::V2 => fs::write(&dir.path, "cpu.weight", &weight.to_string()),
+        Version::V1 => fs::write(
+            &dir.path,
+            "cpu.shares",
+            &shares_of_weight(weight).to_string(),
+        ),
     }
 }
 
@@ -90,6 +110,28 @@ mod tests {
             read_to_string(tmp.path().join("cpu.cfs_quota_us")).expect("read"),
             "20000"
         );
+    }
+
+    #[test]
+    fn cgroup_cpu_weight_v2_and_v1_shares() {
+        let tmp = fake_dir(&[("cpu.weight", "100\n"), ("cpu.shares", "1024\n")]);
+        apply_weight(&dir_of(&tmp, Version::V2), 300).expect("apply");
+        assert_eq!(
+            read_to_string(tmp.path().join("cpu.weight")).expect("read"),
+            "300"
+        );
+        apply_weight(&dir_of(&tmp, Version::V1), 300).expect("apply");
+        assert_eq!(
+            read_to_string(tmp.path().join("cpu.shares")).expect("read"),
+            "3072"
+        );
+        assert_eq!(
+            shares_of_weight(100),
+            1024,
+            "the default maps to the default"
+        );
+        assert_eq!(shares_of_weight(1), 10);
+        assert_eq!(shares_of_weight(10_000), 102_400);
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub enum CgroupError {
         controller: Controller,
         needed_for: &'static str,
     },
+    #[error("cgroup v1 has no {file} (needed for {needed_for})")]
+    NotInV1 {
+        file: &'static str,
+        needed_for: &'static str,
+    },
     #[error("create cgroup {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
     #[error("remove cgroup {path}: {source}")]
@@ -42,6 +47,10 @@ pub enum CgroupError {
         path: PathBuf,
         source: nix::errno::Errno,
     },
+    #[error("cgroup {name} has no freezer (no v1 freezer hierarchy, no cgroup.freeze)")]
+    NoFreezer { name: String },
+    #[error("{device}: {reason}")]
+    Device { device: PathBuf, reason: String },
     #[error("freeze {path}: still {state:?} after {waited_ms} ms")]
     FreezeTimeout {
         path: PathBuf,

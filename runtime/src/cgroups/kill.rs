@@ -16,12 +16,12 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{fs, CgroupError, ControllerDir, Nodes, Version};
+use super::freezer::{freeze, thaw};
+use super::{fs, CgroupError, Nodes};
 
 /// How long tasks get to exit after SIGKILL (exit of a large process frees
 /// its memory first; a loaded machine may be slow).
 const KILL_WAIT: Duration = Duration::from_secs(10);
-const FREEZE_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(5);
 
 pub(crate) fn kill_all(nodes: &Nodes) -> Result<(), CgroupError> {
@@ -128,40 +128,5 @@ fn wait_empty(dirs: &[PathBuf]) -> Result<(), CgroupError> {
         }
         sigkill_members(dirs)?;
         sleep(POLL);
-    }
-}
-
-fn freeze(dir: &ControllerDir) -> Result<(), CgroupError> {
-    let start = Instant::now();
-    match dir.version {
-        Version::V1 => fs::write(&dir.path, "freezer.state", "FROZEN")?,
-        Version::V2 => fs::write(&dir.path, "cgroup.freeze", "1")?,
-    }
-    loop {
-        let state = match dir.version {
-            Version::V1 => fs::read(&dir.path, "freezer.state")?.trim().to_string(),
-            Version::V2 => match fs::read_keyed_u64(&dir.path, "cgroup.events", "frozen")? {
-                Some(1) => "FROZEN".to_string(),
-                _ => "FREEZING".to_string(),
-            },
-        };
-        if state == "FROZEN" {
-            return Ok(());
-        }
-        if start.elapsed() > FREEZE_WAIT {
-            return Err(CgroupError::FreezeTimeout {
-                path: dir.path.clone(),
-                state,
-                waited_ms: start.elapsed().as_millis(),
-            });
-        }
-        sleep(POLL);
-    }
-}
-
-fn thaw(dir: &ControllerDir) -> Result<(), CgroupError> {
-    match dir.version {
-        Version::V1 => fs::write(&dir.path, "freezer.state", "THAWED"),
-        Version::V2 => fs::write(&dir.path, "cgroup.freeze", "0"),
     }
 }

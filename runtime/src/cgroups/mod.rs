@@ -6,8 +6,8 @@
 //! controllers with cgroup2 beside them, as on this machine). One backend per
 //! layout implements [`CgroupBackend`]; the manager holds the one picked and
 //! callers never branch on the mode again. One file per controller
-//! (`memory`, `pids`, `cpu`, `cpuset`) writes the limits and reads the
-//! counters back, for either version.
+//! (`memory`, `pids`, `cpu`, `cpuset`, `io`, `freezer`) writes the limits and
+//! reads the counters back, for either version.
 //!
 //! Everything is made under a parent `isocheck` in each hierarchy used,
 //! as `isocheck/<name>`; nothing outside those parents is written, apart
@@ -22,8 +22,10 @@ mod cpu;
 mod cpuset;
 pub mod devices;
 mod error;
+mod freezer;
 mod fs;
 mod hybrid;
+mod io;
 mod kill;
 mod memory;
 mod mountinfo;
@@ -93,23 +95,35 @@ pub enum Controller {
     Pids,
     Cpu,
     Cpuset,
+    /// Block I/O: `io` on v2, `blkio` on v1.
+    Io,
 }
 
 impl Controller {
-    pub const ALL: [Controller; 4] = [
+    pub const ALL: [Controller; 5] = [
         Controller::Memory,
         Controller::Pids,
         Controller::Cpu,
         Controller::Cpuset,
+        Controller::Io,
     ];
 
-    /// The kernel's name for it.
+    /// The kernel's name for it (v2's; see [`Controller::v1_name`]).
     pub fn as_str(self) -> &'static str {
         match self {
             Controller::Memory => "memory",
             Controller::Pids => "pids",
             Controller::Cpu => "cpu",
             Controller::Cpuset => "cpuset",
+            Controller::Io => "io",
+        }
+    }
+
+    /// The name of its v1 hierarchy.
+    pub fn v1_name(self) -> &'static str {
+        match self {
+            Controller::Io => "blkio",
+            other => other.as_str(),
         }
     }
 }
@@ -129,9 +143,22 @@ pub struct CgroupStats {
     pub oom_kills: Option<u64>,
     /// Times the limit was hit and reclaim failed (v2 memory.events oom).
     pub oom_events: Option<u64>,
+    /// Tasks killed because a member's OOM took the group (v2 memory.events
+    /// oom_group_kill, 6.0+).
+    pub oom_group_kills: Option<u64>,
+    /// Times usage went over memory.high (v2 memory.events high).
+    pub memory_high_events: Option<u64>,
+    /// Usage now (v2 memory.current, v1 memory.usage_in_bytes).
+    pub memory_current_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
     /// `None` when unlimited.
     pub memory_limit_bytes: Option<u64>,
+    /// v2 memory.high; `None` when unlimited (or v1).
+    pub memory_high_bytes: Option<u64>,
+    /// Swap in use (v2 memory.swap.current, v1 memory.stat swap).
+    pub swap_bytes: Option<u64>,
+    /// Most swap ever used (v2 memory.swap.peak, 6.5+).
+    pub swap_peak_bytes: Option<u64>,
     pub pids_current: Option<u64>,
     /// Forks refused at pids.max (pids.events max).
     pub pids_limit_hits: Option<u64>,
@@ -139,6 +166,9 @@ pub struct CgroupStats {
     pub nr_throttled: Option<u64>,
     pub throttled_usec: Option<u64>,
     pub cpu_usage_usec: Option<u64>,
+    /// Bytes written to block devices, all devices summed (v2 io.stat
+    /// wbytes, v1 blkio.throttle.io_service_bytes Write).
+    pub io_write_bytes: Option<u64>,
 }
 
 /// Which version of the interface files a directory has.
@@ -164,6 +194,8 @@ pub(crate) struct Nodes {
     /// v1 cpuacct directory (cpuacct.usage); may equal the cpu directory.
     pub cpuacct: Option<PathBuf>,
     pub cpuset: Option<ControllerDir>,
+    /// io (v2) or blkio (v1), only when the limits ask for it.
+    pub io: Option<ControllerDir>,
     /// v1 freezer directory, or a v2 node with cgroup.freeze.
     pub freezer: Option<ControllerDir>,
     /// A v2 node (cgroup.kill, cgroup.events), in v2 and hybrid mode.
@@ -447,7 +479,27 @@ impl Cgroup {
         } else if let Some(acct) = &self.nodes.cpuacct {
             stats.cpu_usage_usec = fs::read_single_u64(acct, "cpuacct.usage")?.map(|ns| ns / 1000);
         }
+        if let Some(dir) = &self.nodes.io {
+            io::stats(dir, &mut stats)?;
+        }
         Ok(stats)
+    }
+
+    /// Freeze every task (v2 cgroup.freeze, v1 freezer.state) and return
+    /// once the kernel reports the group frozen (bounded wait).
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        freezer::freeze(self.freezer_dir()?)
+    }
+
+    /// Let the frozen tasks run again.
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        freezer::thaw(self.freezer_dir()?)
+    }
+
+    fn freezer_dir(&self) -> Result<&ControllerDir, CgroupError> {
+        self.nodes.freezer.as_ref().ok_or(CgroupError::NoFreezer {
+            name: self.name.clone(),
+        })
     }
 
     /// Every task still in it, in any hierarchy or sub-cgroup. A directory
@@ -581,9 +633,25 @@ pub(crate) fn require_controllers(
             limits.memory_bytes.is_some(),
             "limits.memory_bytes",
         ),
+        (
+            Controller::Memory,
+            limits.memory_high_bytes.is_some(),
+            "limits.memory_high_bytes",
+        ),
+        (Controller::Memory, limits.oom_group, "limits.oom_group"),
         (Controller::Pids, limits.pids.is_some(), "limits.pids"),
         (Controller::Cpu, limits.cpu.is_some(), "limits.cpu"),
+        (
+            Controller::Cpu,
+            limits.cpu_weight.is_some(),
+            "limits.cpu_weight",
+        ),
         (Controller::Cpuset, limits.cpuset.is_some(), "limits.cpuset"),
+        (
+            Controller::Io,
+            !limits.io_write_bps.is_empty(),
+            "limits.io_write_bps",
+        ),
     ];
     for (controller, wanted, needed_for) in asked {
         if wanted && !available.contains(&controller) {
@@ -610,10 +678,10 @@ pub(crate) fn apply_limits(nodes: &Nodes, limits: &Limits) -> Result<(), CgroupE
             set,
         )?;
     }
-    if let Some(bytes) = limits.memory_bytes {
+    if memory::wanted(limits) {
         memory::apply(
             &dir(&nodes.memory, Controller::Memory, "limits.memory_bytes")?,
-            bytes,
+            limits,
         )?;
     }
     if let Some(max) = limits.pids {
@@ -621,6 +689,18 @@ pub(crate) fn apply_limits(nodes: &Nodes, limits: &Limits) -> Result<(), CgroupE
     }
     if let Some(quota) = &limits.cpu {
         cpu::apply(&dir(&nodes.cpu, Controller::Cpu, "limits.cpu")?, quota)?;
+    }
+    if let Some(weight) = limits.cpu_weight {
+        cpu::apply_weight(
+            &dir(&nodes.cpu, Controller::Cpu, "limits.cpu_weight")?,
+            weight,
+        )?;
+    }
+    if !limits.io_write_bps.is_empty() {
+        io::apply(
+            &dir(&nodes.io, Controller::Io, "limits.io_write_bps")?,
+            &limits.io_write_bps,
+        )?;
     }
     Ok(())
 }

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use super::{CgroupError, CgroupMode};
 
-/// v1 controllers this module uses. Other v1 hierarchies (devices, blkio,
-/// name=systemd...) are ignored: their presence alone does not make a host
+/// v1 controllers this module uses (blkio only for an io limit). Other v1
+/// hierarchies (devices, name=systemd...) are ignored: their presence alone does not make a host
 /// v1 or hybrid for us.
-pub(crate) const V1_CONTROLLERS: [&str; 7] = [
-    "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "devices",
+pub(crate) const V1_CONTROLLERS: [&str; 8] = [
+    "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "devices", "blkio",
 ];
 
 /// The cgroup mounts found in a mount table.
@@ -163,8 +163,9 @@ mod tests {
         assert_eq!(m.v1["cpuacct"], Path::new("/sys/fs/cgroup/cpuacct"));
         assert_eq!(m.v1["freezer"], Path::new("/sys/fs/cgroup/freezer"));
         assert_eq!(m.v1["devices"], Path::new("/sys/fs/cgroup/devices"));
-        // blkio and name=systemd are not ours.
-        assert_eq!(m.v1.len(), 7);
+        assert_eq!(m.v1["blkio"], Path::new("/sys/fs/cgroup/blkio"));
+        // name=systemd is not ours.
+        assert_eq!(m.v1.len(), 8);
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn cgroup_privileged_hybrid_limits_evidence_kill_remove() {
             quota_us: 50_000,
             period_us: 100_000,
         }),
-        cpuset: None,
+        ..Limits::default()
     };
     let cgroup = manager.create(&name, &limits).expect("create");
     let paths = cgroup.paths();
@@ -381,4 +381,51 @@ fn cgroup_privileged_cpuset_and_leftover_cleanup() {
         manager.remove_leftover(Path::new("/sys/fs/cgroup/memory/process_api")),
         Err(CgroupError::NotOurs { .. })
     ));
+}
+
+/// Freeze and thaw for real: a burner (capped, and bounded by `timeout`)
+/// uses no CPU while frozen and runs again once thawed.
+#[test]
+fn cgroup_privileged_freeze_stops_usage_and_thaw_resumes_it() {
+    let _serial = serial();
+    let manager = CgroupManager::detect().expect("detect");
+    let name = format!("test-{}-freeze", std::process::id());
+    let limits = Limits {
+        memory_bytes: Some(32 * MIB),
+        pids: Some(8),
+        ..Limits::default()
+    };
+    let cgroup = manager.create(&name, &limits).expect("create");
+    let paths = cgroup.paths();
+    let mut child = spawn_held("exec timeout 20 sh -c 'while :; do :; done'");
+    cgroup.add_process(child.id() as i32).expect("add_process");
+    release(&mut child);
+    let usage = || {
+        cgroup
+            .stats()
+            .expect("stats")
+            .cpu_usage_usec
+            .expect("usage")
+    };
+    let window = Duration::from_millis(500);
+    std::thread::sleep(Duration::from_millis(200));
+    let running = usage();
+    std::thread::sleep(window);
+    cgroup.freeze().expect("freeze");
+    let frozen = usage();
+    assert!(frozen > running, "the burner ran: {running} -> {frozen}");
+    std::thread::sleep(window);
+    let still = usage();
+    assert!(
+        still - frozen <= 1_000,
+        "used {} µs while frozen",
+        still - frozen
+    );
+    cgroup.thaw().expect("thaw");
+    std::thread::sleep(window);
+    assert!(usage() > still, "no CPU after thaw");
+    cgroup.kill_all().expect("kill_all");
+    let _ = child.wait();
+    cgroup.remove().expect("remove");
+    assert_gone(&manager, &name, &paths);
 }

@@ -85,6 +85,22 @@ fn v1_memory(point: &'static str) -> FakeMount {
                 "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
             ),
             ("memory.max_usage_in_bytes", "0\n"),
+            ("memory.usage_in_bytes", "0\n"),
+            ("memory.stat", "cache 0\nrss 0\nswap 0\n"),
+        ],
+    }
+}
+
+fn v1_blkio(point: &'static str) -> FakeMount {
+    FakeMount {
+        point,
+        fstype: "cgroup",
+        opts: "rw,blkio",
+        root_files: vec![("cgroup.procs", "1\n")],
+        child_files: vec![
+            ("cgroup.procs", ""),
+            ("blkio.throttle.write_bps_device", ""),
+            ("blkio.throttle.io_service_bytes", "Total 0\n"),
         ],
     }
 }
@@ -104,8 +120,9 @@ fn v1_pids(point: &'static str) -> FakeMount {
     }
 }
 
-const V1_CPU_FILES: [(&str, &str); 4] = [
+const V1_CPU_FILES: [(&str, &str); 5] = [
     ("cgroup.procs", ""),
+    ("cpu.shares", "1024\n"),
     ("cpu.cfs_period_us", "100000\n"),
     ("cpu.cfs_quota_us", "-1\n"),
     (
@@ -185,6 +202,7 @@ pub(crate) fn fake_v1_host() -> (TempDir, String) {
         },
         v1_cpuset("/sys/fs/cgroup/cpuset"),
         v1_freezer("/sys/fs/cgroup/freezer"),
+        v1_blkio("/sys/fs/cgroup/blkio"),
     ])
 }
 
@@ -209,6 +227,7 @@ pub(crate) fn fake_hybrid_host() -> (TempDir, String) {
         v1_cpuset("/sys/fs/cgroup/cpuset"),
         v1_memory("/sys/fs/cgroup/memory"),
         v1_freezer("/sys/fs/cgroup/freezer"),
+        v1_blkio("/sys/fs/cgroup/blkio"),
         v1_pids("/sys/fs/cgroup/pids"),
         FakeMount {
             point: "/sys/fs/cgroup/unified",
@@ -256,12 +275,18 @@ pub(crate) fn fake_v2_host(offered: &'static str, root_enabled: &'static str) ->
             ("cgroup.subtree_control", ""),
             ("memory.max", "max\n"),
             ("memory.swap.max", "max\n"),
+            ("memory.high", "max\n"),
+            ("memory.oom.group", "0\n"),
+            ("memory.current", "0\n"),
             ("memory.peak", "0\n"),
             ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"),
             ("pids.max", "max\n"),
             ("pids.current", "0\n"),
             ("pids.events", "max 0\n"),
             ("cpu.max", "max 100000\n"),
+            ("cpu.weight", "100\n"),
+            ("io.max", ""),
+            ("io.stat", ""),
             (
                 "cpu.stat",
                 "usage_usec 0\nuser_usec 0\nsystem_usec 0\nnice_usec 0\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n",

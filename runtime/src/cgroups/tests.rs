@@ -19,6 +19,7 @@ fn all_limits() -> Limits {
             cpus: "1".into(),
             mems: None,
         }),
+        ..Limits::default()
     }
 }
 
@@ -355,4 +356,123 @@ fn cgroup_procs_of_a_vanished_directory_is_an_error_not_empty() {
         .procs()
         .expect_err("a vanished cgroup has no task list");
     assert!(err.to_string().contains("isocheck/gone"), "{err}");
+}
+
+/// Every limit beyond the seeds, on a layout that has them all.
+fn extra_limits(device: &Path) -> Limits {
+    Limits {
+        memory_bytes: Some(64 << 20),
+        swap_bytes: 0,
+        memory_high_bytes: Some(32 << 20),
+        oom_group: true,
+        cpu_weight: Some(300),
+        io_write_bps: vec![crate::spec::DeviceRate {
+            device: device.to_path_buf(),
+            bytes_per_sec: 4 << 20,
+        }],
+        ..Limits::default()
+    }
+}
+
+/// A block device node of this machine, to be named (never opened), and
+/// its "MAJ:MIN"; `None` (the test says it skipped) where /dev has none.
+fn some_block_device() -> Option<(std::path::PathBuf, String)> {
+    use std::os::unix::fs::FileTypeExt;
+    let device = std::fs::read_dir("/dev").ok()?.flatten().find_map(|e| {
+        e.file_type()
+            .ok()
+            .filter(|t| t.is_block_device())
+            .map(|_| e.path())
+    });
+    let Some(device) = device else {
+        eprintln!("no block device node in /dev: skipped");
+        return None;
+    };
+    let (major, minor) = crate::spec::block_device_number(&device).expect("a block device");
+    Some((device, format!("{major}:{minor}")))
+}
+
+#[test]
+fn cgroup_v2_fake_tree_writes_high_oom_group_weight_and_io() {
+    let Some((device, dev)) = some_block_device() else {
+        return;
+    };
+    let (root, mountinfo) = fake_v2_host("cpu io memory pids\n", "cpu io memory pids\n");
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let cgroup = manager
+        .create("extra", &extra_limits(&device))
+        .expect("create");
+    let node = cg(&root, "isocheck/extra");
+    assert_eq!(read(node.join("memory.high")), "33554432");
+    assert_eq!(read(node.join("memory.oom.group")), "1");
+    assert_eq!(read(node.join("memory.swap.max")), "0");
+    assert_eq!(read(node.join("cpu.weight")), "300");
+    assert_eq!(read(node.join("io.max")), format!("{dev} wbps=4194304"));
+    assert_eq!(cgroup.stats().expect("stats").memory_high_events, Some(0));
+}
+
+#[test]
+fn cgroup_v1_fake_tree_maps_weight_to_shares_and_io_to_blkio() {
+    let Some((device, dev)) = some_block_device() else {
+        return;
+    };
+    let (root, mountinfo) = fake_v1_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    let mut limits = extra_limits(&device);
+    limits.memory_high_bytes = None;
+    limits.oom_group = false;
+    let cgroup = manager.create("extra", &limits).expect("create");
+    assert_eq!(
+        read(cg(&root, "cpu,cpuacct/isocheck/extra/cpu.shares")),
+        "3072"
+    );
+    assert_eq!(
+        read(cg(
+            &root,
+            "blkio/isocheck/extra/blkio.throttle.write_bps_device"
+        )),
+        format!("{dev} 4194304")
+    );
+    assert!(cgroup.paths().contains(&cg(&root, "blkio/isocheck/extra")));
+    assert_eq!(cgroup.stats().expect("stats").io_write_bytes, Some(0));
+    cgroup.freeze().expect("freeze");
+    assert_eq!(
+        read(cg(&root, "freezer/isocheck/extra/freezer.state")),
+        "FROZEN"
+    );
+    cgroup.thaw().expect("thaw");
+    assert_eq!(
+        read(cg(&root, "freezer/isocheck/extra/freezer.state")),
+        "THAWED"
+    );
+}
+
+#[test]
+fn cgroup_hybrid_refuses_memory_high_and_leaves_nothing() {
+    let (root, mountinfo) = fake_hybrid_host();
+    let manager = CgroupManager::detect_from(&mountinfo, root.path()).expect("detect");
+    for (limits, file) in [
+        (
+            Limits {
+                memory_high_bytes: Some(8 << 20),
+                ..Limits::default()
+            },
+            "memory.high",
+        ),
+        (
+            Limits {
+                oom_group: true,
+                ..Limits::default()
+            },
+            "memory.oom.group",
+        ),
+    ] {
+        let e = manager.create("v1high", &limits).expect_err("v1 memory");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cgroup v1 has no {file}")),
+            "{e}"
+        );
+        assert!(manager.leftovers().is_empty(), "{:?}", manager.leftovers());
+    }
 }

@@ -4,7 +4,7 @@
 //! Which hierarchies a cgroup uses: memory, pids, cpu, cpuacct and freezer
 //! whenever they are mounted — memory/pids/cpu/cpuacct so the evidence can
 //! be read back even without a limit, freezer so the group can be killed
-//! whole — and cpuset only when the limits ask for one. A task placed by
+//! whole and paused — and cpuset and blkio only when the limits ask. A task placed by
 //! `add_process` joins every directory made, so its placement is the same
 //! across those hierarchies; in hierarchies not used (cpuset without a
 //! cpuset limit, devices, blkio...) it stays where its parent was. Not
@@ -44,6 +44,9 @@ impl V1Backend {
             wanted.push("cpuset");
         }
         wanted.extend(["memory", "pids", "cpu", "cpuacct", "freezer"]);
+        if !limits.io_write_bps.is_empty() {
+            wanted.push("blkio");
+        }
         wanted.retain(|c| self.mounts.contains_key(*c));
         wanted
     }
@@ -57,7 +60,7 @@ impl CgroupBackend for V1Backend {
     fn available_controllers(&self) -> Vec<Controller> {
         Controller::ALL
             .into_iter()
-            .filter(|c| self.mounts.contains_key(c.as_str()))
+            .filter(|c| self.mounts.contains_key(c.v1_name()))
             .collect()
     }
 
@@ -108,6 +111,7 @@ impl CgroupBackend for V1Backend {
         nodes.cpu = controller_dir("cpu");
         nodes.cpuacct = controller_dir("cpuacct").map(|d| d.path);
         nodes.cpuset = controller_dir("cpuset");
+        nodes.io = controller_dir("blkio");
         nodes.freezer = controller_dir("freezer");
 
         super::apply_limits(nodes, limits)

@@ -3,8 +3,8 @@
 //!
 //! A controller only shows up in a child once it is enabled in the parent's
 //! cgroup.subtree_control. We enable in our own `isocheck` parent the
-//! controllers we use (memory, pids, cpu when available; cpuset only when
-//! asked for). If the hierarchy's root has not enabled one that its
+//! controllers we use (memory, pids, cpu when available; cpuset and io
+//! only when asked for). If the hierarchy's root has not enabled one that its
 //! cgroup.controllers offers — a freshly mounted cgroup2 in a bare guest —
 //! we enable it there too: that only makes the controller available to
 //! children and moves no task. Controllers the root does not offer at all
@@ -84,7 +84,11 @@ impl CgroupBackend for V2Backend {
         super::require_controllers(&available, limits)?;
         let wanted: Vec<Controller> = available
             .into_iter()
-            .filter(|c| *c != Controller::Cpuset || limits.cpuset.is_some())
+            .filter(|c| match c {
+                Controller::Cpuset => limits.cpuset.is_some(),
+                Controller::Io => !limits.io_write_bps.is_empty(),
+                _ => true,
+            })
             .collect();
 
         enable_in_subtree(&self.root, &wanted)?;
@@ -103,6 +107,7 @@ impl CgroupBackend for V2Backend {
         nodes.pids = Some(node.clone());
         nodes.cpu = Some(node.clone());
         nodes.cpuset = limits.cpuset.as_ref().map(|_| node.clone());
+        nodes.io = (!limits.io_write_bps.is_empty()).then(|| node.clone());
         nodes.freezer = dir.join("cgroup.freeze").exists().then(|| node.clone());
         nodes.unified = Some(dir);
 

@@ -1,0 +1,69 @@
+//! Measurements of a running container from the host side, over windows of
+//! wall-clock time, for the interactions that need them (pause/resume, CPU
+//! weight). Only the kernel's own counters are used (the cgroup's CPU
+//! usage); a counter that cannot be read is an error, never a zero.
+
+use isocheck_runtime::Container;
+use serde_json::{json, Map, Value};
+use std::thread::sleep;
+use std::time::Duration;
+
+/// Length of each measured window.
+pub const WINDOW: Duration = Duration::from_millis(1000);
+/// Time given to burners to be running before the first reading.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// The cgroup's CPU usage so far, in µs.
+fn usage_us(container: &Container) -> Result<u64, String> {
+    container
+        .cgroup_stats()
+        .and_then(|s| s.cpu_usage_usec)
+        .ok_or_else(|| "the container's cgroup CPU usage could not be read".to_string())
+}
+
+fn ms(from: u64, to: u64) -> f64 {
+    to.saturating_sub(from) as f64 / 1000.0
+}
+
+/// Usage over a window while running, while paused, then after resume:
+/// `usage_running_ms`, `usage_paused_ms`, `usage_resumed_ms`.
+pub fn pause_resume(container: &Container, host: &mut Map<String, Value>) -> Result<(), String> {
+    sleep(SETTLE);
+    let u0 = usage_us(container)?;
+    sleep(WINDOW);
+    let u1 = usage_us(container)?;
+    container.pause().map_err(|e| format!("pause: {e}"))?;
+    let u2 = usage_us(container)?;
+    sleep(WINDOW);
+    let u3 = usage_us(container)?;
+    container.resume().map_err(|e| format!("resume: {e}"))?;
+    sleep(WINDOW);
+    let u4 = usage_us(container)?;
+    host.insert("usage_running_ms".into(), json!(ms(u0, u1)));
+    host.insert("usage_paused_ms".into(), json!(ms(u2, u3)));
+    host.insert("usage_resumed_ms".into(), json!(ms(u3, u4)));
+    Ok(())
+}
+
+/// Usage of `a` and of `b` over the same two windows: `usage_ms`,
+/// `twin_usage_ms`, and `usage_ratio` (a over b).
+pub fn usage_ratio(
+    a: &Container,
+    b: &Container,
+    host: &mut Map<String, Value>,
+) -> Result<(), String> {
+    sleep(SETTLE);
+    let (a0, b0) = (usage_us(a)?, usage_us(b)?);
+    sleep(2 * WINDOW);
+    let (a1, b1) = (usage_us(a)?, usage_us(b)?);
+    let (ua, ub) = (ms(a0, a1), ms(b0, b1));
+    host.insert("usage_ms".into(), json!(ua));
+    host.insert("twin_usage_ms".into(), json!(ub));
+    if ub <= 0.0 {
+        return Err(format!(
+            "the twin used no CPU in the window (this one {ua} ms)"
+        ));
+    }
+    host.insert("usage_ratio".into(), json!(ua / ub));
+    Ok(())
+}
