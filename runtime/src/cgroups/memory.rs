@@ -7,7 +7,7 @@
 //! and memory.swap.peak (6.5+). v1: memory.limit_in_bytes, then
 //! memory.memsw.limit_in_bytes = limit + swap (memsw must never be below the
 //! plain limit, so the plain limit goes first; the file is absent without
-//! swap accounting), memory.swappiness = 0 when no swap is allowed;
+//! swap accounting, and only then memory.swappiness = 0 forbids swap);
 //! memory.oom_control `oom_kill` (4.13+), memory.max_usage_in_bytes,
 //! memory.usage_in_bytes, memory.stat `swap`. v1 has no memory.high and no
 //! group OOM: asking for either there is refused, never silently dropped.
@@ -59,11 +59,14 @@ fn apply_v1(dir: &ControllerDir, limits: &Limits) -> Result<(), CgroupError> {
         return Ok(());
     };
     fs::write(path, "memory.limit_in_bytes", &max.to_string())?;
+    // One mechanism per host, so each is the one that holds (and a removed
+    // one shows): memsw where swap is accounted; otherwise swappiness 0,
+    // which stops memcg reclaim from swapping anon pages but cannot cap an
+    // amount (swap allowed is then unlimited).
     if path.join("memory.memsw.limit_in_bytes").exists() {
         let memsw = max.saturating_add(limits.swap_bytes);
         fs::write(path, "memory.memsw.limit_in_bytes", &memsw.to_string())?;
-    }
-    if limits.swap_bytes == 0 && path.join("memory.swappiness").exists() {
+    } else if limits.swap_bytes == 0 && path.join("memory.swappiness").exists() {
         fs::write(path, "memory.swappiness", "0")?;
     }
     Ok(())
@@ -222,7 +225,20 @@ mod tests {
     }
 
     #[test]
-    fn cgroup_memory_v1_apply_writes_limit_memsw_and_swappiness() {
+    fn cgroup_memory_v1_without_swap_accounting_falls_back_to_swappiness() {
+        let tmp = fake_dir(&[
+            ("memory.limit_in_bytes", "9223372036854771712\n"),
+            ("memory.swappiness", "60\n"),
+        ]);
+        apply(&dir_of(&tmp, Version::V1), &max(64 << 20)).expect("apply");
+        assert_eq!(
+            read_to_string(tmp.path().join("memory.swappiness")).expect("read"),
+            "0"
+        );
+    }
+
+    #[test]
+    fn cgroup_memory_v1_apply_writes_limit_and_memsw_only() {
         let tmp = fake_dir(&[
             ("memory.limit_in_bytes", "9223372036854771712\n"),
             ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
@@ -238,7 +254,8 @@ mod tests {
         }
         assert_eq!(
             read_to_string(tmp.path().join("memory.swappiness")).expect("read"),
-            "0"
+            "60\n",
+            "memsw holds swap at 0; swappiness is the fallback only"
         );
     }
 

@@ -34,7 +34,11 @@ fn cgroup_v1_fake_tree_create_writes_every_limit() {
     let memory = cg(&root, "memory/isocheck/run1-web");
     assert_eq!(read(memory.join("memory.limit_in_bytes")), "33554432");
     assert_eq!(read(memory.join("memory.memsw.limit_in_bytes")), "33554432");
-    assert_eq!(read(memory.join("memory.swappiness")), "0");
+    assert_eq!(
+        read(memory.join("memory.swappiness")),
+        "60\n",
+        "memsw does it"
+    );
     assert_eq!(read(cg(&root, "pids/isocheck/run1-web/pids.max")), "16");
     let cpu = cg(&root, "cpu,cpuacct/isocheck/run1-web");
     assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
