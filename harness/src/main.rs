@@ -495,6 +495,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         environment,
         results: Vec::new(),
         interrupted: false,
+        wall_ms: 0,
     };
     let total = selected.len() * args.repeat as usize;
     let started = std::time::Instant::now();
@@ -503,6 +504,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             break;
         }
         report.results.clear();
+        let round_started = std::time::Instant::now();
         for (i, s) in selected.iter().enumerate() {
             if interrupt.is_set() {
                 break 'rounds;
@@ -539,6 +541,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             );
             history[i].push(result.verdict);
             report.results.push(result);
+            report.wall_ms = round_started.elapsed().as_millis() as u64;
         }
     }
     if let Some(sig) = interrupt.signal() {

@@ -292,6 +292,7 @@ mod tests {
             },
             results,
             interrupted: false,
+            wall_ms: 0,
         }
     }
 

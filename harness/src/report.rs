@@ -13,6 +13,10 @@ pub struct Report {
     /// that finished before it. `false` in reports that predate the field.
     #[serde(default)]
     pub interrupted: bool,
+    /// Wall time of the (last round of the) run, setup and teardown
+    /// included; 0 in reports that predate the field.
+    #[serde(default)]
+    pub wall_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,10 +176,11 @@ impl Report {
             }
         }
         out.push_str(&format!(
-            "\n{} passed, {} failed, {} unsupported\n",
+            "\n{} passed, {} failed, {} unsupported in {:.1} s\n",
             self.count(Verdict::Pass),
             self.failed(),
-            self.count(Verdict::Unsupported)
+            self.count(Verdict::Unsupported),
+            self.wall_ms as f64 / 1000.0
         ));
         out
     }
@@ -308,6 +313,7 @@ mod tests {
                 },
             ],
             interrupted: false,
+            wall_ms: 2345,
         }
     }
 
