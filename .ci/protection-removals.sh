@@ -47,6 +47,10 @@ cgroup-placement|runtime/src/process.rs|            cgroup.add_process(self.pid)
 cgroup-placement-exec|runtime/src/process.rs|            step(Step::JoinCgroup, b"cgroup.procs", sys::write_all(fd, b"0"))?;|let _ = fd;|exec-confined
 group-kill|runtime/src/process.rs|            cgroup.kill_all()?;||cgroup-kill-all
 exec-joins-namespaces|runtime/src/process.rs|                sys::setns(pidfd, h.join_flags),|Ok::<(), Errno>(()),|exec-joins-namespaces
+cpuset|runtime/src/cgroups/mod.rs|if let Some(set) = &limits.cpuset {|if let Some(set) = limits.cpuset.iter().take(0).next() {|cpuset-pinning
+bridge-attachment|runtime/src/network/veth.rs|    let controller = if att.detached {|    let controller = if true {|net-bridge-ping-host,net-container-to-container
+masquerade|runtime/src/network/nat.rs|            Statement::Masquerade(None),|            Statement::Accept(None),|net-nat-outside
+port-forward|runtime/src/network/nat.rs|    for forward in forwards {|    for forward in forwards.iter().take(0) {|net-port-forward
 memory-limit|runtime/src/cgroups/mod.rs|if let Some(bytes) = limits.memory_bytes {|if let Some(bytes) = limits.memory_bytes.and(None::<u64>) {|memory-oom-kill
 pids-limit|runtime/src/cgroups/mod.rs|if let Some(max) = limits.pids {|if let Some(max) = limits.pids.and(None::<u64>) {|pids-fork-bomb
 cpu-quota|runtime/src/cgroups/mod.rs|if let Some(quota) = &limits.cpu {|if let Some(quota) = &limits.cpu.clone().and(None) {|cpu-quota-throttle
