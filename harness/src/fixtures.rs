@@ -127,10 +127,7 @@ impl Drop for RunDir {
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     // Best effort: what cannot be detached makes remove_dir_all fail below.
     let _ = isocheck_runtime::mounts::detach_all_under(path);
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+    isocheck_runtime::owner::remove_marked_dir(path)
 }
 
 /// Where the image holds a set-user-ID-root copy of the probe.

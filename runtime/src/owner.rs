@@ -197,6 +197,93 @@ pub fn mark_dir(dir: &Path, run_id: &str) -> io::Result<()> {
         })
 }
 
+/// A temp dir of ours, removed record-last (see [`remove_marked_dir`]) on
+/// drop.
+#[derive(Debug)]
+pub struct MarkedDir {
+    path: PathBuf,
+}
+
+impl MarkedDir {
+    /// Takes over `dir` (made by `tempfile`, not yet marked) and writes its
+    /// record; if that fails the dir is removed again.
+    pub fn mark(dir: tempfile::TempDir, run_id: &str) -> io::Result<MarkedDir> {
+        let marked = MarkedDir { path: dir.keep() };
+        mark_dir(&marked.path, run_id)?;
+        Ok(marked)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for MarkedDir {
+    fn drop(&mut self) {
+        if let Err(e) = remove_marked_dir(&self.path) {
+            tracing::warn!(error = %e, dir = %self.path.display(), "removing the temp dir");
+        }
+    }
+}
+
+/// Removes a temp dir with its record last: everything else first, then
+/// the record, then the dir. A removal cut short (a kill, a busy entry)
+/// leaves a dir that still carries its record, so `isocheck cleanup` can
+/// vouch for it and finish; removing in readdir order could take the record
+/// first and leave an unvouched remainder that cleanup must not touch.
+/// A busy entry (ENOTEMPTY, EBUSY: a dying container's overlay may still
+/// write into its work dir) is retried a few times before giving up.
+pub fn remove_marked_dir(dir: &Path) -> io::Result<()> {
+    const TRIES: u32 = 5;
+    let mut tries = 0;
+    loop {
+        match remove_entries_then_record(dir, remove_entry) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if is_busy(&e) && tries < TRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20 << tries));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::ResourceBusy
+    )
+}
+
+fn remove_entry(path: &Path, is_dir: bool) -> io::Result<()> {
+    if is_dir {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+fn remove_entries_then_record(
+    dir: &Path,
+    remove: impl Fn(&Path, bool) -> io::Result<()>,
+) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == MARKER_FILE {
+            continue;
+        }
+        match remove(&entry.path(), entry.file_type()?.is_dir()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    match fs::remove_file(dir.join(MARKER_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    fs::remove_dir(dir)
+}
+
 /// The record of a temp dir, checked against the dir's name.
 pub fn dir_owner(dir: &Path) -> Result<Owner, OwnerError> {
     let name = dir
@@ -209,6 +296,39 @@ pub fn dir_owner(dir: &Path) -> Result<Owner, OwnerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_marked_dir_goes_record_last_and_a_missing_one_is_fine() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("isocheck-t-x");
+        fs::create_dir_all(dir.join("work/work")).expect("mkdir");
+        fs::write(dir.join("upper-file"), "x").expect("write");
+        mark_dir(&dir, "t").expect("mark");
+        remove_marked_dir(&dir).expect("remove");
+        assert!(!dir.exists());
+        remove_marked_dir(&dir).expect("a dir already gone is removed");
+    }
+
+    #[test]
+    fn a_removal_cut_short_keeps_the_record() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("isocheck-t-y");
+        for sub in ["a", "work", "z"] {
+            fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        }
+        mark_dir(&dir, "t").expect("mark");
+        let refuse_work = |path: &Path, is_dir: bool| {
+            if path.ends_with("work") {
+                Err(io::Error::from(io::ErrorKind::PermissionDenied))
+            } else {
+                remove_entry(path, is_dir)
+            }
+        };
+        let err = remove_entries_then_record(&dir, refuse_work).expect_err("work refused");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(dir.join("work").exists());
+        assert_eq!(dir_owner(&dir).expect("record kept").run_id, "t");
+    }
 
     #[test]
     fn start_time_is_field_22_even_with_odd_command_names() {

@@ -11,7 +11,6 @@ use std::io::{self, BufReader, Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use tempfile::TempDir;
 
 use crate::mounts::ImageMount;
 use crate::spec::{ContainerSpec, RootfsSource};
@@ -66,7 +65,7 @@ fn io_err<'p>(step: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> R
 #[derive(Debug)]
 pub struct PreparedRootfs {
     /// `isocheck-<run_id>-<name>-*`; removed on drop.
-    pub dir: TempDir,
+    pub dir: crate::owner::MarkedDir,
     /// Empty directory the image is mounted on (inside `dir`).
     pub new_root: PathBuf,
     pub image: ImageMount,
@@ -93,7 +92,8 @@ pub fn prepare(
         .map_err(io_err("create temp dir in", &tmp))?;
     let base = dir.path().to_path_buf();
     // Who owns this dir: `isocheck cleanup` removes only what has a record.
-    crate::owner::mark_dir(&base, run_id).map_err(io_err("mark the owner of", &base))?;
+    let dir =
+        crate::owner::MarkedDir::mark(dir, run_id).map_err(io_err("mark the owner of", &base))?;
     let new_root = base.join("root");
     mkdir(&new_root, 0o755)?;
 
@@ -895,6 +895,7 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeSet;
     use tar::{EntryType, Header};
+    use tempfile::TempDir;
 
     /// Appends an entry with a raw name, as a hostile archive would carry it
     /// (tar::Builder's path setters refuse these names).

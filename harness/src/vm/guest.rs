@@ -19,7 +19,7 @@ const STAGE2_ARG: &str = "--on-tmpfs-root";
 /// The v1 controllers the suite uses, each mounted as its own hierarchy as
 /// on this project's hybrid host (cpu and cpuacct separately).
 pub const V1_CONTROLLERS: &[&str] = &[
-    "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "blkio",
+    "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "blkio", "devices",
 ];
 /// Enabled for children of the v2 root.
 pub const V2_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuset", "io"];
