@@ -15,6 +15,13 @@ use std::process::{Child, Command, Stdio};
 pub const DECOY_COMM: &str = "isocheck-decoy";
 /// uid that owns the image's `/etc/isocheck-owned`, so chown of it is never a no-op.
 pub const FOREIGN_UID: u32 = 1000;
+/// A supplementary group the runner gives itself (setgroups, this process
+/// only) and the only group that may read [`GROUP_SECRET`] in the image:
+/// a container that kept the runner's groups can read it.
+pub const SECRET_GID: u32 = 2718;
+/// The image's file readable by [`SECRET_GID`] alone (owner
+/// [`FOREIGN_UID`], mode 0040).
+pub const GROUP_SECRET: &str = "etc/isocheck-group-secret";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
@@ -158,6 +165,34 @@ pub fn build_image(dir: &Path, probe: &Path) -> Result<(), FixtureError> {
             source,
         },
     )?;
+    let secret = dir.join(GROUP_SECRET);
+    fs::write(&secret, "only the secret group reads this\n").map_err(io_err("write", &secret))?;
+    nix::unistd::chown(&secret, Some(FOREIGN_UID.into()), Some(SECRET_GID.into())).map_err(
+        |source| FixtureError::Sys {
+            step: "chown the image's group-only file",
+            source,
+        },
+    )?;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o040)).map_err(io_err(
+        "make the group-only file readable by its group alone",
+        &secret,
+    ))?;
+    Ok(())
+}
+
+/// Adds [`SECRET_GID`] to this process's supplementary groups (kept: the
+/// ones it has), so a container that does not clear them carries it.
+pub fn join_secret_group() -> Result<(), FixtureError> {
+    let sys = |source| FixtureError::Sys {
+        step: "add the secret group to the runner's supplementary groups",
+        source,
+    };
+    let mut groups = nix::unistd::getgroups().map_err(sys)?;
+    let secret = nix::unistd::Gid::from_raw(SECRET_GID);
+    if !groups.contains(&secret) {
+        groups.push(secret);
+        nix::unistd::setgroups(&groups).map_err(sys)?;
+    }
     Ok(())
 }
 

@@ -77,6 +77,7 @@ impl Runner {
         let run = RunDir::create()?;
         let image = run.join("image");
         fixtures::build_image(&image, &probe)?;
+        fixtures::join_secret_group()?;
         let decoy = DecoyProcess::start(&run, &probe)?;
         let shm_key = 0x1500_0000 | (std::process::id() as i32 & 0xffff);
         let shm = DecoyShm::create(shm_key)?;

@@ -637,11 +637,20 @@ impl Container {
             .namespaces
             .user
             .then(|| spec.user.clone().unwrap_or_else(default_mapping));
-        let ids = mapping.as_ref().and_then(|m| {
-            let root_mapped =
-                outside_of(&m.uid_map, 0).is_some() && outside_of(&m.gid_map, 0).is_some();
-            root_mapped.then_some((0, 0, nix::unistd::geteuid().is_root()))
-        });
+        let clear_groups = spec.hardening.clear_groups && nix::unistd::geteuid().is_root();
+        let ids = match &mapping {
+            Some(m) => {
+                let root_mapped =
+                    outside_of(&m.uid_map, 0).is_some() && outside_of(&m.gid_map, 0).is_some();
+                root_mapped.then_some((0, 0, clear_groups))
+            }
+            // Without a user namespace the ids stay what they are; only the
+            // supplementary groups go.
+            None => clear_groups.then(|| {
+                let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+                (uid.as_raw(), gid.as_raw(), true)
+            }),
+        };
         let owner = mapping
             .as_ref()
             .and_then(|m| Some((outside_of(&m.uid_map, 0)?, outside_of(&m.gid_map, 0)?)));

@@ -77,6 +77,9 @@ pub enum Protection {
     Seccomp,
     /// No fd above 2 of the runtime's survives exec.
     CloseHostFds,
+    /// The container's processes drop the supplementary groups of the
+    /// process that started them (setgroups with an empty list).
+    ClearGroups,
     MemoryLimit,
     /// No swap beyond the memory limit (`limits.swap_bytes` 0).
     NoSwap,
@@ -185,6 +188,7 @@ impl Protection {
             Protection::NoNewPrivs => format!("{}", spec.no_new_privs),
             Protection::Seccomp => format!("{:?}", spec.seccomp),
             Protection::CloseHostFds => format!("{}", h.close_host_fds),
+            Protection::ClearGroups => format!("{}", h.clear_groups),
             Protection::MemoryLimit => format!("{:?}", l.memory_bytes),
             Protection::NoSwap => format!("{}", l.swap_bytes),
             Protection::MemoryHigh => format!("{:?}", l.memory_high_bytes),
@@ -254,6 +258,7 @@ impl Protection {
             Protection::NoNewPrivs => spec.no_new_privs = false,
             Protection::Seccomp => spec.seccomp = None,
             Protection::CloseHostFds => h.close_host_fds = false,
+            Protection::ClearGroups => h.clear_groups = false,
             Protection::MemoryLimit => l.memory_bytes = raised(l.memory_bytes),
             Protection::NoSwap => {
                 l.swap_bytes = l

@@ -349,6 +349,9 @@ pub struct Hardening {
     pub recursive_readonly: bool,
     /// Every fd above 2 is closed on exec. Off: inherited fds stay open.
     pub close_host_fds: bool,
+    /// Supplementary groups are cleared (setgroups with no entries) in PID 1
+    /// and in exec'd processes. Off: they keep the starting process's.
+    pub clear_groups: bool,
     /// `Container::kill` kills the whole cgroup. Off: PID 1 only.
     pub group_kill: bool,
     /// `Container::exec` joins PID 1's namespaces. Off: it only takes
@@ -373,6 +376,7 @@ impl Default for Hardening {
             recursive_binds: true,
             recursive_readonly: true,
             close_host_fds: true,
+            clear_groups: true,
             group_kill: true,
             exec_joins_namespaces: true,
             device_allowlist: true,

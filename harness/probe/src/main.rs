@@ -59,6 +59,7 @@ fn lookup(name: &str) -> Option<Action> {
         "cgroup" => proc_actions::cgroup,
         "daemon" => proc_actions::daemon,
         "id" => proc_actions::id,
+        "groups" => proc_actions::groups,
         "trap" => proc_actions::trap,
         "write" => fs_actions::write,
         "read" => fs_actions::read,

@@ -353,6 +353,35 @@ pub fn daemon(mut args: Args) -> Result<Observation, ProbeError> {
         .then(Afterwards::AwaitStdin))
 }
 
+/// The supplementary groups this process holds and what they decide: a
+/// read of `--path` (a file only its group may read), with the file's
+/// owner, group and mode and the effective capabilities (a DAC override
+/// would read it whatever the groups), so a refusal can be told apart from
+/// a missing file or a missing capability.
+pub fn groups(mut args: Args) -> Result<Observation, ProbeError> {
+    let path: String = args.required("path")?;
+    args.finish()?;
+    let groups: Vec<u32> = unistd::getgroups()
+        .map_err(|e| ProbeError::internal("getgroups", e))?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    let meta = fs::metadata(&path).map_err(|e| ProbeError::internal("stat the group's file", e))?;
+    let status = read_text("/proc/self/status")?;
+    let cap_eff = crate::status_actions::status_value(&status, "CapEff")
+        .ok_or_else(|| ProbeError::internal("read /proc/self/status", "no CapEff line"))?
+        .to_owned();
+    let read = fs::read(&path);
+    Ok(Observation::new()
+        .with("uid", unistd::getuid().as_raw())
+        .with("groups", groups)
+        .with("cap_eff", cap_eff)
+        .with("file_uid", meta.uid())
+        .with("file_gid", meta.gid())
+        .with("file_mode", meta.mode() & 0o7777)
+        .io_errno("read_errno", &read))
+}
+
 pub fn id(mut args: Args) -> Result<Observation, ProbeError> {
     let create: Option<String> = args.optional("create")?;
     args.finish()?;
