@@ -18,11 +18,17 @@ pub struct MatrixLeg {
     pub unsupported: usize,
 }
 
-/// One cell: what a guarantee's scenario concluded on a leg.
+/// One cell: what a guarantee's scenario concluded on a leg, and the
+/// evidence of both halves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixCell {
     pub verdict: Verdict,
     pub reason: Option<String>,
+    pub control_seen: bool,
+    /// `{"run": {...}, "control": {...}}` as the report has it.
+    pub observed: serde_json::Value,
+    /// The expectations checked in each half, as text.
+    pub expected: serde_json::Value,
 }
 
 /// One row: a scenario, with a cell per leg (`None`: not run there).
@@ -30,6 +36,8 @@ pub struct MatrixCell {
 pub struct MatrixRow {
     pub id: String,
     pub guarantee: String,
+    /// The protection the control switches off (empty in old reports).
+    pub protection: String,
     pub cells: Vec<Option<MatrixCell>>,
 }
 
@@ -110,11 +118,18 @@ pub fn merge(reports: &[(String, Report)]) -> Matrix {
             let row = rows.entry(r.id.clone()).or_insert_with(|| MatrixRow {
                 id: r.id.clone(),
                 guarantee: r.guarantee.clone(),
+                protection: r.protection.clone(),
                 cells: vec![None; reports.len()],
             });
+            if row.protection.is_empty() {
+                row.protection = r.protection.clone();
+            }
             row.cells[col] = Some(MatrixCell {
                 verdict: r.verdict,
                 reason: r.reason.clone(),
+                control_seen: r.control_violation_observed,
+                observed: r.observed.clone(),
+                expected: r.expected.clone(),
             });
         }
         legs.push(leg);
@@ -182,66 +197,116 @@ impl Matrix {
         out
     }
 
-    /// A standalone HTML page with the same table; each cell's reason is on
-    /// hover (title attribute), every text escaped.
+    /// One self-contained HTML page (no script, no fetch): a row per
+    /// guarantee with its sentence and protection, a column per leg with its
+    /// environment and counts, and per cell the verdict, the reason of a
+    /// failed or unsupported one, and both halves' evidence one click away
+    /// (a `details` element). Every text is escaped.
     pub fn to_html(&self) -> String {
-        let mut h = String::from(
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <title>isocheck kernel matrix</title>\n<style>\n\
-             table { border-collapse: collapse; font-family: sans-serif; }\n\
-             th, td { border: 1px solid #999; padding: 4px 8px; }\n\
-             td.pass { background: #cfc; }\n\
-             td.fail { background: #f99; font-weight: bold; }\n\
-             td.unsupported { background: #eee; color: #555; }\n\
-             </style>\n</head>\n<body>\n<h1>isocheck kernel matrix</h1>\n<table>\n<tr><th>guarantee</th>",
+        let mut h = String::from(HTML_HEAD);
+        h.push_str("<h1>isocheck matrix</h1>\n<p class=\"totals\">");
+        let (pass, fail, unsupported) = self.legs.iter().fold((0, 0, 0), |t, l| {
+            (t.0 + l.pass, t.1 + l.fail, t.2 + l.unsupported)
+        });
+        let _ = write!(
+            h,
+            "{} guarantees on {} legs: {pass} pass, {fail} FAIL, {unsupported} unsupported",
+            self.rows.len(),
+            self.legs.len()
         );
+        h.push_str("</p>\n<table>\n<thead>\n<tr><th>guarantee</th><th>protection</th>");
         for leg in &self.legs {
             let _ = write!(
                 h,
-                "<th>{}<br><small>{} · cgroup {}</small></th>",
+                "<th class=\"leg\">{}<br><small>{} · cgroup {}</small>\
+                 <div class=\"counts\"><span class=\"pass\">{} pass</span> \
+                 <span class=\"fail\">{} FAIL</span> \
+                 <span class=\"unsupported\">{} unsupported</span></div></th>",
                 escape(&leg.name),
                 escape(&leg.kernel),
-                escape(&leg.cgroup_mode)
+                escape(&leg.cgroup_mode),
+                leg.pass,
+                leg.fail,
+                leg.unsupported
             );
         }
-        h.push_str("</tr>\n");
+        h.push_str("</tr>\n</thead>\n<tbody>\n");
         for row in &self.rows {
             let _ = write!(
                 h,
-                "<tr><th title=\"{}\">{}</th>",
+                "<tr id=\"{id}\"><th class=\"guarantee\"><code>{id}</code><p>{}</p></th>\
+                 <td class=\"protection\"><code>{}</code></td>",
                 escape(&row.guarantee),
-                escape(&row.id)
+                escape(&row.protection),
+                id = escape(&row.id),
             );
-            for cell in &row.cells {
+            for (cell, leg) in row.cells.iter().zip(&self.legs) {
                 match cell {
-                    Some(c) => {
-                        let class = match c.verdict {
-                            Verdict::Pass => "pass",
-                            Verdict::Fail => "fail",
-                            Verdict::Unsupported => "unsupported",
-                        };
-                        let title = c
-                            .reason
-                            .as_deref()
-                            .map(|r| format!(" title=\"{}\"", escape(r)))
-                            .unwrap_or_default();
-                        let _ = write!(
-                            h,
-                            "<td class=\"{class}\"{title}>{}</td>",
-                            verdict_word(c.verdict)
-                        );
-                    }
-                    None => h.push_str("<td>-</td>"),
+                    Some(c) => cell_html(&mut h, c, &leg.name),
+                    None => h.push_str("<td class=\"none\">not run</td>"),
                 }
             }
             h.push_str("</tr>\n");
         }
-        h.push_str("</table>\n<ul>\n");
-        for leg in &self.legs {
-            let _ = writeln!(h, "<li>{}</li>", escape(&leg.summary()));
-        }
-        h.push_str("</ul>\n</body>\n</html>\n");
+        h.push_str("</tbody>\n</table>\n</body>\n</html>\n");
         h
+    }
+}
+
+const HTML_HEAD: &str = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<title>isocheck matrix</title>\n<style>\n\
+body { font-family: sans-serif; margin: 1em; }\n\
+table { border-collapse: collapse; }\n\
+th, td { border: 1px solid #999; padding: 4px 8px; vertical-align: top; text-align: left; }\n\
+thead th { position: sticky; top: 0; background: #fff; }\n\
+th.guarantee p { font-weight: normal; max-width: 28em; margin: 2px 0; }\n\
+td.pass { background: #cfc; }\n\
+td.fail { background: #f99; }\n\
+td.unsupported { background: #eee; color: #444; }\n\
+td.none { color: #888; }\n\
+.counts span { display: inline-block; margin-right: 4px; font-weight: normal; }\n\
+.reason { max-width: 22em; font-size: small; }\n\
+details pre { max-width: 40em; max-height: 24em; overflow: auto; font-size: small; background: #fff; }\n\
+summary { cursor: pointer; font-weight: bold; }\n\
+</style>\n</head>\n<body>\n";
+
+/// A cell: the verdict as the `details` summary, the reason beside it, the
+/// evidence of both halves inside.
+fn cell_html(h: &mut String, c: &MatrixCell, leg: &str) {
+    let class = match c.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Unsupported => "unsupported",
+    };
+    let _ = write!(
+        h,
+        "<td class=\"{class}\" data-leg=\"{}\"><details><summary>{}</summary>",
+        escape(leg),
+        verdict_word(c.verdict)
+    );
+    for (half, label) in [("run", "run"), ("control", "control (protection off)")] {
+        let _ = write!(
+            h,
+            "<div class=\"half {half}\"><b>{label}</b>: expected<pre>{}</pre>observed<pre>{}</pre></div>",
+            escape(&pretty(&c.expected[half])),
+            escape(&pretty(&c.observed[half])),
+        );
+    }
+    let _ = write!(
+        h,
+        "<div>control showed the violation: {}</div></details>",
+        if c.control_seen { "yes" } else { "no" }
+    );
+    if let Some(reason) = &c.reason {
+        let _ = write!(h, "<div class=\"reason\">{}</div>", escape(reason));
+    }
+    h.push_str("</td>");
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "(nothing)".to_owned(),
+        v => serde_json::to_string_pretty(v).unwrap_or_default(),
     }
 }
 
@@ -266,6 +331,8 @@ pub fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::report::{Environment, ScenarioResult};
+    use serde_json::{json, Value};
+    use std::process::Command;
 
     fn result(id: &str, verdict: Verdict, reason: Option<&str>) -> ScenarioResult {
         ScenarioResult {
@@ -274,8 +341,8 @@ mod tests {
             protection: "pid-namespace".into(),
             verdict,
             control_violation_observed: verdict == Verdict::Pass,
-            observed: serde_json::json!({}),
-            expected: serde_json::json!({}),
+            observed: serde_json::json!({"run": {"probe": {"pid": 1}}, "control": {"probe": {"pid": 7}}}),
+            expected: serde_json::json!({"run": ["probe.pid eq 1"], "control": ["probe.pid ne 1"]}),
             duration_ms: 10,
             reason: reason.map(str::to_owned),
         }
@@ -408,8 +475,169 @@ mod tests {
     #[test]
     fn html_matrix_snapshot() {
         let html = merge(&sample()).to_html();
-        assert!(html.contains("title=\"ran on cpu 1 &lt;outside&gt; &quot;0&quot; &amp; more\""));
+        assert!(html.contains("ran on cpu 1 &lt;outside&gt; &quot;0&quot; &amp; more"));
         assert!(!html.contains("<outside>"));
         insta::assert_snapshot!(html);
+    }
+
+    fn chromium() -> Option<String> {
+        let named = std::env::var("ISOCHECK_CHROMIUM").ok();
+        named
+            .into_iter()
+            .chain(["chromium", "chromium-browser", "google-chrome"].map(str::to_owned))
+            .find(|b| {
+                Command::new(b)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+    }
+
+    /// Finds, in the page, what a reader needs; JSON into #result.
+    const QUERY: &str = r#"<script>
+    const r = {};
+    r.rows = [...document.querySelectorAll('tbody tr')].map(tr => tr.id);
+    r.legs = [...document.querySelectorAll('thead th.leg')].map(th => th.innerText);
+    const fail = document.querySelector('tr#pids-fork-bomb td.fail');
+    r.fail_summary = fail.querySelector('summary').innerText;
+    r.fail_reason = fail.querySelector('.reason').innerText;
+    const pre = fail.querySelector('.half.control pre:last-of-type');
+    r.hidden_before = !pre.checkVisibility();
+    fail.querySelector('details').open = true;
+    r.shown_after = pre.checkVisibility() && pre.offsetHeight > 0;
+    r.control_observed = JSON.parse(pre.innerText);
+    r.protection = document.querySelector('tr#pids-fork-bomb td.protection').innerText;
+    r.sentence = document.querySelector('tr#pids-fork-bomb th.guarantee p').innerText;
+    r.bold_tags = document.querySelectorAll('th.guarantee b').length;
+    r.fetching = document.querySelectorAll('link, img, iframe, script[src]').length;
+    r.not_run = document.querySelectorAll('td.none').length;
+    const out = document.createElement('pre');
+    out.id = 'result';
+    out.textContent = JSON.stringify(r);
+    document.body.appendChild(out);
+    </script>"#;
+
+    #[test]
+    /// The page as a person sees it: rendered by a real headless Chromium and
+    /// queried through its DOM (not by matching the HTML's text). A script
+    /// added to a copy of the page (the page itself has none) reads the table,
+    /// opens a failed cell's evidence, checks it became visible, and leaves its
+    /// findings in the DOM that `chromium --dump-dom` prints. Without a
+    /// Chromium the test says so and passes as skipped (`.ci/run` installs one).
+    fn the_matrix_page_reads_right_in_a_browser() {
+        let Some(browser) = chromium() else {
+            eprintln!(
+                "skipped: no chromium on PATH (apt-get install chromium, or set ISOCHECK_CHROMIUM)"
+            );
+            return;
+        };
+        let mut fail = result(
+            "pids-fork-bomb",
+            Verdict::Fail,
+            Some("forks reached 200 <no limit>"),
+        );
+        fail.guarantee = "The sentence of pids-fork-bomb <b>with markup</b>.".to_owned();
+        fail.protection = "pids-limit".to_owned();
+        fail.observed =
+            json!({"run": {"probe": {"forks": 31}}, "control": {"probe": {"forks": 200}}});
+        let m = merge(&[
+            (
+                "bookworm-6.1-v2".to_owned(),
+                report(
+                    "6.1.0-37-amd64",
+                    "v2",
+                    vec![fail, result("memory-oom-kill", Verdict::Pass, None)],
+                ),
+            ),
+            (
+                "host".to_owned(),
+                report(
+                    "6.18.0",
+                    "hybrid",
+                    vec![result("memory-oom-kill", Verdict::Pass, None)],
+                ),
+            ),
+        ]);
+        let html = m.to_html();
+        assert!(!html.contains("<script"), "the page itself runs no script");
+        let dir = tempfile::tempdir().expect("browser test");
+        let page = dir.path().join("matrix.html");
+        std::fs::write(&page, html.replace("</body>", &format!("{QUERY}</body>")))
+            .expect("browser test");
+        let out = Command::new(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--virtual-time-budget=2000",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.path().join("profile").display()
+            ))
+            .arg("--dump-dom")
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("browser test");
+        let dom = String::from_utf8_lossy(&out.stdout);
+        let json = dom
+            .split_once("<pre id=\"result\">")
+            .and_then(|(_, rest)| rest.split_once("</pre>"))
+            .map(|(text, _)| {
+                text.replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&")
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no result in the DOM ({browser} exit {:?}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        let r: Value = serde_json::from_str(&json).expect("browser test");
+        assert_eq!(
+            r["rows"],
+            json!(["memory-oom-kill", "pids-fork-bomb"]),
+            "{r}"
+        );
+        let legs = r["legs"].as_array().expect("browser test");
+        assert_eq!(legs.len(), 2, "{r}");
+        assert!(
+            legs[0].as_str().expect("browser test").contains("1 pass"),
+            "{r}"
+        );
+        assert!(
+            legs[0].as_str().expect("browser test").contains("1 FAIL"),
+            "{r}"
+        );
+        assert!(
+            legs[1].as_str().expect("browser test").contains("1 pass"),
+            "{r}"
+        );
+        assert_eq!(r["fail_summary"], "FAIL", "{r}");
+        assert_eq!(r["fail_reason"], "forks reached 200 <no limit>", "{r}");
+        assert_eq!(
+            r["hidden_before"], true,
+            "evidence shown before a click: {r}"
+        );
+        assert_eq!(
+            r["shown_after"], true,
+            "evidence not shown once opened: {r}"
+        );
+        assert_eq!(
+            r["control_observed"],
+            json!({"probe": {"forks": 200}}),
+            "{r}"
+        );
+        assert_eq!(r["protection"], "pids-limit", "{r}");
+        assert_eq!(
+            r["sentence"], "The sentence of pids-fork-bomb <b>with markup</b>.",
+            "markup in a sentence must show as text: {r}"
+        );
+        assert_eq!(r["bold_tags"], 0, "{r}");
+        assert_eq!(r["fetching"], 0, "the page must fetch nothing: {r}");
+        assert_eq!(r["not_run"], 1, "{r}");
     }
 }
