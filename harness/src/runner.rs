@@ -433,6 +433,11 @@ impl Runner {
             Interaction::PauseResume => {
                 out.wait_ready(deadline)?;
                 crate::measure::pause_resume(&container, &mut host)?;
+                // The windows are measured: the rest of the burn shows
+                // nothing more, so it is not waited for.
+                container
+                    .kill()
+                    .map_err(|e| format!("kill the burner: {e}"))?;
             }
             Interaction::CpuTwin => {
                 let mut twin_spec = spec.clone();
@@ -442,12 +447,9 @@ impl Runner {
                 out.wait_ready(deadline)?;
                 twin.out.wait_ready(deadline)?;
                 crate::measure::usage_ratio(&container, &twin.container, &mut host)?;
-                if !matches!(
-                    twin.container
-                        .wait_timeout(deadline.saturating_duration_since(Instant::now())),
-                    Ok(Some(_))
-                ) {
-                    let _ = twin.container.kill();
+                // Both measured: the rest of the burns shows nothing more.
+                for c in [&container, &twin.container] {
+                    c.kill().map_err(|e| format!("kill a burner: {e}"))?;
                 }
                 doc.insert(
                     "twin".into(),
