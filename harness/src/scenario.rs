@@ -60,6 +60,7 @@ pub const PROBE_ACTIONS: &[&str] = &[
     "status",
     "leaked-fds",
     "setuid-exec",
+    "exec-copies",
     "groups",
     "trap",
     "ls",

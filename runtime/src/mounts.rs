@@ -425,7 +425,7 @@ fn mount_dev<S: Syscalls>(
         Some(c"tmpfs"),
         dev.at(),
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME | nodev(plan),
+        nosuid(plan) | noexec(plan) | MsFlags::MS_STRICTATIME | nodev(plan),
         Some(c"mode=755,size=65536k"),
     )
     .map_err(|e| root.fail(Step::MountDevTmpfs, e, b"/dev"))?;
@@ -455,7 +455,7 @@ fn mount_dev<S: Syscalls>(
         Some(c"shm"),
         shm.at(),
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | nodev(plan),
+        nosuid(plan) | noexec(plan) | nodev(plan),
         Some(c"mode=1777,size=65536k"),
     )
     .map_err(|e| root.fail(Step::MountDevShm, e, b"/dev/shm"))?;
@@ -481,6 +481,27 @@ fn mount_dev<S: Syscalls>(
 fn nodev(plan: &RootPlan) -> MsFlags {
     if plan.hardening.nodev {
         MsFlags::MS_NODEV
+    } else {
+        MsFlags::empty()
+    }
+}
+
+/// MS_NOSUID for the writable mounts we make (/dev, /dev/shm, /tmp): a
+/// set-user-ID binary put there runs with the caller's ids. (procfs, sysfs,
+/// devpts and the masking tmpfs stay nosuid always: nothing executable can
+/// be put in them, so switching it off would show nothing.)
+fn nosuid(plan: &RootPlan) -> MsFlags {
+    if plan.hardening.nosuid {
+        MsFlags::MS_NOSUID
+    } else {
+        MsFlags::empty()
+    }
+}
+
+/// MS_NOEXEC for /dev and /dev/shm: nothing written there can be run.
+fn noexec(plan: &RootPlan) -> MsFlags {
+    if plan.hardening.noexec {
+        MsFlags::MS_NOEXEC
     } else {
         MsFlags::empty()
     }
@@ -660,7 +681,7 @@ fn mount_tmp<S: Syscalls>(
         Some(c"tmpfs"),
         at.at(),
         Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | nodev(plan),
+        nosuid(plan) | nodev(plan),
         Some(c"mode=1777"),
     )
     .map_err(|e| root.fail(Step::MountTmp, e, b"/tmp"))

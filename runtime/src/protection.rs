@@ -107,6 +107,10 @@ pub enum Protection {
     DeviceAllowlist,
     /// /dev, /dev/shm and /tmp are nodev.
     Nodev,
+    /// /dev, /dev/shm and /tmp are nosuid.
+    Nosuid,
+    /// /dev and /dev/shm are noexec.
+    Noexec,
     /// `Container::pause` freezes every task of the cgroup (the freezer),
     /// not only PID 1 (SIGSTOP).
     GroupFreeze,
@@ -204,6 +208,8 @@ impl Protection {
             Protection::GroupKill => format!("{}", h.group_kill),
             Protection::DeviceAllowlist => format!("{}", h.device_allowlist),
             Protection::Nodev => format!("{}", h.nodev),
+            Protection::Nosuid => format!("{}", h.nosuid),
+            Protection::Noexec => format!("{}", h.noexec),
             Protection::GroupFreeze => format!("{}", h.group_freeze),
             Protection::ExecJoinsNamespaces => format!("{}", h.exec_joins_namespaces),
             Protection::BridgeAttachment => format!("{:?}", bridge.map(|b| b.detached)),
@@ -279,6 +285,8 @@ impl Protection {
             Protection::GroupKill => h.group_kill = false,
             Protection::DeviceAllowlist => h.device_allowlist = false,
             Protection::Nodev => h.nodev = false,
+            Protection::Nosuid => h.nosuid = false,
+            Protection::Noexec => h.noexec = false,
             Protection::GroupFreeze => h.group_freeze = false,
             Protection::ExecJoinsNamespaces => h.exec_joins_namespaces = false,
             Protection::BridgeAttachment => {

@@ -363,6 +363,12 @@ pub struct Hardening {
     /// The writable mounts the runtime makes (/dev, /dev/shm, /tmp) are
     /// nodev, so a device node made there opens nothing. Off: they are not.
     pub nodev: bool,
+    /// /dev, /dev/shm and /tmp are nosuid, so a set-user-ID binary put
+    /// there gives no ids. Off: it does.
+    pub nosuid: bool,
+    /// /dev and /dev/shm are noexec, so nothing put there runs. Off: it
+    /// does.
+    pub noexec: bool,
     /// `Container::pause` freezes the whole cgroup (cgroup.freeze or
     /// freezer.state). Off: SIGSTOP to PID 1 only.
     pub group_freeze: bool,
@@ -381,6 +387,8 @@ impl Default for Hardening {
             exec_joins_namespaces: true,
             device_allowlist: true,
             nodev: true,
+            nosuid: true,
+            noexec: true,
             group_freeze: true,
         }
     }

@@ -392,6 +392,106 @@ pub fn setuid_exec(mut args: Args) -> Result<Observation, ProbeError> {
         .errno("exec_errno", &exec_errno))
 }
 
+/// Copies `--from` into each `--into` directory (as `isocheck-copy`, with
+/// the source's mode, set-user-ID bit included, owned by this process) and
+/// runs each copy in a child: first as `--uid`/`--gid` when given, then
+/// execve of the copy with `--then` as its action. Per directory, keyed by
+/// its path without the first `/` and with `/` as `_` ("dev_shm"):
+/// `copy_errno`, the copy's `mode` as read back, `switch_errno`,
+/// `exec_errno` (the child's execve refused) and `ran`, the copy's own
+/// observation.
+pub fn exec_copies(mut args: Args) -> Result<Observation, ProbeError> {
+    let from: String = args.required("from")?;
+    let dirs: Vec<String> = args.at_least_one("into")?;
+    let uid: Option<u32> = args.optional("uid")?;
+    let gid: Option<u32> = args.optional("gid")?;
+    let then: String = args.required("then")?;
+    args.finish()?;
+    let mode = fs::metadata(&from)
+        .map_err(|e| ProbeError::internal("stat the binary to copy", e))?
+        .mode()
+        & 0o7777;
+    let mut obs = Observation::new();
+    for dir in &dirs {
+        let copy = format!("{}/isocheck-copy", dir.trim_end_matches('/'));
+        let copied = fs::copy(&from, &copy).and_then(|_| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&copy, fs::Permissions::from_mode(mode))
+        });
+        let mut result = serde_json::json!({
+            "copy_errno": output::io_errno_value(&copied),
+            "switch_errno": null, "exec_errno": null, "ran": null,
+        });
+        if copied.is_ok() {
+            let copy_mode = fs::metadata(&copy)
+                .map_err(|e| ProbeError::internal("stat the copy", e))?
+                .mode();
+            result["mode"] = (copy_mode & 0o7777).into();
+            let line = run_copy(&copy, uid.zip(gid), &then)?;
+            for key in ["switch_errno", "exec_errno"] {
+                if let Some(v) = line.get(key) {
+                    result[key] = v.clone();
+                }
+            }
+            if line.get("action").is_some() {
+                result["ran"] = line;
+            }
+        }
+        let key = dir.trim_matches('/').replace('/', "_");
+        obs = obs.with(&key, result);
+    }
+    Ok(obs)
+}
+
+/// Forks; the child switches ids if asked and execs `exe then`, its stdout
+/// a pipe whose last JSON line is returned. A child that cannot switch or
+/// exec prints `{"switch_errno"|"exec_errno": NAME}` itself.
+fn run_copy(
+    exe: &str,
+    ids: Option<(u32, u32)>,
+    then: &str,
+) -> Result<serde_json::Value, ProbeError> {
+    let to_c = |s: &str| {
+        std::ffi::CString::new(s).map_err(|_| ProbeError::internal("exec", format!("NUL in {s:?}")))
+    };
+    let argv = [to_c(exe)?, to_c(then)?];
+    let (read, write) = unistd::pipe().map_err(|e| ProbeError::internal("pipe", e))?;
+    // SAFETY: the probe is single-threaded; the child only switches ids,
+    // execs, or prints one line and exits.
+    match unsafe { unistd::fork() }.map_err(|e| ProbeError::internal("fork", e))? {
+        unistd::ForkResult::Child => {
+            drop(read);
+            let _ = unistd::dup2_stdout(&write);
+            drop(write);
+            if let Some((uid, gid)) = ids {
+                let switched = unistd::setgroups(&[Gid::from_raw(gid)])
+                    .and_then(|()| unistd::setgid(Gid::from_raw(gid)))
+                    .and_then(|()| unistd::setuid(Uid::from_raw(uid)));
+                if let Err(e) = switched {
+                    println!("{{\"switch_errno\":\"{}\"}}", output::errno_name(e));
+                    std::process::exit(3);
+                }
+            }
+            let Err(e) = unistd::execv(&argv[0], &argv);
+            println!("{{\"exec_errno\":\"{}\"}}", output::errno_name(e));
+            std::process::exit(3);
+        }
+        unistd::ForkResult::Parent { child } => {
+            drop(write);
+            let mut text = String::new();
+            let read_result = fs::File::from(read).read_to_string(&mut text);
+            waitpid(child, None).map_err(|e| ProbeError::internal("wait for the copy", e))?;
+            read_result.map_err(|e| ProbeError::internal("read the copy's output", e))?;
+            text.lines()
+                .rev()
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .ok_or_else(|| {
+                    ProbeError::internal("run the copy", format!("no JSON line in {text:?}"))
+                })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

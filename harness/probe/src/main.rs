@@ -96,6 +96,7 @@ fn lookup(name: &str) -> Option<Action> {
         "sysrq-kmsg" => escape_actions::sysrq_kmsg,
         "leaked-fds" => escape_actions::leaked_fds,
         "setuid-exec" => escape_actions::setuid_exec,
+        "exec-copies" => escape_actions::exec_copies,
         "status" => status_actions::status,
         "seccomp" => confine_actions::seccomp,
         "masked" => confine_actions::masked,
