@@ -398,9 +398,14 @@ impl Runner {
                 };
                 let mut argv = vec![probe];
                 argv.extend(companion);
-                let mut child = container
-                    .exec(&argv, StdioMode::Piped)
-                    .map_err(|e| format!("exec: {e}"))?;
+                // The leaked-fd fixture again, across this exec alone.
+                let inheritable = match &leak {
+                    Some(dir) => Some(dir.open_inheritable().map_err(|e| e.to_string())?),
+                    None => None,
+                };
+                let exec = container.exec(&argv, StdioMode::Piped);
+                drop(inheritable);
+                let mut child = exec.map_err(|e| format!("exec: {e}"))?;
                 let mut seen = String::new();
                 if let Some(mut o) = child.take_stdout() {
                     o.read_to_string(&mut seen)

@@ -1016,6 +1016,7 @@ impl Container {
             caps: &self.caps,
             no_new_privs: self.no_new_privs,
             seccomp: self.seccomp.as_ref(),
+            close_host_fds: self.hardening.close_host_fds,
             args: &args,
         };
         // SAFETY: the helper runs only `exec_helper_main` with data prepared
@@ -1188,6 +1189,7 @@ struct ExecHelper<'a> {
     caps: &'a CapPlan,
     no_new_privs: bool,
     seccomp: Option<&'a SeccompProgram>,
+    close_host_fds: bool,
     args: &'a ExecArgs,
 }
 
@@ -1248,7 +1250,9 @@ fn exec_helper_main(h: &ExecHelper<'_>) -> ! {
                     sys::set_ids(uid, gid, clear).map_err(|(s, e)| StepFailure::new(s, e, b""))?;
                 }
                 confine(h.caps, h.no_new_privs, h.seccomp)?;
-                step(Step::CloseFds, b"", sys::cloexec_from(3))?;
+                if h.close_host_fds {
+                    step(Step::CloseFds, b"", sys::cloexec_from(3))?;
+                }
                 Err(h.args.exec())
             }
         }
