@@ -42,8 +42,11 @@ no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set
 no-new-privs-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;|confine(h.caps, false, h.seccomp)?;|exec-confined
 seccomp|runtime/src/process.rs|Some(policy) => Some(crate::seccomp::compile(policy, spec.namespaces.user)?),|Some(_) => None,|seccomp-default-filter
 device-allowlist|runtime/src/process.rs|        if spec.hardening.device_allowlist {|        if false {|device-allowlist
+nosuid|runtime/src/mounts.rs|    if plan.hardening.nosuid {|    if false {|nosuid-writable-mounts
+noexec|runtime/src/mounts.rs|    if plan.hardening.noexec {|    if false {|noexec-dev-mounts
 nodev|runtime/src/mounts.rs|    if plan.hardening.nodev {|    if false {|nodev-writable-mounts
 close-host-fds|runtime/src/process.rs|        step(Step::CloseFds, b"", sys::cloexec_from(3))?;||escape-leaked-fd
+close-host-fds-exec|runtime/src/process.rs|                if h.close_host_fds {|                if false {|exec-no-leaked-fd
 cgroup-placement|runtime/src/process.rs|            cgroup.add_process(self.pid)?;||memory-oom-kill,pids-fork-bomb
 cgroup-placement-exec|runtime/src/process.rs|            step(Step::JoinCgroup, b"cgroup.procs", sys::write_all(fd, b"0"))?;|let _ = fd;|exec-confined
 group-kill|runtime/src/process.rs|            cgroup.kill_all()?;||cgroup-kill-all
