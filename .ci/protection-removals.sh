@@ -41,6 +41,7 @@ capability-drop-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.se
 no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||no-new-privs-setuid,exec-confined
 no-new-privs-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;|confine(h.caps, false, h.seccomp)?;|exec-confined
 seccomp|runtime/src/process.rs|Some(policy) => Some(crate::seccomp::compile(policy, spec.namespaces.user)?),|Some(_) => None,|seccomp-default-filter
+seccomp-arch-check|runtime/src/seccomp.rs|program.splice(ARCH_CHECK_LEN..ARCH_CHECK_LEN, prefix);|program.splice(0..ARCH_CHECK_LEN, prefix);|seccomp-default-filter
 device-allowlist|runtime/src/process.rs|        if spec.hardening.device_allowlist {|        if false {|device-allowlist
 nosuid|runtime/src/mounts.rs|    if plan.hardening.nosuid {|    if false {|nosuid-writable-mounts
 noexec|runtime/src/mounts.rs|    if plan.hardening.noexec {|    if false {|noexec-dev-mounts

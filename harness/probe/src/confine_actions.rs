@@ -192,6 +192,50 @@ fn denied_calls() -> Vec<(&'static str, Result<libc::c_long, Errno>)> {
     }
 }
 
+/// i386's keyctl (int 0x80, number 288) with an unknown operation, in a
+/// child: a filter that checks the calling convention kills it (SIGSYS),
+/// one that does not would let every 32-bit call through; with no filter
+/// the kernel refuses the operation itself (EOPNOTSUPP). A kernel without
+/// i386 emulation kills the child with SIGSEGV. What happened, as text.
+#[cfg(target_arch = "x86_64")]
+fn keyctl_i386() -> Result<String, ProbeError> {
+    const I386_KEYCTL: u32 = 288;
+    const UNKNOWN_OP: u32 = 0x7fff_ffff;
+    // SAFETY: fork of a single-threaded probe; the child only makes one
+    // syscall and _exits.
+    match unsafe { nix::unistd::fork() }.map_err(|e| ProbeError::internal("fork", e))? {
+        nix::unistd::ForkResult::Child => {
+            let ret: i32;
+            // SAFETY: the i386 syscall entry with integer arguments only;
+            // rbx (LLVM's) is swapped in and out around it.
+            unsafe {
+                std::arch::asm!(
+                    "xchg {op:e}, ebx",
+                    "int 0x80",
+                    "xchg {op:e}, ebx",
+                    op = inout(reg) UNKNOWN_OP => _,
+                    inlateout("eax") I386_KEYCTL => ret,
+                    in("ecx") 0u32,
+                    in("edx") 0u32,
+                    in("esi") 0u32,
+                    in("edi") 0u32,
+                );
+            }
+            // SAFETY: leaves the child at once; the errno is the status.
+            unsafe { libc::_exit(if ret < 0 { -ret } else { 0 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            use nix::sys::wait::{waitpid, WaitStatus};
+            match waitpid(child, None).map_err(|e| ProbeError::internal("wait", e))? {
+                WaitStatus::Exited(_, 0) => Ok("allowed".into()),
+                WaitStatus::Exited(_, code) => Ok(output::errno_name(Errno::from_raw(code))),
+                WaitStatus::Signaled(_, sig, _) => Ok(format!("killed by {sig:?}")),
+                other => Err(ProbeError::internal("wait", format!("{other:?}"))),
+            }
+        }
+    }
+}
+
 /// clone(CLONE_NEWUSER): the child exits at once.
 fn clone_newuser() -> Result<(), Errno> {
     let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long;
@@ -210,6 +254,8 @@ pub fn seccomp(args: Args) -> Result<Observation, ProbeError> {
     args.finish()?;
     let mode = seccomp_mode()?;
     let mut calls = Map::new();
+    #[cfg(target_arch = "x86_64")]
+    calls.insert("keyctl_i386".into(), keyctl_i386()?.into());
     let mut eperm = Vec::new();
     let mut record = |name: &str, r: Result<(), Errno>| {
         if r == Err(Errno::EPERM) {
