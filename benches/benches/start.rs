@@ -68,27 +68,8 @@ impl Drop for Run {
             eprintln!("isocheck-benches cleanup: left behind {}", left.display());
         }
         // The runtime's own cgroups and temp dirs for this run.
-        if let Ok(manager) = CgroupManager::detect() {
-            for left in manager.leftovers() {
-                let ours = left.file_name().is_some_and(|n| {
-                    n.to_string_lossy()
-                        .starts_with(&format!("{}-", self.run_id))
-                });
-                if ours {
-                    eprintln!("isocheck-benches cleanup: left behind {}", left.display());
-                }
-            }
-        }
-        let tmp_prefix = format!("isocheck-{}-", self.run_id);
-        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
-            for entry in entries.filter_map(Result::ok) {
-                if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
-                    eprintln!(
-                        "isocheck-benches cleanup: left behind {}",
-                        entry.path().display()
-                    );
-                }
-            }
+        for left in full::leftovers(&self.run_id, "") {
+            eprintln!("isocheck-benches cleanup: left behind {}", left.display());
         }
     }
 }
@@ -319,6 +300,40 @@ fn bench_full(c: &mut Criterion, run: &mut Run) {
     group.finish();
 }
 
+/// How many starts a `start/sustained` iteration makes back to back.
+const SUSTAINED_BATCH: u64 = 10;
+
+/// `start/sustained`: starts back to back with all their teardown counted:
+/// after each batch, time runs on until nothing of the batch is left (no
+/// cgroup, no temp dir), so teardown deferred off the start path would
+/// show here. Per start.
+fn bench_sustained(c: &mut Criterion, run: &mut Run) {
+    let mut starter = match tried_starter(run, "sus", false) {
+        Ok(starter) => starter,
+        Err(reason) => return run.skip("start/sustained", reason),
+    };
+    let run_id = run.run_id.clone();
+    let mut group = slow_group(c, "start");
+    group.bench_function("sustained", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            for _ in 0..iters * SUSTAINED_BATCH {
+                starter.run_once().expect("sustained start");
+            }
+            let deadline = start + Duration::from_secs(30);
+            while !full::leftovers(&run_id, "sus").is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "start/sustained: the batch's cgroups or temp dirs were still there after 30 s"
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            start.elapsed() / SUSTAINED_BATCH as u32
+        })
+    });
+    group.finish();
+}
+
 /// `scale/running/N`: one more full start while N idle containers (each
 /// its own cgroup with limits and its own netns) are running.
 fn bench_scale(c: &mut Criterion, run: &mut Run) {
@@ -406,6 +421,29 @@ fn bench_peers(c: &mut Criterion, run: &mut Run) {
     group.finish();
 }
 
+/// `cli/isocheck`: `isocheck container run` as a whole process, beside
+/// `peers/bwrap` (also a whole process on the same rootfs).
+fn bench_cli(c: &mut Criterion, run: &mut Run, workspace: &std::path::Path) {
+    let cli = probe::isocheck_cli(workspace)
+        .map_err(|e| peers::PeerError::Build(e.to_string()))
+        .map(|program| Peer::isocheck_cli(program, &run.root))
+        .and_then(|mut peer| peer.trial().map(|()| peer));
+    let mut peer = match cli {
+        Ok(peer) => peer,
+        Err(reason) => return run.skip("cli/isocheck", reason.to_string()),
+    };
+    eprintln!(
+        "cli/isocheck ({}): {}",
+        peer.program().display(),
+        peer.asked
+    );
+    let mut group = slow_group(c, "cli");
+    group.bench_function("isocheck", |b| {
+        b.iter(|| peer.run_once().expect("cli start"))
+    });
+    group.finish();
+}
+
 fn main() {
     // First, before criterion exists or any thread runs.
     if let Err(e) = standin::enter() {
@@ -449,7 +487,9 @@ fn main() {
     bench_net_attach(&mut criterion, &mut run);
     bench_stages(&mut criterion, &mut run);
     bench_full(&mut criterion, &mut run);
+    bench_sustained(&mut criterion, &mut run);
     bench_peers(&mut criterion, &mut run);
+    bench_cli(&mut criterion, &mut run, &workspace);
     bench_scale(&mut criterion, &mut run);
     criterion.final_summary();
 

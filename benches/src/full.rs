@@ -156,6 +156,30 @@ impl FullStarter {
     }
 }
 
+/// The runtime's cgroups and temp dirs still there for containers of
+/// `run_id` whose names start with `prefix` ("" for all of the run).
+pub fn leftovers(run_id: &str, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut left = Vec::new();
+    if let Ok(manager) = isocheck_runtime::cgroups::CgroupManager::detect() {
+        let cgroup = format!("{run_id}-{prefix}");
+        left.extend(manager.leftovers().into_iter().filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&cgroup))
+        }));
+    }
+    // `isocheck-<run_id>-<name>-*` (rootfs::temp_prefix, with a partial name).
+    let temp = format!("isocheck-{run_id}-{prefix}");
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        left.extend(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&temp))
+                .map(|e| e.path()),
+        );
+    }
+    left
+}
+
 /// The probe action that idles until its stdin closes.
 pub const IDLE_ACTION: &str = "wait";
 

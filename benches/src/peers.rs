@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 pub enum PeerError {
     #[error("`{program}` is not installed (not found in PATH)")]
     NotInstalled { program: &'static str },
+    #[error("building it: {0}")]
+    Build(String),
     #[error("preparing the bundle: {0}")]
     Bundle(#[from] oci::OciError),
     #[error("creating temp dir isocheck-bench-state-*: {0}")]
@@ -127,6 +129,30 @@ impl Peer {
             program,
             driver: Driver::Argv(argv),
         })
+    }
+
+    /// `isocheck container run` as one whole process, the CLI half of the
+    /// pair with `peers/bwrap`: the runtime's defaults (every namespace but
+    /// user and time, overlay, cgroups, capabilities dropped, seccomp,
+    /// masked paths), the probe's no-op, teardown, exit.
+    pub fn isocheck_cli(program: PathBuf, root: &MinimalRootfs) -> Peer {
+        let argv: Vec<OsString> = vec![
+            "container".into(),
+            "run".into(),
+            "--rootfs".into(),
+            root.path().into(),
+            "--".into(),
+            PROBE_IN_ROOT.into(),
+            NOOP_ARG.into(),
+        ];
+        Peer {
+            id: "cli/isocheck",
+            asked: "`isocheck container run --rootfs ROOT -- /probe noop`: the runtime's defaults \
+                    as a whole process (parse, stand-in checks, spawn, wait, teardown, exit)"
+                .into(),
+            program,
+            driver: Driver::Argv(argv),
+        }
     }
 
     /// util-linux unshare + chroot: the namespaces, nothing mounted, no

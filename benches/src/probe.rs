@@ -15,12 +15,12 @@ pub const NOOP_ARG: &str = "noop";
 pub enum ProbeError {
     #[error("{PROBE_ENV}={0} does not exist")]
     EnvPathMissing(PathBuf),
-    #[error("running `cargo build -p isocheck-probe --release` in {dir}: {source}")]
+    #[error("running `cargo build --release` in {dir}: {source}")]
     CargoSpawn {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("`cargo build -p isocheck-probe --release` failed ({status}) and no probe exists under {target}")]
+    #[error("`cargo build --release` failed ({status}) and no binary of it exists under {target}")]
     CargoFailed {
         status: std::process::ExitStatus,
         target: PathBuf,
@@ -61,23 +61,45 @@ pub fn find_or_build(workspace: &Path) -> Result<PathBuf, ProbeError> {
             return Ok(path);
         }
     }
+    build_release(workspace, "isocheck-probe", "isocheck-probe", || {
+        find(workspace)
+    })
+}
+
+/// The `isocheck` CLI, built like the probe (`cargo build -p
+/// isocheck-harness --release --bin isocheck`), for the CLI pair.
+pub fn isocheck_cli(workspace: &Path) -> Result<PathBuf, ProbeError> {
+    build_release(workspace, "isocheck-harness", "isocheck", || {
+        let built = target_dir(workspace).join("release").join("isocheck");
+        Ok(built.is_file().then_some(built))
+    })
+}
+
+/// `cargo build --release -p PACKAGE --bin BIN` and that binary; if cargo
+/// fails, what `fallback` finds, with a warning.
+fn build_release(
+    workspace: &Path,
+    package: &str,
+    bin: &str,
+    fallback: impl Fn() -> Result<Option<PathBuf>, ProbeError>,
+) -> Result<PathBuf, ProbeError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "isocheck-probe", "--release"])
+        .args(["build", "--quiet", "--release", "-p", package, "--bin", bin])
         .current_dir(workspace)
         .status()
         .map_err(|source| ProbeError::CargoSpawn {
             dir: workspace.to_path_buf(),
             source,
         })?;
-    let release = target_dir(workspace).join("release").join("isocheck-probe");
+    let release = target_dir(workspace).join("release").join(bin);
     if status.success() && release.is_file() {
         return Ok(release);
     }
-    match find(workspace)? {
+    match fallback()? {
         Some(path) => {
             eprintln!(
-                "isocheck-benches: `cargo build -p isocheck-probe --release` failed ({status}); using {} as it is",
+                "isocheck-benches: `cargo build -p {package} --release` failed ({status}); using {} as it is",
                 path.display()
             );
             Ok(path)
