@@ -46,7 +46,9 @@ fn denied_calls() -> Vec<(&'static str, Result<libc::c_long, Errno>)> {
     let no_module = c"isocheck/no-such-module";
     let root = nix::fcntl::open(
         "/",
-        nix::fcntl::OFlag::O_PATH,
+        // Not O_PATH: Linux 6.12 takes the mount fd with fdget, which
+        // refuses O_PATH fds (EBADF) before the handle is looked at.
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
         nix::sys::stat::Mode::empty(),
     );
     let root_fd = root.as_ref().map_or(-1, |fd| {
