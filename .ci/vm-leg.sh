@@ -37,7 +37,6 @@ timeout_secs=${ISOCHECK_VM_TIMEOUT:-420}
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=""
 need qemu-system-x86_64 || missing="$missing qemu-system-x86"
-[ -x /bin/busybox ] || need busybox || missing="$missing busybox-static"
 need dpkg-deb || missing="$missing dpkg"
 need apt-get || missing="$missing apt"
 need xz || missing="$missing xz-utils"

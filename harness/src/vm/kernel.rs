@@ -205,6 +205,23 @@ impl PrivateApt {
     }
 }
 
+/// The packages a split kernel image depends on for its files
+/// (`linux-base-…`, `linux-binary-…`, `linux-modules-…`), from its Depends
+/// field; none for
+/// an image package that holds them itself.
+pub fn split_image_parts(depends: &str) -> Vec<String> {
+    depends
+        .split(',')
+        .filter_map(|dep| dep.split_whitespace().next())
+        .filter(|name| {
+            ["linux-binary-", "linux-modules-", "linux-base-"]
+                .iter()
+                .any(|p| name.starts_with(p))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 /// First `Depends: linux-image-…` of `apt-cache depends linux-image-amd64`.
 pub fn parse_image_dependency(apt_cache_depends: &str) -> Option<String> {
     apt_cache_depends.lines().find_map(|line| {
@@ -270,27 +287,22 @@ pub fn fetch_kernel(suite: &str, cache_dir: &Path) -> Result<KernelTree, KernelE
         }
     }
     create_dir(&suite_dir)?;
-    let apt = PrivateApt::new(
-        cache_dir.join("apt").join(suite),
-        suite,
-        &detect_mirror(Path::new("/etc/apt")),
-    );
-    apt.prepare()?;
-    apt.update()?;
+    let apt = private_apt(cache_dir, suite)?;
     let package = apt.image_package()?;
     let deb = apt.download(&package, &suite_dir)?;
-
-    if tree_dir.exists() {
-        fs::remove_dir_all(&tree_dir).map_err(|source| KernelError::Write {
-            path: tree_dir.clone(),
-            source,
-        })?;
-    }
-    create_dir(&tree_dir)?;
-    run(
-        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree_dir),
-        "dpkg-deb -x",
+    // Newer kernels (Debian's 7.x) split the image package: vmlinuz, the
+    // modules and System.map come in linux-binary-*, linux-modules-* and
+    // linux-base-* it depends on, under usr/lib/modules/VERSION.
+    let depends = run(
+        Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"),
+        "dpkg-deb -f Depends",
     )?;
+    let mut debs = vec![deb];
+    for part in split_image_parts(&depends) {
+        debs.push(apt.download(&part, &suite_dir)?);
+    }
+    unpack_fresh(&debs, &tree_dir)?;
+    normalize_split_layout(&tree_dir)?;
     let version = vmlinuz_version(&tree_dir)?;
     link_merged_usr(&tree_dir)?;
     let system_map = tree_dir.join(format!("boot/System.map-{version}"));
@@ -308,6 +320,65 @@ pub fn fetch_kernel(suite: &str, cache_dir: &Path) -> Result<KernelTree, KernelE
     let tree = locate_tree(&tree_dir, &version)?;
     write(&suite_dir.join(READY_FILE), version.as_bytes())?;
     Ok(tree)
+}
+
+/// A private apt for `suite` under the cache, its lists fresh.
+fn private_apt(cache_dir: &Path, suite: &str) -> Result<PrivateApt, KernelError> {
+    let apt = PrivateApt::new(
+        cache_dir.join("apt").join(suite),
+        suite,
+        &detect_mirror(Path::new("/etc/apt")),
+    );
+    apt.prepare()?;
+    apt.update()?;
+    Ok(apt)
+}
+
+/// `tree` emptied, then every .deb unpacked into it.
+fn unpack_fresh(debs: &[PathBuf], tree: &Path) -> Result<(), KernelError> {
+    if tree.exists() {
+        fs::remove_dir_all(tree).map_err(|source| KernelError::Write {
+            path: tree.to_owned(),
+            source,
+        })?;
+    }
+    create_dir(tree)?;
+    for deb in debs {
+        run(
+            Command::new("dpkg-deb").arg("-x").arg(deb).arg(tree),
+            "dpkg-deb -x",
+        )?;
+    }
+    Ok(())
+}
+
+/// The suite whose busybox-static the guests' initramfs carries.
+const BUSYBOX_SUITE: &str = "bookworm";
+
+/// Fetch (once) Debian's busybox-static through the same private apt as
+/// the kernels, unpacked under `cache_dir`; the path of its static binary.
+/// No busybox needs to be installed on the host for a leg.
+pub fn fetch_busybox(cache_dir: &Path) -> Result<PathBuf, KernelError> {
+    let dir = cache_dir.join("busybox").join(BUSYBOX_SUITE);
+    let tree = dir.join("tree");
+    let binary = tree.join("bin/busybox");
+    if dir.join(READY_FILE).is_file() && binary.is_file() {
+        return Ok(binary);
+    }
+    create_dir(&dir)?;
+    let deb = private_apt(cache_dir, BUSYBOX_SUITE)?.download("busybox-static", &dir)?;
+    unpack_fresh(&[deb], &tree)?;
+    if !binary.is_file() {
+        return Err(KernelError::Read {
+            path: binary,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "busybox-static unpacked without bin/busybox",
+            ),
+        });
+    }
+    write(&dir.join(READY_FILE), b"busybox-static")?;
+    Ok(binary)
 }
 
 fn depmod_path() -> &'static str {
@@ -350,6 +421,28 @@ fn vmlinuz_version(tree: &Path) -> Result<String, KernelError> {
         })
         .next()
         .ok_or_else(|| KernelError::NoVmlinuz(tree.to_owned()))
+}
+
+/// A split 7.x kernel keeps vmlinuz and System.map in
+/// usr/lib/modules/VERSION/: link them where the older packages put them
+/// (boot/vmlinuz-VERSION, boot/System.map-VERSION).
+fn normalize_split_layout(tree: &Path) -> Result<(), KernelError> {
+    let Ok(entries) = fs::read_dir(tree.join("usr/lib/modules")) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let version = entry.file_name().to_string_lossy().into_owned();
+        for (name, boot_name) in [("vmlinuz", "vmlinuz"), ("System.map", "System.map")] {
+            let from = entry.path().join(name);
+            let to = tree.join("boot").join(format!("{boot_name}-{version}"));
+            if from.is_file() && !to.exists() {
+                create_dir(&tree.join("boot"))?;
+                std::os::unix::fs::symlink(&from, &to)
+                    .map_err(|source| KernelError::Write { path: to, source })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Trixie ships modules under usr/lib/modules; depmod -b looks in lib/.
@@ -717,5 +810,23 @@ kernel/net/llc/llc.ko.xz:
             module_name("kernel/drivers/virtio/virtio_pci.ko"),
             "virtio_pci"
         );
+    }
+
+    #[test]
+    fn a_split_image_names_its_binary_and_modules_packages() {
+        let depends = "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, \
+            linux-base-7.2.13+deb14-amd64 (= 7.2.13-1), linux-binary-7.2.13+deb14-amd64 (= 7.2.13-1), \
+            linux-modules-7.2.13+deb14-amd64 (= 7.2.13-1)";
+        assert_eq!(
+            split_image_parts(depends),
+            [
+                "linux-base-7.2.13+deb14-amd64",
+                "linux-binary-7.2.13+deb14-amd64",
+                "linux-modules-7.2.13+deb14-amd64"
+            ]
+        );
+        let whole =
+            "kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool";
+        assert!(split_image_parts(whole).is_empty());
     }
 }

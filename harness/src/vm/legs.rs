@@ -73,6 +73,9 @@ pub fn list_legs() -> Vec<Leg> {
         qemu("bookworm-6.1-v2", "bookworm", "6.1", CgroupMode::V2),
         qemu("bookworm-6.1-hybrid", "bookworm", "6.1", CgroupMode::Hybrid),
         qemu("trixie-6.12-v2", "trixie", "6.12", CgroupMode::V2),
+        // Whatever unstable serves today (7.x), so the matrix has an old, a
+        // middle and the newest kernel.
+        qemu("sid-newest-v2", "sid", "newest", CgroupMode::V2),
         Leg {
             name: "host",
             suite: "",
@@ -103,6 +106,7 @@ mod tests {
                 "bookworm-6.1-v2",
                 "bookworm-6.1-hybrid",
                 "trixie-6.12-v2",
+                "sid-newest-v2",
                 "host"
             ]
         );

@@ -82,8 +82,6 @@ pub enum VmError {
     HostLeg,
     #[error("{what} not found at {path}")]
     MissingInput { what: &'static str, path: PathBuf },
-    #[error("no busybox found (install busybox-static or set ISOCHECK_BUSYBOX)")]
-    NoBusybox,
     #[error("create work directory: {0}")]
     WorkDir(std::io::Error),
     #[error("kernel: {0}")]
@@ -94,15 +92,14 @@ pub enum VmError {
     Qemu(#[from] qemu::QemuError),
 }
 
-fn busybox_path() -> Result<PathBuf, VmError> {
-    if let Some(p) = std::env::var_os("ISOCHECK_BUSYBOX") {
-        return Ok(PathBuf::from(p));
+/// $ISOCHECK_BUSYBOX, else Debian's busybox-static fetched once into the
+/// cache like the kernels (nothing to install on the host, and never a
+/// dynamically linked busybox that cannot run in the initramfs).
+fn busybox_path(cache_dir: &Path) -> Result<PathBuf, VmError> {
+    match std::env::var_os("ISOCHECK_BUSYBOX") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => Ok(kernel::fetch_busybox(cache_dir)?),
     }
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .ok_or(VmError::NoBusybox)
 }
 
 fn require(what: &'static str, path: &Path) -> Result<(), VmError> {
@@ -194,7 +191,7 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
     };
     require("isocheck binary", &opts.isocheck_bin)?;
     require("probe binary", &opts.probe_bin)?;
-    let busybox = busybox_path()?;
+    let busybox = busybox_path(&opts.cache_dir)?;
     let mut notes = Vec::new();
 
     let tree = kernel::fetch_kernel(leg.suite, &opts.cache_dir)?;
