@@ -56,7 +56,7 @@ cpuset|runtime/src/cgroups/mod.rs|if let Some(set) = &limits.cpuset {|if let Som
 bridge-attachment|runtime/src/network/veth.rs|    let controller = if att.detached {|    let controller = if true {|net-bridge-ping-host,net-container-to-container
 masquerade|runtime/src/network/nat.rs|            Statement::Masquerade(None),|            Statement::Accept(None),|net-nat-outside
 port-forward|runtime/src/network/nat.rs|    for forward in forwards {|    for forward in forwards.iter().take(0) {|net-port-forward
-memory-limit|runtime/src/cgroups/mod.rs|if let Some(bytes) = limits.memory_bytes {|if let Some(bytes) = limits.memory_bytes.and(None::<u64>) {|memory-oom-kill
+memory-limit|runtime/src/cgroups/memory.rs|    fs::write(path, "memory.limit_in_bytes", &max.to_string())?;|    let _ = max;|memory-oom-kill
 pids-limit|runtime/src/cgroups/mod.rs|if let Some(max) = limits.pids {|if let Some(max) = limits.pids.and(None::<u64>) {|pids-fork-bomb
 cpu-quota|runtime/src/cgroups/mod.rs|if let Some(quota) = &limits.cpu {|if let Some(quota) = &limits.cpu.clone().and(None) {|cpu-quota-throttle
 cpu-weight|runtime/src/cgroups/mod.rs|if let Some(weight) = limits.cpu_weight {|if let Some(weight) = limits.cpu_weight.and(None::<u64>) {|cpu-weight
@@ -74,7 +74,8 @@ EOF
 #   memory-high  runtime/src/cgroups/memory.rs  fs::write(path, "memory.high", ...)?  -> let _ = high;          memory-high-throttles
 #   oom-group    runtime/src/cgroups/memory.rs  fs::write(path, "memory.oom.group", "1")?  -> let _ = path;    oom-group-kill
 #   no-swap (v2) runtime/src/cgroups/memory.rs  memory.swap.max = swap_bytes  -> "max"                         memory-no-swap
-#   no-swap (v1) runtime/src/cgroups/memory.rs  memsw = max + swap_bytes  -> max + 1 TiB                        memory-no-swap
+#   no-swap (v1, swap on) runtime/src/cgroups/memory.rs  memsw = max + swap_bytes  -> max + 1 TiB              memory-no-swap
+#   memory-limit (v2) runtime/src/cgroups/memory.rs  fs::write(path, "memory.max", ...)?  -> let _ = max;     memory-oom-kill
 
 want=("$@")
 selected() {

@@ -155,7 +155,9 @@ impl HostFacts {
             filesystems,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             overlay_in_userns: None,
-            swap_kib: swap_kib(&std::fs::read_to_string("/proc/swaps").unwrap_or_default()),
+            swap_kib: isocheck_runtime::cgroups::memory::swap_kib(
+                &std::fs::read_to_string("/proc/swaps").unwrap_or_default(),
+            ),
             tmp_on_ram: nix::sys::statfs::statfs(&std::env::temp_dir()).is_ok_and(|st| {
                 let kind = st.filesystem_type();
                 // ramfs has no nix constant: its magic, from linux/magic.h.
@@ -163,14 +165,6 @@ impl HostFacts {
             }),
         }
     }
-}
-
-/// Total size of the swap areas listed in /proc/swaps, in KiB.
-fn swap_kib(text: &str) -> u64 {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
-        .sum()
 }
 
 pub fn on_path(program: &str) -> bool {
@@ -213,7 +207,7 @@ mod tests {
         assert_eq!(Requirement::ReclaimablePageCache.missing(&host), None);
         host.tmp_on_ram = true;
         assert!(Requirement::ReclaimablePageCache.missing(&host).is_some());
-        host.swap_kib = swap_kib(
+        host.swap_kib = isocheck_runtime::cgroups::memory::swap_kib(
             "Filename\tType\tSize\tUsed\tPriority\n/dev/zram0 partition\t262140\t0\t100\n",
         );
         assert_eq!(host.swap_kib, 262_140);

@@ -26,7 +26,7 @@ pub(crate) fn wanted(limits: &Limits) -> bool {
 pub(crate) fn apply(dir: &ControllerDir, limits: &Limits) -> Result<(), CgroupError> {
     match dir.version {
         Version::V2 => apply_v2(dir, limits),
-        Version::V1 => apply_v1(dir, limits),
+        Version::V1 => apply_v1(dir, limits, swap_on()),
     }
 }
 
@@ -47,7 +47,8 @@ fn apply_v2(dir: &ControllerDir, limits: &Limits) -> Result<(), CgroupError> {
     Ok(())
 }
 
-fn apply_v1(dir: &ControllerDir, limits: &Limits) -> Result<(), CgroupError> {
+/// `swap_on`: whether any swap is on now (memsw is written only then).
+fn apply_v1(dir: &ControllerDir, limits: &Limits, swap_on: bool) -> Result<(), CgroupError> {
     let path = &dir.path;
     if limits.memory_high_bytes.is_some() {
         return Err(v1_lacks("memory.high", "limits.memory_high_bytes"));
@@ -60,16 +61,34 @@ fn apply_v1(dir: &ControllerDir, limits: &Limits) -> Result<(), CgroupError> {
     };
     fs::write(path, "memory.limit_in_bytes", &max.to_string())?;
     // One mechanism per host, so each is the one that holds (and a removed
-    // one shows): memsw where swap is accounted; otherwise swappiness 0,
-    // which stops memcg reclaim from swapping anon pages but cannot cap an
-    // amount (swap allowed is then unlimited).
-    if path.join("memory.memsw.limit_in_bytes").exists() {
+    // one shows): memsw where swap is accounted and some swap is on;
+    // otherwise swappiness 0, which stops memcg reclaim from swapping anon
+    // pages but cannot cap an amount (swap allowed is then unlimited). With
+    // no swap on, memsw would only be a second memory limit at the same
+    // value, hit first (the kernel charges memsw before memory), so the
+    // memory limit itself could be gone and nothing would show it.
+    if path.join("memory.memsw.limit_in_bytes").exists() && swap_on {
         let memsw = max.saturating_add(limits.swap_bytes);
         fs::write(path, "memory.memsw.limit_in_bytes", &memsw.to_string())?;
     } else if limits.swap_bytes == 0 && path.join("memory.swappiness").exists() {
         fs::write(path, "memory.swappiness", "0")?;
     }
     Ok(())
+}
+
+/// Total size of the swap areas listed in /proc/swaps text, in KiB.
+pub fn swap_kib(proc_swaps: &str) -> u64 {
+    proc_swaps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Whether any swap is on now (an unreadable /proc/swaps counts as some,
+/// so the swap cap is kept).
+fn swap_on() -> bool {
+    std::fs::read_to_string("/proc/swaps").map_or(true, |t| swap_kib(&t) > 0)
 }
 
 fn v1_lacks(file: &'static str, needed_for: &'static str) -> CgroupError {
@@ -198,7 +217,7 @@ mod tests {
             swap_bytes: 8 << 20,
             ..max(32 << 20)
         };
-        apply(&dir_of(&tmp, Version::V1), &limits).expect("apply");
+        apply_v1(&dir_of(&tmp, Version::V1), &limits, true).expect("apply");
         assert_eq!(
             read_to_string(tmp.path().join("memory.memsw.limit_in_bytes")).expect("read"),
             (40u64 << 20).to_string()
@@ -245,7 +264,7 @@ mod tests {
             ("memory.swappiness", "60\n"),
         ]);
         let dir = dir_of(&tmp, Version::V1);
-        apply(&dir, &max(64 << 20)).expect("apply");
+        apply_v1(&dir, &max(64 << 20), true).expect("apply");
         for file in ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"] {
             assert_eq!(
                 read_to_string(tmp.path().join(file)).expect("read"),
@@ -257,6 +276,32 @@ mod tests {
             "60\n",
             "memsw holds swap at 0; swappiness is the fallback only"
         );
+    }
+
+    #[test]
+    fn cgroup_memory_v1_with_no_swap_on_leaves_memsw_and_uses_swappiness() {
+        let tmp = fake_dir(&[
+            ("memory.limit_in_bytes", "9223372036854771712\n"),
+            ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
+            ("memory.swappiness", "60\n"),
+        ]);
+        apply_v1(&dir_of(&tmp, Version::V1), &max(64 << 20), false).expect("apply");
+        assert_eq!(
+            read_to_string(tmp.path().join("memory.memsw.limit_in_bytes")).expect("read"),
+            "9223372036854771712\n",
+            "no second memory limit beside limit_in_bytes"
+        );
+        assert_eq!(
+            read_to_string(tmp.path().join("memory.swappiness")).expect("read"),
+            "0"
+        );
+    }
+
+    #[test]
+    fn swap_kib_sums_the_areas_of_proc_swaps() {
+        let text = "Filename\tType\tSize\tUsed\tPriority\n/dev/zram0 partition 262140 0 -2\n/swapfile file 1024 0 -3\n";
+        assert_eq!(swap_kib(text), 263_164);
+        assert_eq!(swap_kib("Filename\tType\tSize\tUsed\tPriority\n"), 0);
     }
 
     #[test]

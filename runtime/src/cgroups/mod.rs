@@ -27,7 +27,7 @@ mod fs;
 mod hybrid;
 mod io;
 mod kill;
-mod memory;
+pub mod memory;
 mod mountinfo;
 mod pids;
 mod v1;

@@ -67,7 +67,7 @@ struct FakeMount {
     child_files: Vec<(&'static str, &'static str)>,
 }
 
-const V1_UNLIMITED: &str = "9223372036854771712\n";
+pub(crate) const V1_UNLIMITED: &str = "9223372036854771712\n";
 
 fn v1_memory(point: &'static str) -> FakeMount {
     FakeMount {
