@@ -37,6 +37,7 @@ fn bench_attachment(bridge: &Bridge) -> BridgeAttachment {
         bridge: bridge.name().to_string(),
         address: BENCH_CONTAINER_ADDRESS.to_string(),
         gateway: Some(bridge.gateway().addr().to_string()),
+        address6: None,
         publish: Vec::new(),
         detached: false,
     }

@@ -836,6 +836,7 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
                 bridge: bridge.name().to_string(),
                 address: plan.allocate()?.to_string(),
                 gateway: Some(plan.gateway().addr().to_string()),
+                address6: None,
                 publish,
                 detached: false,
             });

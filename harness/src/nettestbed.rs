@@ -6,18 +6,22 @@
 //! documentation ranges; nothing here can route to a real network.
 
 use crate::fixtures::FixtureError;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use isocheck_runtime::network::{
     Bridge, Nat, Netns, NetworkError, OutsidePlan, OutsideWorld, SubnetPlan,
 };
 use isocheck_runtime::spec::{BridgeAttachment, PortForward};
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 
 /// Container subnets of the two bridges.
 pub const FIRST_SUBNET: &str = "10.89.0.0/24";
 pub const SECOND_SUBNET: &str = "10.90.0.0/24";
+/// Their IPv6 twins: unique local prefixes of our own (fd69:736f:6368 is
+/// "iso" + "ch" in ASCII), a container's ::N the twin of its .N.
+pub const FIRST_SUBNET6: &str = "fd69:736f:6368:89::/64";
+pub const SECOND_SUBNET6: &str = "fd69:736f:6368:90::/64";
 /// Port of the stand-in's listener on the first bridge's address.
 pub const STANDIN_PORT: u16 = 7100;
 
@@ -30,6 +34,9 @@ pub struct NetTestbed {
     second_plan: SubnetPlan,
     outside: OutsideWorld,
     _listener: TcpListener,
+    /// The same listener on the first bridge's IPv6 address, when the
+    /// kernel has IPv6.
+    _listener6: Option<TcpListener>,
 }
 
 fn net(step: &'static str) -> impl FnOnce(NetworkError) -> FixtureError {
@@ -38,6 +45,20 @@ fn net(step: &'static str) -> impl FnOnce(NetworkError) -> FixtureError {
 
 fn parse_net(text: &str) -> Ipv4Net {
     text.parse().unwrap_or_else(|_| Ipv4Net::default())
+}
+
+/// Whether this kernel has IPv6 (the scenarios that need it require it).
+pub fn ipv6_available() -> bool {
+    std::path::Path::new("/proc/net/if_inet6").exists()
+}
+
+/// The IPv6 twin of an IPv4 address of `subnet4` in `prefix6`: host part N
+/// of the one is ::N of the other (10.89.0.7 -> fd69:736f:6368:89::7/64).
+pub fn twin6(address4: Ipv4Addr, subnet4: Ipv4Net, prefix6: &str) -> Option<Ipv6Net> {
+    let prefix: Ipv6Net = prefix6.parse().ok()?;
+    let host = u32::from(address4) & !u32::from(subnet4.netmask());
+    let address = Ipv6Addr::from(u128::from(prefix.network()) | u128::from(host));
+    Ipv6Net::new(address, prefix.prefix_len()).ok()
 }
 
 impl NetTestbed {
@@ -65,6 +86,19 @@ impl NetTestbed {
             .map_err(net("create the first bridge"))?;
         let second = Bridge::create(&host, &format!("isoc-br{run_id}2"), second_plan.gateway())
             .map_err(net("create the second bridge"))?;
+        let ipv6 = ipv6_available();
+        if ipv6 {
+            for (bridge, plan, prefix6) in [
+                (&first, &first_plan, FIRST_SUBNET6),
+                (&second, &second_plan, SECOND_SUBNET6),
+            ] {
+                if let Some(gateway6) = twin6(plan.gateway().addr(), plan.subnet(), prefix6) {
+                    bridge
+                        .add_ipv6(gateway6)
+                        .map_err(net("give a bridge its IPv6 address"))?;
+                }
+            }
+        }
         isocheck_runtime::network::enable_forwarding(&host).map_err(net("enable forwarding"))?;
         let outside =
             OutsideWorld::create(&host, &outside_plan).map_err(net("create the outside world"))?;
@@ -76,6 +110,22 @@ impl NetTestbed {
                     source,
                 }
             })?;
+        let listener6 = match twin6(
+            first_plan.gateway().addr(),
+            first_plan.subnet(),
+            FIRST_SUBNET6,
+        ) {
+            Some(gateway6) if ipv6 => Some(
+                TcpListener::bind((gateway6.addr(), STANDIN_PORT)).map_err(|source| {
+                    FixtureError::Io {
+                        step: "listen on the stand-in's bridge IPv6 address",
+                        path: format!("[{}]:{STANDIN_PORT}", gateway6.addr()).into(),
+                        source,
+                    }
+                })?,
+            ),
+            _ => None,
+        };
         Ok(NetTestbed {
             host,
             first,
@@ -84,6 +134,7 @@ impl NetTestbed {
             second_plan,
             outside,
             _listener: listener,
+            _listener6: listener6,
         })
     }
 
@@ -94,18 +145,22 @@ impl NetTestbed {
         detached: bool,
         publish: Option<PortForward>,
     ) -> Result<BridgeAttachment, String> {
-        let (bridge, plan) = if second {
-            (&self.second, &mut self.second_plan)
+        let (bridge, plan, prefix6) = if second {
+            (&self.second, &mut self.second_plan, SECOND_SUBNET6)
         } else {
-            (&self.first, &mut self.first_plan)
+            (&self.first, &mut self.first_plan, FIRST_SUBNET6)
         };
         let address = plan.allocate().map_err(|e| e.to_string())?;
+        let address6 = ipv6_available()
+            .then(|| twin6(address.addr(), plan.subnet(), prefix6))
+            .flatten();
         Ok(BridgeAttachment {
             bridge: bridge.name().to_string(),
             address: address.to_string(),
             // The second bridge is an island: no default route, so nothing
             // reaches the first bridge through the stand-in's forwarding.
             gateway: (!second).then(|| plan.gateway().addr().to_string()),
+            address6: address6.map(|a| a.to_string()),
             publish: publish.into_iter().collect(),
             detached,
         })
@@ -150,8 +205,12 @@ impl NetTestbed {
     pub fn vars(&self) -> BTreeMap<String, String> {
         let plan = self.outside.plan();
         let gateway: Ipv4Addr = self.first_plan.gateway().addr();
+        let gateway6 = twin6(gateway, self.first_plan.subnet(), FIRST_SUBNET6)
+            .map(|g| g.addr().to_string())
+            .unwrap_or_default();
         BTreeMap::from([
             ("bridge.gateway".into(), gateway.to_string()),
+            ("bridge.gateway6".into(), gateway6),
             ("standin.address".into(), gateway.to_string()),
             ("standin.port".into(), STANDIN_PORT.to_string()),
             (
@@ -160,5 +219,22 @@ impl NetTestbed {
             ),
             ("outside.world".into(), plan.world_address.to_string()),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_and_its_ipv6_twin_share_the_host_part() {
+        let subnet: Ipv4Net = FIRST_SUBNET.parse().expect("subnet");
+        let twin = twin6(Ipv4Addr::new(10, 89, 0, 7), subnet, FIRST_SUBNET6).expect("twin");
+        assert_eq!(twin.to_string(), "fd69:736f:6368:89::7/64");
+        let gateway = twin6(Ipv4Addr::new(10, 89, 0, 1), subnet, FIRST_SUBNET6).expect("twin");
+        assert_eq!(gateway.addr().to_string(), "fd69:736f:6368:89::1");
+        let second: Ipv4Net = SECOND_SUBNET.parse().expect("subnet");
+        let twin = twin6(Ipv4Addr::new(10, 90, 0, 254), second, SECOND_SUBNET6).expect("twin");
+        assert_eq!(twin.to_string(), "fd69:736f:6368:90::fe/64");
     }
 }

@@ -218,6 +218,7 @@ pub fn build_spec(
                 .into(),
                 address: String::new(),
                 gateway: None,
+                address6: None,
                 publish,
                 detached: o.detached,
             });

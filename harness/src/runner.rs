@@ -287,6 +287,9 @@ impl Runner {
             let testbed = self.net.as_mut().ok_or("network testbed missing")?;
             let att = testbed.attachment(false, false, None)?;
             vars.insert("peer.address".into(), address_only(&att.address));
+            if let Some(address6) = &att.address6 {
+                vars.insert("peer.address6".into(), address_only(address6));
+            }
             let mut spec = build_spec(
                 &ContainerOverrides::default(),
                 peer_argv,

@@ -71,6 +71,7 @@ fn fifty() -> Result<(), String> {
             bridge: bridge.name().to_string(),
             address: plan.allocate().map_err(|e| e.to_string())?.to_string(),
             gateway: Some(plan.gateway().addr().to_string()),
+            address6: None,
             publish: Vec::new(),
             detached: false,
         });

@@ -363,6 +363,7 @@ mod tests {
             bridge: "isoc-br0".into(),
             address: "10.89.0.2/24".into(),
             gateway: None,
+            address6: None,
             publish: vec![crate::spec::PortForward {
                 host_port: 8080,
                 container_port: 8000,

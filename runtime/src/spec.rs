@@ -262,6 +262,11 @@ pub struct BridgeAttachment {
     /// Default route via this address (normally the bridge's).
     #[serde(default)]
     pub gateway: Option<String>,
+    /// An IPv6 address with prefix beside the IPv4 one, e.g.
+    /// "fd69:736f:6368:89::2/64" (on-link with the bridge's; added without
+    /// duplicate address detection, so usable at once).
+    #[serde(default)]
+    pub address6: Option<String>,
     /// Port forwards from the host side: DNAT host_port -> container_port.
     #[serde(default)]
     pub publish: Vec<PortForward>,
@@ -1130,6 +1135,7 @@ mod tests {
             bridge: "isoc-br0".into(),
             address: address.into(),
             gateway: None,
+            address6: None,
             publish: vec![],
             detached: false,
         })

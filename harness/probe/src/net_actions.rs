@@ -3,7 +3,7 @@
 //! probe never resolves a name.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,7 @@ use nix::ifaddrs::getifaddrs;
 use nix::net::if_::InterfaceFlags;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    self, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
-    SockaddrStorage,
+    self, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage,
 };
 use nix::sys::time::TimeVal;
 use serde_json::{json, Value};
@@ -24,6 +23,8 @@ use crate::ProbeError;
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
 const PING_PAYLOAD: &[u8] = b"isocheck-ping-01";
 const MAX_PINGS: u16 = 1000;
 const MAX_CONNECTIONS: u32 = 10_000;
@@ -89,13 +90,22 @@ fn internet_checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn echo_request(id: u16, seq: u16) -> Vec<u8> {
-    let mut packet = vec![ICMP_ECHO_REQUEST, 0, 0, 0];
+/// An echo request to `target`'s family. ICMPv6's checksum covers a
+/// pseudo-header only the kernel knows, and the kernel fills it in.
+fn echo_request(target: IpAddr, id: u16, seq: u16) -> Vec<u8> {
+    let kind = if target.is_ipv6() {
+        ICMPV6_ECHO_REQUEST
+    } else {
+        ICMP_ECHO_REQUEST
+    };
+    let mut packet = vec![kind, 0, 0, 0];
     packet.extend_from_slice(&id.to_be_bytes());
     packet.extend_from_slice(&seq.to_be_bytes());
     packet.extend_from_slice(PING_PAYLOAD);
-    let checksum = internet_checksum(&packet);
-    packet[2..4].copy_from_slice(&checksum.to_be_bytes());
+    if target.is_ipv4() {
+        let checksum = internet_checksum(&packet);
+        packet[2..4].copy_from_slice(&checksum.to_be_bytes());
+    }
     packet
 }
 
@@ -110,15 +120,12 @@ enum IcmpSocket {
     Raw,
 }
 
-fn open_icmp_socket() -> Result<(OwnedFd, IcmpSocket), Errno> {
-    let open = |ty| {
-        socket::socket(
-            AddressFamily::Inet,
-            ty,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::Icmp,
-        )
+fn open_icmp_socket(target: IpAddr) -> Result<(OwnedFd, IcmpSocket), Errno> {
+    let (family, protocol) = match target {
+        IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp),
+        IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6),
     };
+    let open = |ty| socket::socket(family, ty, SockFlag::SOCK_CLOEXEC, protocol);
     match open(SockType::Datagram) {
         Ok(fd) => Ok((fd, IcmpSocket::Datagram)),
         Err(_) => open(SockType::Raw).map(|fd| (fd, IcmpSocket::Raw)),
@@ -127,15 +134,21 @@ fn open_icmp_socket() -> Result<(OwnedFd, IcmpSocket), Errno> {
 
 /// If `packet` (as received on a socket of `kind`) is the echo reply to
 /// (`id`, `seq`), true.
-fn is_our_reply(packet: &[u8], kind: IcmpSocket, id: u16, seq: u16) -> bool {
+/// ICMPv6 sockets, raw ones too, never hand over the IP header.
+fn is_our_reply(packet: &[u8], kind: IcmpSocket, v6: bool, id: u16, seq: u16) -> bool {
     let icmp = match kind {
-        IcmpSocket::Datagram => packet,
-        IcmpSocket::Raw => {
+        IcmpSocket::Raw if !v6 => {
             let header_len = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
             packet.get(header_len..).unwrap_or_default()
         }
+        _ => packet,
     };
-    if icmp.len() < 8 || icmp[0] != ICMP_ECHO_REPLY {
+    let reply = if v6 {
+        ICMPV6_ECHO_REPLY
+    } else {
+        ICMP_ECHO_REPLY
+    };
+    if icmp.len() < 8 || icmp[0] != reply {
         return false;
     }
     let reply_id = u16::from_be_bytes([icmp[4], icmp[5]]);
@@ -149,7 +162,7 @@ fn is_our_reply(packet: &[u8], kind: IcmpSocket, id: u16, seq: u16) -> bool {
 fn await_reply(
     fd: &OwnedFd,
     kind: IcmpSocket,
-    target: Ipv4Addr,
+    target: IpAddr,
     id: u16,
     seq: u16,
     timeout: Duration,
@@ -164,10 +177,10 @@ fn await_reply(
         // A zero SO_RCVTIMEO means "forever": never set less than 1 µs.
         let left = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1) as _);
         socket::setsockopt(fd, sockopt::ReceiveTimeout, &left)?;
-        match socket::recvfrom::<SockaddrIn>(fd.as_raw_fd(), &mut buf) {
+        match socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut buf) {
             Ok((len, from)) => {
-                let from_target = from.is_some_and(|addr| addr.ip() == target);
-                if from_target && is_our_reply(&buf[..len], kind, id, seq) {
+                let from_target = from.as_ref().and_then(address_text) == Some(target);
+                if from_target && is_our_reply(&buf[..len], kind, target.is_ipv6(), id, seq) {
                     return Ok(true);
                 }
             }
@@ -179,14 +192,6 @@ fn await_reply(
 
 pub fn ping(mut args: Args) -> Result<Observation, ProbeError> {
     let target: IpAddr = args.required("addr")?;
-    let IpAddr::V4(target) = target else {
-        return Err(UsageError::Invalid {
-            key: "addr",
-            value: target.to_string(),
-            why: "only IPv4 is supported".into(),
-        }
-        .into());
-    };
     let count: u16 = args.required("count")?;
     if count > MAX_PINGS {
         return Err(UsageError::Invalid {
@@ -203,7 +208,7 @@ pub fn ping(mut args: Args) -> Result<Observation, ProbeError> {
     let mut rtt_ms: Vec<f64> = Vec::new();
     let mut first_errno: Option<Errno> = None;
     let mut socket_kind = Value::Null;
-    match open_icmp_socket() {
+    match open_icmp_socket(target) {
         Err(errno) => first_errno = Some(errno),
         Ok((fd, kind)) => {
             socket_kind = match kind {
@@ -212,12 +217,12 @@ pub fn ping(mut args: Args) -> Result<Observation, ProbeError> {
             }
             .into();
             let id = (std::process::id() & 0xffff) as u16;
-            let to = SockaddrIn::from(SocketAddrV4::new(target, 0));
+            let to = SockaddrStorage::from(SocketAddr::new(target, 0));
             for seq in 1..=count {
                 let start = Instant::now();
                 let outcome = socket::sendto(
                     fd.as_raw_fd(),
-                    &echo_request(id, seq),
+                    &echo_request(target, id, seq),
                     &to,
                     MsgFlags::empty(),
                 )
@@ -394,27 +399,54 @@ pub fn tcp_serve(mut args: Args) -> Result<Observation, ProbeError> {
 mod tests {
     use super::*;
 
+    const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const V6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+
     #[test]
     fn checksum_of_an_echo_request_verifies() {
-        let packet = echo_request(0x1234, 7);
+        let packet = echo_request(V4, 0x1234, 7);
         // A packet carrying its own checksum sums to zero.
         assert_eq!(internet_checksum(&packet), 0);
         assert_eq!(packet[0], ICMP_ECHO_REQUEST);
+        // ICMPv6: the kernel fills the checksum in.
+        let packet = echo_request(V6, 0x1234, 7);
+        assert_eq!(packet[0], ICMPV6_ECHO_REQUEST);
+        assert_eq!(&packet[2..4], &[0, 0]);
     }
 
     #[test]
     fn matches_replies_by_id_and_seq() {
-        let mut reply = echo_request(9, 3);
+        let mut reply = echo_request(V4, 9, 3);
         reply[0] = ICMP_ECHO_REPLY;
-        assert!(is_our_reply(&reply, IcmpSocket::Datagram, 1, 3));
-        assert!(!is_our_reply(&reply, IcmpSocket::Datagram, 1, 4));
+        assert!(is_our_reply(&reply, IcmpSocket::Datagram, false, 1, 3));
+        assert!(!is_our_reply(&reply, IcmpSocket::Datagram, false, 1, 4));
         let mut raw = vec![0x45u8];
         raw.resize(20, 0);
         raw.extend_from_slice(&reply);
-        assert!(is_our_reply(&raw, IcmpSocket::Raw, 9, 3));
-        assert!(!is_our_reply(&raw, IcmpSocket::Raw, 8, 3));
+        assert!(is_our_reply(&raw, IcmpSocket::Raw, false, 9, 3));
+        assert!(!is_our_reply(&raw, IcmpSocket::Raw, false, 8, 3));
         // Our own request, seen on a raw socket over loopback, is no reply.
-        let request = echo_request(9, 3);
-        assert!(!is_our_reply(&request, IcmpSocket::Datagram, 9, 3));
+        let request = echo_request(V4, 9, 3);
+        assert!(!is_our_reply(&request, IcmpSocket::Datagram, false, 9, 3));
+    }
+
+    #[test]
+    fn matches_icmpv6_replies_without_an_ip_header_on_raw_sockets() {
+        let mut reply = echo_request(V6, 9, 3);
+        reply[0] = ICMPV6_ECHO_REPLY;
+        assert!(is_our_reply(&reply, IcmpSocket::Raw, true, 9, 3));
+        assert!(!is_our_reply(&reply, IcmpSocket::Raw, true, 8, 3));
+        assert!(is_our_reply(&reply, IcmpSocket::Datagram, true, 1, 3));
+        // A v4 reply type is not a v6 reply, nor the request itself.
+        assert!(!is_our_reply(
+            &echo_request(V6, 9, 3),
+            IcmpSocket::Raw,
+            true,
+            9,
+            3
+        ));
+        let mut v4_reply = echo_request(V4, 9, 3);
+        v4_reply[0] = ICMP_ECHO_REPLY;
+        assert!(!is_our_reply(&v4_reply, IcmpSocket::Raw, true, 9, 3));
     }
 }

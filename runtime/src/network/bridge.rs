@@ -4,7 +4,7 @@
 use super::plan::check_link_name;
 use super::rtnl::Rtnl;
 use super::{Netns, NetworkError, TeardownErrors};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
@@ -42,6 +42,14 @@ impl Bridge {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Gives the bridge an IPv6 gateway address too (e.g.
+    /// fd69:736f:6368:89::1/64), without duplicate address detection.
+    pub fn add_ipv6(&self, gateway6: Ipv6Net) -> Result<(), NetworkError> {
+        let mut rtnl = Rtnl::open_in(&self.host)?;
+        let index = rtnl.link_index(&self.name)?;
+        rtnl.add_address6(index, &self.name, gateway6)
     }
 
     pub fn gateway(&self) -> Ipv4Net {

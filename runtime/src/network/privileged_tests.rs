@@ -30,6 +30,7 @@ fn attachment(bridge: &str, address: &str) -> BridgeAttachment {
         bridge: bridge.into(),
         address: address.into(),
         gateway: Some("10.89.0.1".into()),
+        address6: None,
         publish: Vec::new(),
         detached: false,
     }

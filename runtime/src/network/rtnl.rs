@@ -4,12 +4,14 @@
 //! root.
 
 use super::{Netns, NetworkError};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -220,6 +222,21 @@ impl Rtnl {
         )
     }
 
+    /// An IPv6 address, without duplicate address detection (IFA_F_NODAD):
+    /// our own ULA addresses on links we made, usable at once instead of
+    /// after DAD's second or so.
+    pub fn add_address6(
+        &mut self,
+        index: u32,
+        name: &str,
+        address: Ipv6Net,
+    ) -> Result<(), NetworkError> {
+        self.create(
+            &format!("add address {address} to {name}"),
+            RouteNetlinkMessage::NewAddress(address6_request(index, address)),
+        )
+    }
+
     pub fn add_route(
         &mut self,
         destination: Ipv4Net,
@@ -326,6 +343,23 @@ pub(crate) fn address_request(index: u32, address: Ipv4Net) -> AddressMessage {
             .attributes
             .push(AddressAttribute::Broadcast(address.broadcast()));
     }
+    message
+}
+
+/// RTM_NEWADDR putting the IPv6 `address` on link `index`, with no
+/// duplicate address detection.
+pub(crate) fn address6_request(index: u32, address: Ipv6Net) -> AddressMessage {
+    let mut message = AddressMessage::default();
+    message.header.family = AddressFamily::Inet6;
+    message.header.prefix_len = address.prefix_len();
+    message.header.index = index;
+    message.header.flags = AddressHeaderFlags::Nodad;
+    message
+        .attributes
+        .push(AddressAttribute::Address(IpAddr::V6(address.addr())));
+    message
+        .attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
     message
 }
 

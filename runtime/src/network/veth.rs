@@ -7,7 +7,7 @@ use super::plan::veth_host_name;
 use super::rtnl::{veth_request, Rtnl};
 use super::{Netns, NetworkError, TeardownErrors};
 use crate::spec::BridgeAttachment;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -95,6 +95,24 @@ fn invalid(field: &'static str, value: &str, reason: impl ToString) -> NetworkEr
     }
 }
 
+/// The attachment's IPv6 address, if it has one, parsed and checked.
+fn parse_address6(att: &BridgeAttachment) -> Result<Option<Ipv6Net>, NetworkError> {
+    let Some(text) = &att.address6 else {
+        return Ok(None);
+    };
+    let address: Ipv6Net = text
+        .parse()
+        .map_err(|e| invalid("network.bridge.address6", text, e))?;
+    if address.addr() == address.network() {
+        return Err(invalid(
+            "network.bridge.address6",
+            text,
+            "is the subnet-router anycast address of its prefix",
+        ));
+    }
+    Ok(Some(address))
+}
+
 /// The attachment's addresses, parsed and checked before anything is made.
 fn parse_attachment(att: &BridgeAttachment) -> Result<(Ipv4Net, Option<Ipv4Addr>), NetworkError> {
     let address: Ipv4Net = att
@@ -175,6 +193,7 @@ pub fn attach_netns(
     name_hint: &str,
 ) -> Result<VethAttachment, NetworkError> {
     let (address, gateway) = parse_attachment(att)?;
+    let address6 = parse_address6(att)?;
     let host_ifname = veth_host_name(name_hint);
 
     let mut host_rtnl = Rtnl::open_in(host)?;
@@ -207,6 +226,9 @@ pub fn attach_netns(
     inside.set_up(lo, "lo")?;
     let eth0 = inside.link_index(CONTAINER_IFNAME)?;
     inside.add_address(eth0, CONTAINER_IFNAME, address)?;
+    if let Some(address6) = address6 {
+        inside.add_address6(eth0, CONTAINER_IFNAME, address6)?;
+    }
     inside.set_up(eth0, CONTAINER_IFNAME)?;
     if let Some(gateway) = gateway {
         inside.add_route(Ipv4Net::default(), gateway)?;
