@@ -132,10 +132,10 @@ fn open_icmp_socket(target: IpAddr) -> Result<(OwnedFd, IcmpSocket), Errno> {
     }
 }
 
-/// If `packet` (as received on a socket of `kind`) is the echo reply to
-/// (`id`, `seq`), true.
-/// ICMPv6 sockets, raw ones too, never hand over the IP header.
-fn is_our_reply(packet: &[u8], kind: IcmpSocket, v6: bool, id: u16, seq: u16) -> bool {
+/// The sequence number of `packet` (as received on a socket of `kind`) if
+/// it is an echo reply to our `id`. ICMPv6 sockets, raw ones too, never
+/// hand over the IP header.
+fn reply_seq(packet: &[u8], kind: IcmpSocket, v6: bool, id: u16) -> Option<u16> {
     let icmp = match kind {
         IcmpSocket::Raw if !v6 => {
             let header_len = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
@@ -149,43 +149,84 @@ fn is_our_reply(packet: &[u8], kind: IcmpSocket, v6: bool, id: u16, seq: u16) ->
         ICMP_ECHO_REPLY
     };
     if icmp.len() < 8 || icmp[0] != reply {
-        return false;
+        return None;
     }
     let reply_id = u16::from_be_bytes([icmp[4], icmp[5]]);
-    let reply_seq = u16::from_be_bytes([icmp[6], icmp[7]]);
     // A ping socket rewrites the id to its own port: only the sequence is ours.
-    reply_seq == seq && (kind == IcmpSocket::Datagram || reply_id == id)
+    (kind == IcmpSocket::Datagram || reply_id == id).then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
-/// Waits up to `timeout` for the reply to (`id`, `seq`) from `target`.
-/// Ok(true) on a reply, Ok(false) on timeout.
-fn await_reply(
-    fd: &OwnedFd,
-    kind: IcmpSocket,
-    target: IpAddr,
-    id: u16,
-    seq: u16,
+#[cfg(test)]
+fn is_our_reply(packet: &[u8], kind: IcmpSocket, v6: bool, id: u16, seq: u16) -> bool {
+    reply_seq(packet, kind, v6, id) == Some(seq)
+}
+
+/// How long the probe waits for an echo's reply before it sends the next
+/// one; the earlier echo keeps its whole timeout, so the echoes overlap
+/// and an unanswered ping costs one timeout, not one per echo.
+const PING_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The echoes in flight: when each was sent, and its round trip once
+/// answered within its timeout.
+/// Slot `seq - 1` is echo `seq`'s (a refused send leaves it unsent).
+struct Echoes {
+    sent_at: Vec<Option<Instant>>,
+    rtt: Vec<Option<Duration>>,
     timeout: Duration,
-) -> Result<bool, Errno> {
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 1500];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        // A zero SO_RCVTIMEO means "forever": never set less than 1 µs.
-        let left = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1) as _);
-        socket::setsockopt(fd, sockopt::ReceiveTimeout, &left)?;
-        match socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut buf) {
-            Ok((len, from)) => {
-                let from_target = from.as_ref().and_then(address_text) == Some(target);
-                if from_target && is_our_reply(&buf[..len], kind, target.is_ipv6(), id, seq) {
-                    return Ok(true);
-                }
+}
+
+impl Echoes {
+    fn outstanding(&self) -> bool {
+        self.sent_at
+            .iter()
+            .zip(&self.rtt)
+            .any(|(sent, rtt)| sent.is_some() && rtt.is_none())
+    }
+
+    /// Receives replies until `until`, or until echo `wait_for` (or, with
+    /// `None`, every echo sent) is answered; a reply counts only within its
+    /// echo's own timeout.
+    fn collect(
+        &mut self,
+        fd: &OwnedFd,
+        kind: IcmpSocket,
+        target: IpAddr,
+        id: u16,
+        until: Instant,
+        wait_for: Option<usize>,
+    ) -> Result<(), Errno> {
+        let mut buf = [0u8; 1500];
+        loop {
+            let done = match wait_for {
+                Some(i) => self.rtt[i].is_some(),
+                None => !self.outstanding(),
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            if done || left.is_zero() {
+                return Ok(());
             }
-            Err(Errno::EAGAIN | Errno::EINTR) => {}
-            Err(errno) => return Err(errno),
+            // A zero SO_RCVTIMEO means "forever": never set less than 1 µs.
+            let left = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1) as _);
+            socket::setsockopt(fd, sockopt::ReceiveTimeout, &left)?;
+            match socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut buf) {
+                Ok((len, from)) => {
+                    if from.as_ref().and_then(address_text) != Some(target) {
+                        continue;
+                    }
+                    let Some(seq) = reply_seq(&buf[..len], kind, target.is_ipv6(), id) else {
+                        continue;
+                    };
+                    let i = usize::from(seq).wrapping_sub(1);
+                    if let (Some(Some(sent)), Some(None)) = (self.sent_at.get(i), self.rtt.get(i)) {
+                        let rtt = sent.elapsed();
+                        if rtt <= self.timeout {
+                            self.rtt[i] = Some(rtt);
+                        }
+                    }
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(errno) => return Err(errno),
+            }
         }
     }
 }
@@ -204,8 +245,11 @@ pub fn ping(mut args: Args) -> Result<Observation, ProbeError> {
     let timeout = args.millis("timeout-ms")?;
     args.finish()?;
 
-    let (mut sent, mut received) = (0u32, 0u32);
-    let mut rtt_ms: Vec<f64> = Vec::new();
+    let mut echoes = Echoes {
+        sent_at: vec![None; usize::from(count)],
+        rtt: vec![None; usize::from(count)],
+        timeout,
+    };
     let mut first_errno: Option<Errno> = None;
     let mut socket_kind = Value::Null;
     match open_icmp_socket(target) {
@@ -218,34 +262,48 @@ pub fn ping(mut args: Args) -> Result<Observation, ProbeError> {
             .into();
             let id = (std::process::id() & 0xffff) as u16;
             let to = SockaddrStorage::from(SocketAddr::new(target, 0));
+            let mut outcome = Ok(());
             for seq in 1..=count {
-                let start = Instant::now();
-                let outcome = socket::sendto(
+                // A refused send is recorded and the next echo tried (as
+                // before); a failing receive ends the ping.
+                if let Err(errno) = socket::sendto(
                     fd.as_raw_fd(),
                     &echo_request(target, id, seq),
                     &to,
                     MsgFlags::empty(),
-                )
-                .and_then(|_| {
-                    sent += 1;
-                    await_reply(&fd, kind, target, id, seq, timeout)
-                });
-                match outcome {
-                    Ok(true) => {
-                        received += 1;
-                        rtt_ms.push(start.elapsed().as_secs_f64() * 1e3);
-                    }
-                    Ok(false) => {}
-                    Err(errno) => {
-                        first_errno.get_or_insert(errno);
-                    }
+                ) {
+                    first_errno.get_or_insert(errno);
+                    continue;
                 }
+                let slot = usize::from(seq) - 1;
+                echoes.sent_at[slot] = Some(Instant::now());
+                let until = Instant::now() + PING_INTERVAL.min(timeout);
+                outcome = echoes.collect(&fd, kind, target, id, until, Some(slot));
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            // Every echo keeps its whole timeout, counted from its sending.
+            if outcome.is_ok() {
+                if let Some(last) = echoes.sent_at.iter().flatten().max() {
+                    let until = *last + timeout;
+                    outcome = echoes.collect(&fd, kind, target, id, until, None);
+                }
+            }
+            if let Err(errno) = outcome {
+                first_errno.get_or_insert(errno);
             }
         }
     }
+    let rtt_ms: Vec<f64> = echoes
+        .rtt
+        .iter()
+        .flatten()
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
     Ok(Observation::new()
-        .with("sent", sent)
-        .with("received", received)
+        .with("sent", echoes.sent_at.iter().flatten().count())
+        .with("received", rtt_ms.len())
         .with("rtt_ms", rtt_ms)
         .with("errno", first_errno.map(output::errno_name))
         .with("socket", socket_kind))
