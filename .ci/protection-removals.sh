@@ -53,7 +53,7 @@ cgroup-placement-exec|runtime/src/process.rs|            step(Step::JoinCgroup, 
 group-kill|runtime/src/process.rs|            cgroup.kill_all()?;||cgroup-kill-all
 exec-joins-namespaces|runtime/src/process.rs|                sys::setns(pidfd, h.join_flags),|Ok::<(), Errno>(()),|exec-joins-namespaces
 cpuset|runtime/src/cgroups/mod.rs|if let Some(set) = &limits.cpuset {|if let Some(set) = limits.cpuset.iter().take(0).next() {|cpuset-pinning
-bridge-attachment|runtime/src/network/veth.rs|    let controller = if att.detached {|    let controller = if true {|net-bridge-ping-host,net-container-to-container,net-bridge-ping-host-v6,net-container-to-container-v6
+bridge-attachment|runtime/src/network/veth.rs|    let controller = if att.detached {|    let controller = if true {|net-bridge-ping-host,net-container-to-container,net-bridge-ping-host-v6,net-container-to-container-v6,net-default-route-v6
 masquerade|runtime/src/network/nat.rs|            Statement::Masquerade(None),|            Statement::Accept(None),|net-nat-outside
 port-forward|runtime/src/network/nat.rs|    for forward in forwards {|    for forward in forwards.iter().take(0) {|net-port-forward
 memory-limit|runtime/src/cgroups/memory.rs|    fs::write(path, "memory.limit_in_bytes", &max.to_string())?;|    let _ = max;|memory-oom-kill

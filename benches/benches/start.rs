@@ -38,6 +38,7 @@ fn bench_attachment(bridge: &Bridge) -> BridgeAttachment {
         address: BENCH_CONTAINER_ADDRESS.to_string(),
         gateway: Some(bridge.gateway().addr().to_string()),
         address6: None,
+        gateway6: None,
         publish: Vec::new(),
         detached: false,
     }

@@ -837,6 +837,7 @@ fn container_run(args: ContainerRunArgs) -> Result<ExitCode> {
                 address: plan.allocate()?.to_string(),
                 gateway: Some(plan.gateway().addr().to_string()),
                 address6: None,
+                gateway6: None,
                 publish,
                 detached: false,
             });

@@ -22,6 +22,9 @@ pub const SECOND_SUBNET: &str = "10.90.0.0/24";
 /// "iso" + "ch" in ASCII), a container's ::N the twin of its .N.
 pub const FIRST_SUBNET6: &str = "fd69:736f:6368:89::/64";
 pub const SECOND_SUBNET6: &str = "fd69:736f:6368:90::/64";
+/// An IPv6 address of the stand-in off every container's prefix (on its
+/// `lo`): reaching it takes the default route through the bridge.
+pub const STANDIN_OFFLINK6: &str = "fd69:736f:6368:ee::1";
 /// Port of the stand-in's listener on the first bridge's address.
 pub const STANDIN_PORT: u16 = 7100;
 
@@ -88,6 +91,11 @@ impl NetTestbed {
             .map_err(net("create the second bridge"))?;
         let ipv6 = ipv6_available();
         if ipv6 {
+            let offlink: Ipv6Net = format!("{STANDIN_OFFLINK6}/128")
+                .parse()
+                .map_err(|e| FixtureError::Network(format!("{STANDIN_OFFLINK6}: {e}")))?;
+            isocheck_runtime::network::add_address6(&host, "lo", offlink)
+                .map_err(net("give the stand-in its off-link IPv6 address"))?;
             for (bridge, plan, prefix6) in [
                 (&first, &first_plan, FIRST_SUBNET6),
                 (&second, &second_plan, SECOND_SUBNET6),
@@ -161,6 +169,11 @@ impl NetTestbed {
             // reaches the first bridge through the stand-in's forwarding.
             gateway: (!second).then(|| plan.gateway().addr().to_string()),
             address6: address6.map(|a| a.to_string()),
+            // As for IPv4: only the first bridge routes anywhere.
+            gateway6: address6
+                .filter(|_| !second)
+                .and_then(|_| twin6(plan.gateway().addr(), plan.subnet(), prefix6))
+                .map(|g| g.addr().to_string()),
             publish: publish.into_iter().collect(),
             detached,
         })
@@ -211,6 +224,7 @@ impl NetTestbed {
         BTreeMap::from([
             ("bridge.gateway".into(), gateway.to_string()),
             ("bridge.gateway6".into(), gateway6),
+            ("standin.offlink6".into(), STANDIN_OFFLINK6.into()),
             ("standin.address".into(), gateway.to_string()),
             ("standin.port".into(), STANDIN_PORT.to_string()),
             (

@@ -219,6 +219,7 @@ pub fn build_spec(
                 address: String::new(),
                 gateway: None,
                 address6: None,
+                gateway6: None,
                 publish,
                 detached: o.detached,
             });

@@ -72,6 +72,7 @@ fn fifty() -> Result<(), String> {
             address: plan.allocate().map_err(|e| e.to_string())?.to_string(),
             gateway: Some(plan.gateway().addr().to_string()),
             address6: None,
+            gateway6: None,
             publish: Vec::new(),
             detached: false,
         });

@@ -364,6 +364,7 @@ mod tests {
             address: "10.89.0.2/24".into(),
             gateway: None,
             address6: None,
+            gateway6: None,
             publish: vec![crate::spec::PortForward {
                 host_port: 8080,
                 container_port: 8000,

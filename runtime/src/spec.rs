@@ -267,6 +267,9 @@ pub struct BridgeAttachment {
     /// duplicate address detection, so usable at once).
     #[serde(default)]
     pub address6: Option<String>,
+    /// IPv6 default route via this address (normally the bridge's).
+    #[serde(default)]
+    pub gateway6: Option<String>,
     /// Port forwards from the host side: DNAT host_port -> container_port.
     #[serde(default)]
     pub publish: Vec<PortForward>,
@@ -1136,6 +1139,7 @@ mod tests {
             address: address.into(),
             gateway: None,
             address6: None,
+            gateway6: None,
             publish: vec![],
             detached: false,
         })

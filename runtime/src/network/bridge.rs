@@ -47,9 +47,7 @@ impl Bridge {
     /// Gives the bridge an IPv6 gateway address too (e.g.
     /// fd69:736f:6368:89::1/64), without duplicate address detection.
     pub fn add_ipv6(&self, gateway6: Ipv6Net) -> Result<(), NetworkError> {
-        let mut rtnl = Rtnl::open_in(&self.host)?;
-        let index = rtnl.link_index(&self.name)?;
-        rtnl.add_address6(index, &self.name, gateway6)
+        super::add_address6(&self.host, &self.name, gateway6)
     }
 
     pub fn gateway(&self) -> Ipv4Net {

@@ -120,6 +120,14 @@ impl TeardownErrors {
     }
 }
 
+/// Puts the IPv6 `address` on link `ifname` in `ns`, without duplicate
+/// address detection (our own addresses on our own links: usable at once).
+pub fn add_address6(ns: &Netns, ifname: &str, address: ipnet::Ipv6Net) -> Result<(), NetworkError> {
+    let mut rtnl = rtnl::Rtnl::open_in(ns)?;
+    let index = rtnl.link_index(ifname)?;
+    rtnl.add_address6(index, ifname, address)
+}
+
 /// What of ours is left in `host`: `isoc-*` links and the `inet isocheck`
 /// table. Errors while looking are listed as entries too, so nothing is
 /// silently missed.

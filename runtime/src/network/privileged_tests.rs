@@ -31,6 +31,7 @@ fn attachment(bridge: &str, address: &str) -> BridgeAttachment {
         address: address.into(),
         gateway: Some("10.89.0.1".into()),
         address6: None,
+        gateway6: None,
         publish: Vec::new(),
         detached: false,
     }

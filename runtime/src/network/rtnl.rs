@@ -20,7 +20,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 /// A route netlink socket bound to one namespace.
@@ -248,6 +248,15 @@ impl Rtnl {
         )
     }
 
+    /// The IPv6 default route via `gateway` (on-link on the container's
+    /// prefix).
+    pub fn add_default_route6(&mut self, gateway: Ipv6Addr) -> Result<(), NetworkError> {
+        self.create(
+            &format!("add route ::/0 via {gateway}"),
+            RouteNetlinkMessage::NewRoute(default_route6_request(gateway)),
+        )
+    }
+
     pub fn delete_link(&mut self, index: u32, name: &str) -> Result<(), NetworkError> {
         let mut message = LinkMessage::default();
         message.header.index = index;
@@ -360,6 +369,21 @@ pub(crate) fn address6_request(index: u32, address: Ipv6Net) -> AddressMessage {
     message
         .attributes
         .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    message
+}
+
+/// RTM_NEWROUTE for the IPv6 default route via `gateway` in the main table.
+pub(crate) fn default_route6_request(gateway: Ipv6Addr) -> RouteMessage {
+    let mut message = RouteMessage::default();
+    message.header.address_family = AddressFamily::Inet6;
+    message.header.destination_prefix_length = 0;
+    message.header.table = RouteHeader::RT_TABLE_MAIN;
+    message.header.protocol = RouteProtocol::Static;
+    message.header.scope = RouteScope::Universe;
+    message.header.kind = RouteType::Unicast;
+    message
+        .attributes
+        .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
     message
 }
 

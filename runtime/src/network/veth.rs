@@ -95,10 +95,16 @@ fn invalid(field: &'static str, value: &str, reason: impl ToString) -> NetworkEr
     }
 }
 
-/// The attachment's IPv6 address, if it has one, parsed and checked.
-fn parse_address6(att: &BridgeAttachment) -> Result<Option<Ipv6Net>, NetworkError> {
+/// The attachment's IPv6 address and gateway, if it has them, parsed and
+/// checked (a gateway needs an address, on its prefix).
+fn parse_address6(
+    att: &BridgeAttachment,
+) -> Result<Option<(Ipv6Net, Option<std::net::Ipv6Addr>)>, NetworkError> {
     let Some(text) = &att.address6 else {
-        return Ok(None);
+        return match &att.gateway6 {
+            Some(g) => Err(invalid("network.bridge.gateway6", g, "needs an address6")),
+            None => Ok(None),
+        };
     };
     let address: Ipv6Net = text
         .parse()
@@ -110,7 +116,26 @@ fn parse_address6(att: &BridgeAttachment) -> Result<Option<Ipv6Net>, NetworkErro
             "is the subnet-router anycast address of its prefix",
         ));
     }
-    Ok(Some(address))
+    let gateway = match &att.gateway6 {
+        None => None,
+        Some(g) => {
+            let gateway: std::net::Ipv6Addr = g
+                .parse()
+                .map_err(|e| invalid("network.bridge.gateway6", g, e))?;
+            if !address.contains(&gateway) || gateway == address.addr() {
+                return Err(invalid(
+                    "network.bridge.gateway6",
+                    g,
+                    format!(
+                        "not another address of the container's prefix {}",
+                        address.trunc()
+                    ),
+                ));
+            }
+            Some(gateway)
+        }
+    };
+    Ok(Some((address, gateway)))
 }
 
 /// The attachment's addresses, parsed and checked before anything is made.
@@ -226,12 +251,15 @@ pub fn attach_netns(
     inside.set_up(lo, "lo")?;
     let eth0 = inside.link_index(CONTAINER_IFNAME)?;
     inside.add_address(eth0, CONTAINER_IFNAME, address)?;
-    if let Some(address6) = address6 {
+    if let Some((address6, _)) = address6 {
         inside.add_address6(eth0, CONTAINER_IFNAME, address6)?;
     }
     inside.set_up(eth0, CONTAINER_IFNAME)?;
     if let Some(gateway) = gateway {
         inside.add_route(Ipv4Net::default(), gateway)?;
+    }
+    if let Some((_, Some(gateway6))) = address6 {
+        inside.add_default_route6(gateway6)?;
     }
 
     if !att.publish.is_empty() {
