@@ -10,10 +10,10 @@
 
 use isocheck_harness::fixtures;
 use isocheck_harness::oci::{build_config, runtime::v1_cgroup_dir, Bundle, BundleInputs};
-use isocheck_harness::oci::{OciContainer, OciRuntime};
+use isocheck_harness::oci::{OciContainer, OciRuntime, RuntimeError};
 use isocheck_runtime::spec::ContainerSpec;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What the host saw of one run: pids.max of the container's cgroup (read
@@ -26,7 +26,12 @@ struct Seen {
     state_left: bool,
 }
 
-fn run_once(runtime: &OciRuntime, dir: &Path, image: &Path, id: &str) -> Seen {
+fn run_once(
+    runtime: &OciRuntime,
+    dir: &Path,
+    image: &Path,
+    id: &str,
+) -> Result<Seen, RuntimeError> {
     let mut spec = ContainerSpec {
         command: vec!["/probe".into(), "pids".into()],
         ..Default::default()
@@ -46,7 +51,7 @@ fn run_once(runtime: &OciRuntime, dir: &Path, image: &Path, id: &str) -> Seen {
     .unwrap();
     bundle.write_config(&config).unwrap();
     let state = dir.join("state");
-    let mut c = OciContainer::create(runtime, &state, &bundle.dir, id).unwrap();
+    let mut c = OciContainer::create(runtime, &state, &bundle.dir, id)?;
     let cg = v1_cgroup_dir(c.pid(), "pids").expect("the container's pids cgroup");
     let pids_max = std::fs::read_to_string(cg.join("pids.max"))
         .unwrap()
@@ -55,36 +60,18 @@ fn run_once(runtime: &OciRuntime, dir: &Path, image: &Path, id: &str) -> Seen {
     c.start().unwrap();
     let stopped = c.wait(Instant::now() + Duration::from_secs(20)).unwrap();
     c.delete();
-    Seen {
+    Ok(Seen {
         pids_max,
         stdout: stopped.stdout,
         cgroup_left: cg.exists(),
         state_left: state.join(id).exists(),
-    }
+    })
 }
 
-#[test]
-fn runc_applies_the_pids_limit_and_a_wrapper_that_drops_it_is_caught() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("skip: needs root");
-        return;
-    }
-    let Ok(runc) = OciRuntime::resolve("runc") else {
-        println!("skip: runc not on PATH");
-        return;
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("isocheck-oci-")
-        .tempdir()
-        .unwrap();
-    let image = dir.path().join("image");
-    fixtures::build_image(&image, &fixtures::probe_binary().unwrap()).unwrap();
-    let id = format!("isocheck-oci-{}", std::process::id());
-
-    let seen = run_once(&runc, dir.path(), &image, &id);
+fn check_enforced(seen: &Seen, name: &str) {
     assert_eq!(
         seen.pids_max, "32",
-        "runc left pids.max at {}",
+        "{name} left pids.max at {}",
         seen.pids_max
     );
     assert!(
@@ -92,8 +79,61 @@ fn runc_applies_the_pids_limit_and_a_wrapper_that_drops_it_is_caught() {
         "probe said {:?}",
         seen.stdout
     );
-    assert!(!seen.cgroup_left, "runc left its cgroup");
-    assert!(!seen.state_left, "runc left its state dir");
+    assert!(!seen.cgroup_left, "{name} left its cgroup");
+    assert!(!seen.state_left, "{name} left its state dir");
+}
+
+/// The runtime, a temp dir of ours and the probe's image in it; `None`
+/// (with the reason printed) without root or without the runtime.
+fn setup(name: &str) -> Option<(OciRuntime, tempfile::TempDir, PathBuf)> {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skip: needs root");
+        return None;
+    }
+    let Ok(runtime) = OciRuntime::resolve(name) else {
+        println!("skip: {name} not on PATH");
+        return None;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("isocheck-oci-")
+        .tempdir()
+        .unwrap();
+    let image = dir.path().join("image");
+    fixtures::build_image(&image, &fixtures::probe_binary().unwrap()).unwrap();
+    Some((runtime, dir, image))
+}
+
+/// The same bundle through crun, when installed.
+#[test]
+fn crun_applies_the_pids_limit() {
+    let Some((crun, dir, image)) = setup("crun") else {
+        return;
+    };
+    let id = format!("isocheck-oci-crun-{}", std::process::id());
+    match run_once(&crun, dir.path(), &image, &id) {
+        Ok(seen) => check_enforced(&seen, "crun"),
+        // A config the runtime refuses is `unsupported`, with its own words
+        // (crun 1.8 on a hybrid host); it must still leave nothing.
+        Err(RuntimeError::Refused { step, stderr }) => {
+            assert!(
+                !dir.path().join("state").join(&id).exists(),
+                "crun left state after refusing"
+            );
+            println!("unsupported: crun refused at {step}: {stderr}");
+        }
+        Err(e) => panic!("crun: {e}"),
+    }
+}
+
+#[test]
+fn runc_applies_the_pids_limit_and_a_wrapper_that_drops_it_is_caught() {
+    let Some((runc, dir, image)) = setup("runc") else {
+        return;
+    };
+    let id = format!("isocheck-oci-{}", std::process::id());
+
+    let seen = run_once(&runc, dir.path(), &image, &id).unwrap();
+    check_enforced(&seen, "runc");
 
     if OciRuntime::resolve("jq").is_err() {
         println!("skip: the wrapper half needs jq");
@@ -121,7 +161,7 @@ exec {} "$@"
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let wrapped = OciRuntime::resolve(wrapper.to_str().unwrap()).unwrap();
-    let seen = run_once(&wrapped, dir.path(), &image, &format!("{id}-w"));
+    let seen = run_once(&wrapped, dir.path(), &image, &format!("{id}-w")).unwrap();
     assert_eq!(
         seen.pids_max, "max",
         "the wrapper's container should have no pids limit"
