@@ -10,6 +10,7 @@ pub mod loopdev;
 pub mod matrix;
 pub mod measure;
 pub mod nettestbed;
+pub mod oci;
 pub mod proof;
 pub mod report;
 pub mod requirements;

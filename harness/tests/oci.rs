@@ -1,0 +1,173 @@
+//! An OCI runtime (runc) runs the probe from a bundle built by
+//! `oci::build_config`, the pids limit lands in the container's cgroup, and
+//! a wrapper around runc that drops `linux.resources.pids` from config.json
+//! is caught: the same host-side check then sees no limit. Nothing is left
+//! behind: state dir, cgroup, bundle. Needs root and runc (and jq for the
+//! wrapper); each missing piece is a printed skip.
+
+#![cfg(feature = "privileged")]
+#![allow(clippy::unwrap_used)]
+
+use isocheck_harness::fixtures;
+use isocheck_harness::oci::{build_config, runtime::v1_cgroup_dir, Bundle, BundleInputs};
+use isocheck_harness::oci::{OciContainer, OciRuntime, RuntimeError};
+use isocheck_runtime::spec::ContainerSpec;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What the host saw of one run: pids.max of the container's cgroup (read
+/// between create and start), the probe's stdout, and whether the cgroup
+/// and state were gone after delete.
+struct Seen {
+    pids_max: String,
+    stdout: String,
+    cgroup_left: bool,
+    state_left: bool,
+}
+
+fn run_once(
+    runtime: &OciRuntime,
+    dir: &Path,
+    image: &Path,
+    id: &str,
+) -> Result<Seen, RuntimeError> {
+    let mut spec = ContainerSpec {
+        command: vec!["/probe".into(), "pids".into()],
+        ..Default::default()
+    };
+    spec.limits.pids = Some(32);
+    spec.limits.memory_bytes = Some(64 << 20);
+    spec.namespaces.net = false; // no netns of the harness here
+    let bundle = Bundle::create(&dir.join(format!("bundle-{id}")), image, false).unwrap();
+    let config = build_config(
+        &spec,
+        &BundleInputs {
+            rootfs: bundle.rootfs(image),
+            netns: None,
+            cgroups_path: format!("/isocheck/{id}"),
+        },
+    )
+    .unwrap();
+    bundle.write_config(&config).unwrap();
+    let state = dir.join("state");
+    let mut c = OciContainer::create(runtime, &state, &bundle.dir, id)?;
+    let cg = v1_cgroup_dir(c.pid(), "pids").expect("the container's pids cgroup");
+    let pids_max = std::fs::read_to_string(cg.join("pids.max"))
+        .unwrap()
+        .trim()
+        .to_string();
+    c.start().unwrap();
+    let stopped = c.wait(Instant::now() + Duration::from_secs(20)).unwrap();
+    c.delete();
+    Ok(Seen {
+        pids_max,
+        stdout: stopped.stdout,
+        cgroup_left: cg.exists(),
+        state_left: state.join(id).exists(),
+    })
+}
+
+fn check_enforced(seen: &Seen, name: &str) {
+    assert_eq!(
+        seen.pids_max, "32",
+        "{name} left pids.max at {}",
+        seen.pids_max
+    );
+    assert!(
+        seen.stdout.contains("\"pid\":1"),
+        "probe said {:?}",
+        seen.stdout
+    );
+    assert!(!seen.cgroup_left, "{name} left its cgroup");
+    assert!(!seen.state_left, "{name} left its state dir");
+}
+
+/// The runtime, a temp dir of ours and the probe's image in it; `None`
+/// (with the reason printed) without root or without the runtime.
+fn setup(name: &str) -> Option<(OciRuntime, tempfile::TempDir, PathBuf)> {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skip: needs root");
+        return None;
+    }
+    let Ok(runtime) = OciRuntime::resolve(name) else {
+        println!("skip: {name} not on PATH");
+        return None;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("isocheck-oci-")
+        .tempdir()
+        .unwrap();
+    let image = dir.path().join("image");
+    fixtures::build_image(&image, &fixtures::probe_binary().unwrap()).unwrap();
+    Some((runtime, dir, image))
+}
+
+/// The same bundle through crun, when installed.
+#[test]
+fn crun_applies_the_pids_limit() {
+    let Some((crun, dir, image)) = setup("crun") else {
+        return;
+    };
+    let id = format!("isocheck-oci-crun-{}", std::process::id());
+    match run_once(&crun, dir.path(), &image, &id) {
+        Ok(seen) => check_enforced(&seen, "crun"),
+        // A config the runtime refuses is `unsupported`, with its own words
+        // (crun 1.8 on a hybrid host); it must still leave nothing.
+        Err(RuntimeError::Refused { step, stderr }) => {
+            assert!(
+                !dir.path().join("state").join(&id).exists(),
+                "crun left state after refusing"
+            );
+            println!("unsupported: crun refused at {step}: {stderr}");
+        }
+        Err(e) => panic!("crun: {e}"),
+    }
+}
+
+#[test]
+fn runc_applies_the_pids_limit_and_a_wrapper_that_drops_it_is_caught() {
+    let Some((runc, dir, image)) = setup("runc") else {
+        return;
+    };
+    let id = format!("isocheck-oci-{}", std::process::id());
+
+    let seen = run_once(&runc, dir.path(), &image, &id).unwrap();
+    check_enforced(&seen, "runc");
+
+    if OciRuntime::resolve("jq").is_err() {
+        println!("skip: the wrapper half needs jq");
+        return;
+    }
+    // The wrapper: runc's command line, but config.json loses the pids
+    // limit before create.
+    let wrapper = dir.path().join("runc-without-pids");
+    std::fs::write(
+        &wrapper,
+        format!(
+            r#"#!/bin/sh
+prev=""
+for a in "$@"; do
+  if [ "$prev" = "--bundle" ]; then
+    jq 'del(.linux.resources.pids)' "$a/config.json" > "$a/config.json.new" && mv "$a/config.json.new" "$a/config.json"
+  fi
+  prev="$a"
+done
+exec {} "$@"
+"#,
+            runc.path.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapped = OciRuntime::resolve(wrapper.to_str().unwrap()).unwrap();
+    let seen = run_once(&wrapped, dir.path(), &image, &format!("{id}-w")).unwrap();
+    assert_eq!(
+        seen.pids_max, "max",
+        "the wrapper's container should have no pids limit"
+    );
+    assert!(
+        !seen.cgroup_left && !seen.state_left,
+        "wrapper run left state"
+    );
+}
