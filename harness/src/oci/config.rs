@@ -96,6 +96,9 @@ pub fn oci_meaning(p: Protection) -> Result<&'static str, &'static str> {
         GroupKill => Err("killing the whole cgroup is the runtime's kill, not config (runc kill --all is not mapped yet)"),
         DeviceAllowlist => Ok("linux.resources.devices: deny all, then the allowlist (off: allow all)"),
         Nodev => Ok("mounts[/dev/shm,/tmp].options nodev"),
+        Nosuid => Ok("mounts[/dev,/dev/shm,/tmp].options nosuid"),
+        Noexec => Ok("mounts[/dev,/dev/shm].options noexec"),
+        ClearGroups => Err("an OCI runtime always sets the groups to process.user.additionalGids; keeping the caller's has no OCI form"),
         GroupFreeze => Err("pause is the runtime's command (runc pause freezes the cgroup); its SIGSTOP-only control has no OCI form"),
         ExecJoinsNamespaces => Err("exec is the runtime's command; an exec that joins nothing has no OCI form"),
         BridgeAttachment => Ok("the harness's veth (outside config.json)"),
@@ -129,6 +132,7 @@ pub fn build_config(spec: &ContainerSpec, inputs: &BundleInputs) -> Result<Spec,
         (!h.detach_old_root, Protection::DetachOldRoot),
         (!h.rslave_root, Protection::RslaveRoot),
         (!h.close_host_fds, Protection::CloseHostFds),
+        (!h.clear_groups, Protection::ClearGroups),
     ] {
         if off {
             let why = oci_meaning(p).err().unwrap_or("no OCI form");
@@ -288,14 +292,18 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
 /// spec template has them (plus /tmp), then the spec's binds in order.
 fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, ConfigError> {
     let k = &spec.kernel_files;
-    let nodev = spec.hardening.nodev;
-    let with_nodev = |base: &[&'static str]| {
+    let h = &spec.hardening;
+    // The flags of the writable mounts, each as its protection says.
+    let with = |base: &[&'static str], flags: &[(bool, &'static str)]| {
         let mut o = base.to_vec();
-        if nodev {
-            o.push("nodev");
-        }
+        o.extend(flags.iter().filter(|(on, _)| *on).map(|(_, f)| *f));
         o
     };
+    let (nosuid, noexec, nodev) = (
+        (h.nosuid, "nosuid"),
+        (h.noexec, "noexec"),
+        (h.nodev, "nodev"),
+    );
     let sys_mode = if k.sys_readonly { "ro" } else { "rw" };
     let mut out = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
@@ -303,7 +311,10 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, ConfigError> {
             "/dev",
             "tmpfs",
             "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+            &with(
+                &["strictatime", "mode=755", "size=65536k"],
+                &[nosuid, noexec],
+            ),
         )?,
         mount(
             "/dev/pts",
@@ -321,7 +332,7 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, ConfigError> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &with_nodev(&["nosuid", "noexec", "mode=1777", "size=65536k"]),
+            &with(&["mode=1777", "size=65536k"], &[nosuid, noexec, nodev]),
         )?,
         mount(
             "/dev/mqueue",
@@ -339,7 +350,7 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, ConfigError> {
             "/tmp",
             "tmpfs",
             "tmpfs",
-            &with_nodev(&["nosuid", "mode=1777", "size=65536k"]),
+            &with(&["mode=1777", "size=65536k"], &[nosuid, nodev]),
         )?,
     ];
     if k.host_cgroupfs_rw {
@@ -688,6 +699,8 @@ mod tests {
                         | Protection::RecursiveBinds
                         | Protection::SysReadonly
                         | Protection::Nodev
+                        | Protection::Nosuid
+                        | Protection::Noexec
                         | Protection::HostCgroupfsHidden => &[".mounts"],
                         Protection::ProcSysReadonly | Protection::ReadonlyPaths => {
                             &[".linux.readonlyPaths"]
