@@ -5,6 +5,8 @@
 # error too (the table below went stale), never a silent pass.
 #
 #   .ci/protection-removals.sh [NAME...]     every removal, or only these
+#   .ci/protection-removals.sh --check        only check that every text still
+#                                             matches its file (no build, no run)
 #
 # Runs in a scratch worktree of HEAD (your tree is never touched), as root.
 # Each entry: name | file | exact text (first occurrence) | replacement |
@@ -76,6 +78,20 @@ EOF
 #   no-swap (v2) runtime/src/cgroups/memory.rs  memory.swap.max = swap_bytes  -> "max"                         memory-no-swap
 #   no-swap (v1, swap on) runtime/src/cgroups/memory.rs  memsw = max + swap_bytes  -> max + 1 TiB              memory-no-swap
 #   memory-limit (v2) runtime/src/cgroups/memory.rs  fs::write(path, "memory.max", ...)?  -> let _ = max;     memory-oom-kill
+
+if [ "${1:-}" = --check ]; then
+  stale=0
+  while IFS='|' read -r name file from to scenarios; do
+    [ -z "$name" ] && continue
+    if [ ! -f "$file" ] || ! FROM=$from perl -0ne 'exit(index($_, $ENV{FROM}) >= 0 ? 0 : 1)' "$file"; then
+      echo "STALE $name: text not found in $file: $from"
+      stale=$((stale + 1))
+    fi
+  done <<<"$REMOVALS"
+  echo "$stale stale"
+  [ "$stale" -eq 0 ]
+  exit
+fi
 
 want=("$@")
 selected() {
