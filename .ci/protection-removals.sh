@@ -66,6 +66,7 @@ io-limit|runtime/src/cgroups/mod.rs|if !limits.io_write_bps.is_empty() {|if fals
 nofile-limit|runtime/src/rlimits.rs|("limits.nofile", Rlimit::Nofile, limits.nofile),|("limits.nofile", Rlimit::Nofile, None),|rlimit-nofile
 nproc-limit|runtime/src/rlimits.rs|("limits.nproc", Rlimit::Nproc, limits.nproc),|("limits.nproc", Rlimit::Nproc, None),|rlimit-nproc
 oom-score-adj|runtime/src/rlimits.rs|set_oom_score_adj(pid, adj)?;|let _ = adj;|oom-score-adj
+locked-mounts|runtime/src/process.rs|        mount_lock::enter(maps)?;|        let _ = maps;|userns-locked-mounts
 group-freeze|runtime/src/process.rs|Some(cgroup) => Ok(cgroup.freeze()?),|Some(_) => Ok(()),|pause-freezes-all
 EOF
 )

@@ -151,10 +151,11 @@ pub enum Step {
     OpenNewRoot,
     Seccomp,
     ReadonlyPath,
+    LockMounts,
 }
 
 impl Step {
-    const ALL: [Step; 51] = [
+    const ALL: [Step; 52] = [
         Step::Stdio,
         Step::ParentDeathSignal,
         Step::WaitForParent,
@@ -206,6 +207,7 @@ impl Step {
         Step::OpenNewRoot,
         Step::Seccomp,
         Step::ReadonlyPath,
+        Step::LockMounts,
     ];
 
     pub fn from_u8(b: u8) -> Option<Step> {
@@ -266,6 +268,7 @@ impl Step {
             Step::OpenNewRoot => "open_new_root",
             Step::Seccomp => "seccomp",
             Step::ReadonlyPath => "readonly_path",
+            Step::LockMounts => "lock_mounts",
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod error;
+pub mod mount_lock;
 pub mod mounts;
 pub mod network;
 pub mod owner;

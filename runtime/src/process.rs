@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::caps::CapPlan;
 use crate::cgroups::{Cgroup, CgroupError, CgroupManager, CgroupStats};
 use crate::error::{ChildError, Error, Step, StepFailure, FAILURE_WIRE_LEN};
+use crate::mount_lock::{self, NestedMaps};
 use crate::mounts::{self, RootPlan};
 use crate::network::{self, Netns, VethAttachment};
 use crate::rootfs::{self, PreparedRootfs};
@@ -225,6 +226,8 @@ struct ChildPlan {
     /// Compiled by the parent; the child only hands it to the kernel.
     seccomp: Option<SeccompProgram>,
     close_host_fds: bool,
+    /// Set when the container has a user namespace and locked mounts.
+    lock_mounts: Option<NestedMaps>,
     exec: ExecArgs,
 }
 
@@ -307,6 +310,9 @@ fn child_steps(plan: &mut ChildPlan, sock: BorrowedFd<'_>) -> Result<Proceed, St
         mounts::build_root(&mut real, root, &mut plan.scratch)?;
     }
     step(Step::Chdir, plan.cwd.to_bytes(), sys_chdir(&plan.cwd))?;
+    if let Some(maps) = &plan.lock_mounts {
+        mount_lock::enter(maps)?;
+    }
     confine(&plan.caps, plan.no_new_privs, plan.seccomp.as_ref())?;
     if plan.close_host_fds {
         step(Step::CloseFds, b"", sys::cloexec_from(3))?;
@@ -711,6 +717,14 @@ impl Container {
             what: "cwd",
             value: spec.cwd.display().to_string(),
         })?;
+        // Only a root built in a mount namespace of the user namespace's has
+        // mounts to lock.
+        let lock_mounts = match (&mapping, &root) {
+            (Some(m), Some(_)) if spec.hardening.locked_mounts => {
+                Some(NestedMaps::identity_of(&m.uid_map, &m.gid_map))
+            }
+            _ => None,
+        };
         let mut plan = ChildPlan {
             sock: child_sock.as_raw_fd(),
             stdio: [
@@ -735,6 +749,7 @@ impl Container {
             no_new_privs: spec.no_new_privs,
             seccomp: seccomp.clone(),
             close_host_fds: spec.hardening.close_host_fds,
+            lock_mounts,
             exec: ExecArgs::new(&spec.command, &spec.env)?,
         };
 

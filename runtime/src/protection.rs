@@ -116,6 +116,10 @@ pub enum Protection {
     GroupFreeze,
     /// `Container::exec` joins every namespace of PID 1.
     ExecJoinsNamespaces,
+    /// In a user namespace the container's mounts are locked: a read-only
+    /// mount stays read-only and a mask cannot be unmounted, whatever
+    /// capabilities root keeps inside.
+    LockedMounts,
     /// The container's veth is attached to its bridge.
     BridgeAttachment,
     /// The bridge's subnet is masqueraded out of the uplink (the harness's
@@ -212,6 +216,7 @@ impl Protection {
             Protection::Noexec => format!("{}", h.noexec),
             Protection::GroupFreeze => format!("{}", h.group_freeze),
             Protection::ExecJoinsNamespaces => format!("{}", h.exec_joins_namespaces),
+            Protection::LockedMounts => format!("{}", h.locked_mounts),
             Protection::BridgeAttachment => format!("{:?}", bridge.map(|b| b.detached)),
             Protection::Masquerade => String::new(),
             Protection::PortForward => format!("{:?}", bridge.map(|b| &b.publish)),
@@ -289,6 +294,7 @@ impl Protection {
             Protection::Noexec => h.noexec = false,
             Protection::GroupFreeze => h.group_freeze = false,
             Protection::ExecJoinsNamespaces => h.exec_joins_namespaces = false,
+            Protection::LockedMounts => h.locked_mounts = false,
             Protection::BridgeAttachment => {
                 if let NetworkMode::Bridge(b) = &mut spec.network {
                     b.detached = true;

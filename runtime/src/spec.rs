@@ -380,6 +380,10 @@ pub struct Hardening {
     /// `Container::pause` freezes the whole cgroup (cgroup.freeze or
     /// freezer.state). Off: SIGSTOP to PID 1 only.
     pub group_freeze: bool,
+    /// With a user namespace, the mounts are locked (`mount_lock`): root
+    /// inside cannot remount a read-only mount read-write or unmount a mask.
+    /// Off: it can, holding CAP_SYS_ADMIN over its own mount namespace.
+    pub locked_mounts: bool,
 }
 
 impl Default for Hardening {
@@ -398,6 +402,7 @@ impl Default for Hardening {
             nosuid: true,
             noexec: true,
             group_freeze: true,
+            locked_mounts: true,
         }
     }
 }
@@ -608,6 +613,16 @@ impl ContainerSpec {
             return Err(invalid(
                 "rootfs.source",
                 format!("{} is not a file", path.display()),
+            ));
+        }
+        if self.namespaces.user
+            && self.hardening.locked_mounts
+            && self.rootfs.entry == RootEntry::ChrootOnly
+        {
+            return Err(invalid(
+                "hardening.locked_mounts",
+                "needs rootfs.entry pivot-root with a user namespace (the kernel refuses a \
+                 new user namespace to a chrooted process); switch off locked-mounts too",
             ));
         }
         if let RootfsSource::OciLayout(p) = &self.rootfs.source {
@@ -1079,6 +1094,7 @@ mod tests {
     #[rstest]
     #[case::missing_rootfs(|s: &mut ContainerSpec| s.rootfs.source = RootfsSource::Dir("/nope".into()), "rootfs.source: /nope does not exist")]
     #[case::tar_is_a_dir(|s: &mut ContainerSpec| s.rootfs.source = RootfsSource::Tar(std::env::temp_dir()), "rootfs.source: /tmp is not a file")]
+    #[case::locked_mounts_in_a_chroot(|s: &mut ContainerSpec| { s.namespaces.user = true; s.rootfs.entry = RootEntry::ChrootOnly; }, "hardening.locked_mounts: needs rootfs.entry pivot-root with a user namespace (the kernel refuses a new user namespace to a chrooted process); switch off locked-mounts too")]
     #[case::hostname_without_uts(|s: &mut ContainerSpec| { s.hostname = Some("h".into()); s.namespaces.uts = false; }, "hostname: h needs namespaces.uts")]
     #[case::hostname_too_long(|s: &mut ContainerSpec| s.hostname = Some("x".repeat(65)), "hostname: \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" must be 1 to 64 bytes without NUL")]
     #[case::relative_destination(|s: &mut ContainerSpec| s.mounts = vec![bind("/tmp", "/a"), bind("/tmp", "/b"), bind("/tmp", "rel")], "mounts[2].destination: rel must be absolute")]

@@ -471,6 +471,47 @@ pub fn open(path: &CStr, flags: i32) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// PR_SET_DUMPABLE 1: the process's /proc files owned by its own euid again
+/// (a change of ids left them to the host's root).
+pub fn set_dumpable() -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }).map(drop)
+}
+
+/// openat(2) of a NUL-terminated name relative to `dir`, returning an owned
+/// fd (O_CLOEXEC added).
+pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: valid fd and C string.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: new fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Waits for a child forked by [`clone3`] and returns its exit code (128 +
+/// signal when killed). Retries EINTR.
+pub fn wait_exit_code(pid: i32) -> Result<i32, Errno> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` outlives the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 {
+            break;
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
+    if libc::WIFEXITED(status) {
+        Ok(libc::WEXITSTATUS(status))
+    } else {
+        Ok(128 + libc::WTERMSIG(status))
+    }
+}
+
 /// write(2) of the whole buffer.
 pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {

@@ -146,6 +146,7 @@ pub fn mount_private(mut args: Args) -> Result<Observation, ProbeError> {
 
 pub fn remount_rw(mut args: Args) -> Result<Observation, ProbeError> {
     let path: String = args.required("path")?;
+    let unmount: Option<String> = args.optional("unmount")?;
     args.finish()?;
     // The bind is there and read-only before the attempt, seen in our own
     // mount table (a table that cannot be read fails the action).
@@ -170,11 +171,36 @@ pub fn remount_rw(mut args: Args) -> Result<Observation, ProbeError> {
         // The observation is the errno; leave nothing behind.
         let _ = fs::remove_file(&test_file);
     }
-    Ok(Observation::new()
+    let observed = Observation::new()
         .with("mounted", options.is_some())
         .with("mounted_ro", mounted_ro)
         .errno("remount_errno", &remounted)
-        .io_errno("write_errno", &written))
+        .io_errno("write_errno", &written);
+    match unmount {
+        Some(target) => unmount_mask(observed, &mountinfo, target.trim_end_matches('/')),
+        None => Ok(observed),
+    }
+}
+
+/// umount2 of a mount point (a mask over a kernel file) that must be a
+/// mount point before the attempt (else EINVAL would prove nothing), and
+/// whether it still is one afterwards, from a fresh read of our mount table.
+fn unmount_mask(
+    observed: Observation,
+    mountinfo: &str,
+    target: &str,
+) -> Result<Observation, ProbeError> {
+    let was_mounted = mount_options_at(mountinfo, target).is_some();
+    let unmounted = mount::umount2(target, mount::MntFlags::empty());
+    let after = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| ProbeError::internal("read /proc/self/mountinfo", e))?;
+    Ok(observed
+        .with("unmount_target_mounted", was_mounted)
+        .errno("unmount_errno", &unmounted)
+        .with(
+            "unmount_still_mounted",
+            mount_options_at(&after, target).is_some(),
+        ))
 }
 
 #[cfg(test)]

@@ -101,6 +101,7 @@ pub fn oci_meaning(p: Protection) -> Result<&'static str, &'static str> {
         ClearGroups => Err("an OCI runtime always sets the groups to process.user.additionalGids; keeping the caller's has no OCI form"),
         GroupFreeze => Err("pause is the runtime's command (runc pause freezes the cgroup); its SIGSTOP-only control has no OCI form"),
         ExecJoinsNamespaces => Err("exec is the runtime's command; an exec that joins nothing has no OCI form"),
+        LockedMounts => Err("whether the mounts end up locked is how the runtime builds its user namespace; config.json has no field for it"),
         BridgeAttachment => Ok("the harness's veth (outside config.json)"),
         Masquerade => Ok("the harness's NAT (outside config.json)"),
         PortForward => Ok("the harness's DNAT (outside config.json)"),
@@ -133,6 +134,7 @@ pub fn build_config(spec: &ContainerSpec, inputs: &BundleInputs) -> Result<Spec,
         (!h.rslave_root, Protection::RslaveRoot),
         (!h.close_host_fds, Protection::CloseHostFds),
         (!h.clear_groups, Protection::ClearGroups),
+        (!h.locked_mounts, Protection::LockedMounts),
     ] {
         if off {
             let why = oci_meaning(p).err().unwrap_or("no OCI form");
