@@ -171,3 +171,47 @@ exec {} "$@"
         "wrapper run left state"
     );
 }
+
+/// A half through runc reports what our own runtime's half would: the OOM
+/// kill as the init's signal (the harness is its subreaper) and the
+/// kernel's count in the cgroup runc made, read before delete; then the
+/// cgroup, state and bundle are gone.
+#[test]
+fn runc_half_reports_an_oom_kill_with_its_counter() {
+    let Some((runc, dir, image)) = setup("runc") else {
+        return;
+    };
+    let id = format!("isocheck-ocihalf-{}", std::process::id());
+    let mut spec = ContainerSpec {
+        command: vec![
+            "/probe".into(),
+            "alloc".into(),
+            "--mib".into(),
+            "128".into(),
+        ],
+        ..Default::default()
+    };
+    spec.limits.memory_bytes = Some(32 << 20);
+    spec.limits.pids = Some(64);
+    spec.namespaces.net = false;
+    let seen = isocheck_harness::oci::run_half(&isocheck_harness::oci::HalfRequest {
+        runtime: &runc,
+        spec: &spec,
+        image: &image,
+        dir: dir.path(),
+        id: &id,
+        deadline: Instant::now() + Duration::from_secs(30),
+    })
+    .unwrap();
+    assert_eq!(seen.exit_signal, Some(9), "{seen:?}");
+    assert!(!seen.timed_out, "{seen:?}");
+    assert!(
+        seen.cgroup["oom_kills"].as_u64().is_some_and(|n| n >= 1),
+        "{seen:?}"
+    );
+    assert!(seen.namespaces.contains_key("pid"), "{seen:?}");
+    let manager = isocheck_runtime::cgroups::CgroupManager::detect().unwrap();
+    assert!(manager.view(&id).is_err(), "runc left isocheck/{id}");
+    assert!(!dir.path().join("oci-state").join(&id).exists());
+    assert!(!dir.path().join(format!("bundle-{id}")).exists());
+}

@@ -2,10 +2,12 @@
 //! (config.json built with the oci-spec crate), for runc, crun or youki.
 
 pub mod config;
+pub mod half;
 
 pub use config::{build_config, oci_meaning, BundleInputs, ConfigError};
 pub mod runtime;
 
+pub use half::{run_half, HalfError, HalfRequest, HalfSeen};
 pub use runtime::{OciContainer, OciRuntime, RuntimeError};
 
 use std::path::{Path, PathBuf};

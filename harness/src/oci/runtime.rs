@@ -235,6 +235,13 @@ impl OciContainer {
             .map(|_| ())
     }
 
+    /// `kill ID KILL`: the init, and with it the pid namespace.
+    pub fn kill(&self) {
+        let _ = self
+            .runtime
+            .step(&self.state_root, "kill", &["kill", &self.id, "KILL"]);
+    }
+
     /// Waits until `state` says stopped (SIGKILL at `deadline`), then
     /// collects the stdout. Cgroup evidence must be read before `delete`.
     pub fn wait(&mut self, deadline: Instant) -> Result<Stopped, RuntimeError> {
@@ -246,9 +253,7 @@ impl OciContainer {
             }
             if Instant::now() >= deadline && !timed_out {
                 timed_out = true;
-                let _ = self
-                    .runtime
-                    .step(&self.state_root, "kill", &["kill", &self.id, "KILL"]);
+                self.kill();
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -60,4 +60,13 @@ impl CgroupBackend for HybridBackend {
         nodes.unified = Some(node);
         Ok(())
     }
+
+    fn locate(&self, name: &str, nodes: &mut Nodes) {
+        self.v1.locate(name, nodes);
+        let node = self.unified.node_path(name);
+        if node.is_dir() {
+            nodes.dirs.push(node.clone());
+            nodes.unified = Some(node);
+        }
+    }
 }

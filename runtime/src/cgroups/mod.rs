@@ -204,6 +204,46 @@ pub(crate) struct Nodes {
     pub dirs: Vec<PathBuf>,
 }
 
+impl Nodes {
+    fn stats(&self) -> Result<CgroupStats, CgroupError> {
+        let mut stats = CgroupStats::default();
+        if let Some(dir) = &self.memory {
+            memory::stats(dir, &mut stats)?;
+        }
+        if let Some(dir) = &self.pids {
+            pids::stats(dir, &mut stats)?;
+        }
+        if let Some(dir) = &self.cpu {
+            cpu::stats(dir, self.cpuacct.as_deref(), &mut stats)?;
+        } else if let Some(acct) = &self.cpuacct {
+            stats.cpu_usage_usec = fs::read_single_u64(acct, "cpuacct.usage")?.map(|ns| ns / 1000);
+        }
+        if let Some(dir) = &self.io {
+            io::stats(dir, &mut stats)?;
+        }
+        Ok(stats)
+    }
+}
+
+/// A cgroup another runtime made at `isocheck/<name>` (an OCI runtime given
+/// that `cgroupsPath`): read only, never removed by us.
+#[derive(Debug)]
+pub struct CgroupView {
+    nodes: Nodes,
+}
+
+impl CgroupView {
+    /// The same counters as [`Cgroup::stats`].
+    pub fn stats(&self) -> Result<CgroupStats, CgroupError> {
+        self.nodes.stats()
+    }
+
+    /// The directories found, one per hierarchy.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.nodes.dirs.clone()
+    }
+}
+
 /// One way of laying cgroups out on a host. Each backend knows which
 /// hierarchies to use and how to make a cgroup in them; what a cgroup does
 /// afterwards (place, read, kill, remove) is driven by the [`Nodes`] it made.
@@ -217,6 +257,9 @@ pub(crate) trait CgroupBackend {
     /// directory made is pushed to `nodes.dirs` at once, so a failure part
     /// way is undone by the caller.
     fn create(&self, name: &str, limits: &Limits, nodes: &mut Nodes) -> Result<(), CgroupError>;
+    /// The directories of an existing `isocheck/<name>` (made by another
+    /// runtime told that path), without making or changing anything.
+    fn locate(&self, name: &str, nodes: &mut Nodes);
 }
 
 /// The backend picked for this host.
@@ -316,6 +359,21 @@ impl CgroupManager {
         // On error `cgroup` is dropped here, which removes what was made.
         self.backend.get().create(name, limits, &mut cgroup.nodes)?;
         Ok(cgroup)
+    }
+
+    /// The existing cgroup `isocheck/<name>` made by someone else; an error
+    /// when no hierarchy has it.
+    pub fn view(&self, name: &str) -> Result<CgroupView, CgroupError> {
+        validate_name(name)?;
+        let mut nodes = Nodes::default();
+        self.backend.get().locate(name, &mut nodes);
+        if nodes.dirs.is_empty() {
+            return Err(CgroupError::Read {
+                path: PathBuf::from(PARENT).join(name),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        Ok(CgroupView { nodes })
     }
 
     /// Who made the leftover cgroup at `path`, from its owner record; an
@@ -467,22 +525,7 @@ impl Cgroup {
 
     /// Read back the counters of every controller in use.
     pub fn stats(&self) -> Result<CgroupStats, CgroupError> {
-        let mut stats = CgroupStats::default();
-        if let Some(dir) = &self.nodes.memory {
-            memory::stats(dir, &mut stats)?;
-        }
-        if let Some(dir) = &self.nodes.pids {
-            pids::stats(dir, &mut stats)?;
-        }
-        if let Some(dir) = &self.nodes.cpu {
-            cpu::stats(dir, self.nodes.cpuacct.as_deref(), &mut stats)?;
-        } else if let Some(acct) = &self.nodes.cpuacct {
-            stats.cpu_usage_usec = fs::read_single_u64(acct, "cpuacct.usage")?.map(|ns| ns / 1000);
-        }
-        if let Some(dir) = &self.nodes.io {
-            io::stats(dir, &mut stats)?;
-        }
-        Ok(stats)
+        self.nodes.stats()
     }
 
     /// Freeze every task (v2 cgroup.freeze, v1 freezer.state) and return

@@ -106,14 +106,38 @@ impl CgroupBackend for V1Backend {
                 version: Version::V1,
             })
         };
-        nodes.memory = controller_dir("memory");
-        nodes.pids = controller_dir("pids");
-        nodes.cpu = controller_dir("cpu");
-        nodes.cpuacct = controller_dir("cpuacct").map(|d| d.path);
-        nodes.cpuset = controller_dir("cpuset");
-        nodes.io = controller_dir("blkio");
-        nodes.freezer = controller_dir("freezer");
-
+        fill(nodes, controller_dir);
         super::apply_limits(nodes, limits)
     }
+
+    fn locate(&self, name: &str, nodes: &mut Nodes) {
+        let controller_dir = |controller: &str| {
+            let path = self.mounts.get(controller)?.join(PARENT).join(name);
+            path.is_dir().then_some(ControllerDir {
+                path,
+                version: Version::V1,
+            })
+        };
+        for controller in [
+            "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "freezer",
+        ] {
+            if let Some(d) = controller_dir(controller) {
+                if !nodes.dirs.contains(&d.path) {
+                    nodes.dirs.push(d.path);
+                }
+            }
+        }
+        fill(nodes, controller_dir);
+    }
+}
+
+/// Each controller's directory, by v1 hierarchy name.
+fn fill(nodes: &mut Nodes, controller_dir: impl Fn(&str) -> Option<ControllerDir>) {
+    nodes.memory = controller_dir("memory");
+    nodes.pids = controller_dir("pids");
+    nodes.cpu = controller_dir("cpu");
+    nodes.cpuacct = controller_dir("cpuacct").map(|d| d.path);
+    nodes.cpuset = controller_dir("cpuset");
+    nodes.io = controller_dir("blkio");
+    nodes.freezer = controller_dir("freezer");
 }

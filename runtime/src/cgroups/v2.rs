@@ -38,6 +38,11 @@ impl V2Backend {
     ) -> Result<PathBuf, CgroupError> {
         make_child(&self.root.join(PARENT), name, nodes, |_| Ok(()))
     }
+
+    /// `<root>/isocheck/<name>`, whether it exists or not.
+    pub(crate) fn node_path(&self, name: &str) -> PathBuf {
+        self.root.join(PARENT).join(name)
+    }
 }
 
 /// Names listed in a space-separated controller file (cgroup.controllers,
@@ -112,5 +117,29 @@ impl CgroupBackend for V2Backend {
         nodes.unified = Some(dir);
 
         super::apply_limits(nodes, limits)
+    }
+
+    fn locate(&self, name: &str, nodes: &mut Nodes) {
+        let dir = self.node_path(name);
+        if !dir.is_dir() {
+            return;
+        }
+        let node = ControllerDir {
+            path: dir.clone(),
+            version: Version::V2,
+        };
+        // Files of a controller not enabled there read back as None.
+        for slot in [
+            &mut nodes.memory,
+            &mut nodes.pids,
+            &mut nodes.cpu,
+            &mut nodes.cpuset,
+            &mut nodes.io,
+        ] {
+            *slot = Some(node.clone());
+        }
+        nodes.freezer = dir.join("cgroup.freeze").exists().then(|| node.clone());
+        nodes.dirs.push(dir.clone());
+        nodes.unified = Some(dir);
     }
 }
