@@ -17,8 +17,8 @@ use std::process::ExitCode;
     about = "Verify Linux container isolation on a real kernel"
 )]
 struct Cli {
-    /// More detail on stderr (-v: debug, -vv: trace). Warnings, such as a
-    /// teardown step that failed, are always shown.
+    /// More detail on stderr (-v: info, -vv: debug, -vvv: trace). Warnings,
+    /// such as a teardown step that failed, are always shown.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -231,18 +231,25 @@ fn error_line(err: &anyhow::Error) -> String {
 /// The runtime reports teardown problems (a cgroup that would not go, a
 /// veth or nft table left) through `tracing`; without a subscriber they
 /// would vanish.
+/// Only stderr: stdout carries the reports (`list`, the table, the matrix).
 fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
     tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_max_level(log_level(verbose))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person: CI logs and `2> file` stay plain.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .init();
+}
+
+fn log_level(verbose: u8) -> tracing::Level {
+    match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    }
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -944,6 +951,18 @@ mod tests {
     struct Repeats {
         path: &'static str,
         source: std::io::Error,
+    }
+
+    #[test]
+    fn warnings_always_and_each_v_adds_a_level() {
+        assert_eq!(log_level(0), tracing::Level::WARN);
+        assert_eq!(log_level(1), tracing::Level::INFO);
+        assert_eq!(log_level(2), tracing::Level::DEBUG);
+        assert_eq!(log_level(3), tracing::Level::TRACE);
+        assert_eq!(log_level(9), tracing::Level::TRACE);
+        // -v is global: it may follow the subcommand.
+        let cli = Cli::try_parse_from(["isocheck", "list", "-vv"]).unwrap();
+        assert_eq!(cli.verbose, 2);
     }
 
     #[test]
