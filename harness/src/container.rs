@@ -334,22 +334,17 @@ fn plan_network(args: &ContainerRunArgs) -> Result<Option<NetworkPlan>, Containe
     Ok(Some((subnet, publish)))
 }
 
-/// The IPv4 routes of the caller's network namespace (/proc/net/route:
-/// destination and mask in hex, host byte order).
+/// The IPv4 routes of the caller's network namespace (/proc/net/route),
+/// each with its interface; none when the table cannot be read.
 fn host_routes() -> Vec<(ipnet::Ipv4Net, String)> {
-    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?;
-            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?;
-            // The kernel prints the network-order word as a native number.
-            let addr = std::net::Ipv4Addr::from(dest.to_ne_bytes());
-            let prefix = mask.count_ones() as u8;
+    let routes = procfs::net::route().unwrap_or_default();
+    routes
+        .into_iter()
+        .filter_map(|r| {
+            let prefix = u32::from(r.mask).count_ones() as u8;
             Some((
-                ipnet::Ipv4Net::new(addr, prefix).ok()?.trunc(),
-                f[0].to_string(),
+                ipnet::Ipv4Net::new(r.destination, prefix).ok()?.trunc(),
+                r.iface,
             ))
         })
         .collect()
