@@ -3,7 +3,10 @@
 //! variant names the step (and the path or value) it failed on.
 
 use crate::fixtures::FixtureError;
+use crate::measure::MeasureError;
+use crate::nettestbed::TestbedError;
 use isocheck_runtime::cgroups::CgroupError;
+use isocheck_runtime::network::NetworkError;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,16 +52,16 @@ pub enum ObserveError {
     /// Something the half relies on is not there.
     #[error("{0}")]
     Missing(&'static str),
-    /// The spec builder, the network testbed and the measurements give
-    /// their errors as text.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Testbed(#[from] TestbedError),
+    #[error(transparent)]
+    Measure(#[from] MeasureError),
+    /// The scenario's container spec could not be built (`proof::build_spec`
+    /// words its errors itself).
     #[error("{0}")]
-    Step(String),
-}
-
-impl From<String> for ObserveError {
-    fn from(text: String) -> ObserveError {
-        ObserveError::Step(text)
-    }
+    Spec(String),
 }
 
 /// Builders for the step-naming variants, for `map_err`.

@@ -161,7 +161,8 @@ impl Runner {
                 peer_argv,
                 &half.vars,
                 &self.image,
-            )?;
+            )
+            .map_err(ObserveError::Spec)?;
             spec.network = NetworkMode::Bridge(att.clone());
             net.attachments.push(att);
             let mut peer = self.spawn(&spec, &format!("peer-{}", self.counter))?;
@@ -186,7 +187,8 @@ impl Runner {
         net: &mut NetHalf,
     ) -> Result<ContainerSpec, ObserveError> {
         let image = &half.fixtures.image;
-        let mut spec = build_spec(half.overrides, &half.s.run.probe, &half.vars, image)?;
+        let mut spec = build_spec(half.overrides, &half.s.run.probe, &half.vars, image)
+            .map_err(ObserveError::Spec)?;
         if let NetworkMode::Bridge(wanted) = &spec.network {
             let att = testbed(&mut self.net)?.attachment(
                 on_second_bridge(wanted),
