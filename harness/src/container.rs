@@ -460,3 +460,87 @@ fn forward_until_exit(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        args: ContainerRunArgs,
+    }
+
+    fn args(flags: &[&str]) -> ContainerRunArgs {
+        let argv = ["isocheck"]
+            .iter()
+            .chain(flags)
+            .chain(&["--", "/probe", "noop"]);
+        Flags::try_parse_from(argv).unwrap().args
+    }
+
+    fn refused(flags: &[&str]) -> String {
+        let a = args(flags);
+        match spec_from_flags(&a).and_then(|_| plan_network(&a)) {
+            Ok(_) => panic!("{flags:?} accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn flags_become_the_spec() {
+        let a = args(&[
+            "--memory",
+            "64M",
+            "--pids",
+            "32",
+            "--hostname",
+            "h",
+            "--ro-bind",
+            "/:/data",
+            "--nofile",
+            "128",
+        ]);
+        let spec = spec_from_flags(&a).unwrap();
+        assert_eq!(spec.limits.memory_bytes, Some(64 << 20));
+        assert_eq!(spec.limits.pids, Some(32));
+        assert_eq!(spec.limits.nofile, Some(128));
+        assert_eq!(spec.hostname.as_deref(), Some("h"));
+        assert!(spec.mounts[0].readonly);
+        assert_eq!(spec.command, ["/probe", "noop"]);
+        assert!(plan_network(&a).unwrap().is_none());
+        let off = spec_from_flags(&args(&["--switch-off", "seccomp"])).unwrap();
+        let on = spec_from_flags(&args(&[])).unwrap();
+        assert_ne!(
+            serde_json::to_value(&off).unwrap(),
+            serde_json::to_value(&on).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_bad_flag_is_named_with_its_value() {
+        assert_eq!(
+            refused(&["--pids", "0"]),
+            "--pids 0: not a positive whole number"
+        );
+        assert_eq!(
+            refused(&["--nofile", "x"]),
+            "--nofile x: not a whole number"
+        );
+        let e = refused(&["--ro-bind", "/nonexistent-isocheck:/d"]);
+        assert!(
+            e.ends_with("the source /nonexistent-isocheck does not exist"),
+            "{e}"
+        );
+        assert_eq!(
+            refused(&["--publish", "8080:80"]),
+            "--publish 8080:80: needs --net bridge"
+        );
+        let e = refused(&["--net", "bridge", "--subnet", "10.0.0.1/24"]);
+        assert!(
+            e.starts_with("--subnet 10.0.0.1/24: not an IPv4 network"),
+            "{e}"
+        );
+    }
+}

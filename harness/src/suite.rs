@@ -239,3 +239,67 @@ fn write_outputs(args: &RunArgs, report: &Report) -> Result<(), SuiteError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Vec<Scenario> {
+        scenario::load_dir(&scenario::default_dir()).unwrap()
+    }
+
+    #[test]
+    fn only_selects_by_id_and_refuses_an_unknown_one() {
+        let all = shipped();
+        let first = all[0].id.clone();
+        let picked = select(all.clone(), std::slice::from_ref(&first)).unwrap();
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].id, first);
+        assert_eq!(select(all.clone(), &[]).unwrap().len(), all.len());
+        let e = select(all, &[first, "no-such-id".into()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--only: no scenario has id \"no-such-id\" (see `isocheck list`)"
+        );
+    }
+
+    #[test]
+    fn a_verdict_that_changed_between_rounds_is_named_with_its_history() {
+        let all: Vec<Scenario> = shipped().into_iter().take(2).collect();
+        let history = vec![
+            vec![Verdict::Pass, Verdict::Pass],
+            vec![Verdict::Pass, Verdict::Fail],
+        ];
+        assert_eq!(
+            changed_verdicts(&all, &history),
+            vec![format!("{} (pass,FAIL)", all[1].id)]
+        );
+    }
+
+    #[test]
+    fn each_file_the_flags_ask_for_is_written_and_a_bad_path_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = Report {
+            environment: Environment::gather("hybrid"),
+            results: Vec::new(),
+            interrupted: false,
+            wall_ms: 0,
+        };
+        let mut args = RunArgs {
+            only: Vec::new(),
+            scenarios: None,
+            json: Some(dir.path().join("r.json")),
+            junit: None,
+            tap: Some(dir.path().join("r.tap")),
+            repeat: 1,
+        };
+        write_outputs(&args, &report).unwrap();
+        assert!(dir.path().join("r.json").is_file());
+        assert!(dir.path().join("r.tap").is_file());
+        assert!(!dir.path().join("r.xml").exists());
+        args.junit = Some(dir.path().join("missing/r.xml"));
+        let e = write_outputs(&args, &report).unwrap_err().to_string();
+        assert!(e.starts_with("--junit: write "), "{e}");
+        assert!(e.contains("missing/r.xml"), "{e}");
+    }
+}
