@@ -173,6 +173,7 @@ pub fn run(args: &ContainerRunArgs) -> Result<ExitCode, ContainerRunError> {
     }
     let opts = SpawnOptions::new(run.run_id.clone(), "manual");
     let mut container = Container::spawn(&spec, opts)?;
+    tracing::info!(pid = container.pid(), "container started");
     let stop_timeout = Duration::from_secs(args.stop_timeout);
     let status = forward_until_exit(&mut container, &signals, stop_timeout)?;
     // Dropping the container (then the bridge, then the run dir) tears

@@ -29,6 +29,7 @@ impl Runner {
             return Err(ObserveError::Interrupted);
         }
         self.counter += 1;
+        tracing::info!(scenario = %s.id, half = which.name(), "half starts");
         self.decoy.ensure_alive()?;
         let token = fixtures::token();
         let mut vars = self.vars()?;

@@ -204,6 +204,7 @@ impl Runner {
         opts.stderr = StdioMode::Piped;
         let mut container = Container::spawn(spec, opts)
             .map_err(ObserveError::container(format!("spawn {name}")))?;
+        tracing::debug!(name, pid = container.pid(), "container spawned");
         let stdin = container.take_stdin();
         let stdout = container
             .take_stdout()
