@@ -3,9 +3,9 @@
 //! its "go", or around its exit.
 
 use super::error::ObserveError;
-use super::half::{testbed, Half};
 use super::host_view::{cgroup_stats, host_marker_dir, own_mounts_contain, usage_usec};
 use super::probe_output::{last_json, say_go, wait_until};
+use super::state::{testbed, Half};
 use super::{NetHalf, Runner, Spawned};
 use crate::proof::expand_all;
 use crate::scenario::Interaction;

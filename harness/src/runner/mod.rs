@@ -9,6 +9,7 @@ mod half;
 mod host_view;
 mod interact;
 mod probe_output;
+mod state;
 
 pub use error::ObserveError;
 pub use probe_output::last_json;
