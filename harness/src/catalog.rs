@@ -2,9 +2,61 @@
 //! protections no scenario proves yet, and the tables people read
 //! (`isocheck list --protections`, `isocheck list --markdown`, the README).
 
-use crate::scenario::Scenario;
+use crate::report::{Report, ReportError};
+use crate::scenario::{self, Scenario, ScenarioError};
 use isocheck_runtime::Protection;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub scenarios: Option<PathBuf>,
+    /// Every protection of the runtime with the scenarios whose control
+    /// switches it off (and their verdicts, given --report).
+    #[arg(long)]
+    pub protections: bool,
+    /// A JSON report (`isocheck run --json`) whose verdicts to show.
+    #[arg(long, requires = "protections")]
+    pub report: Option<PathBuf>,
+    /// The guarantee table in Markdown (README.md's).
+    #[arg(long, conflicts_with = "protections")]
+    pub markdown: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+/// `isocheck list`: ids and sentences, or the protections' table, or the
+/// README's Markdown table, on stdout.
+pub fn list(args: &ListArgs) -> Result<(), ListError> {
+    let dir = args.scenarios.clone().unwrap_or_else(scenario::default_dir);
+    let all = scenario::load_dir(&dir)?;
+    if args.markdown {
+        print!("{}", markdown_table(&all));
+    } else if args.protections {
+        let verdicts = match &args.report {
+            Some(path) => Report::load(path)?
+                .results
+                .into_iter()
+                .map(|r| (r.id, r.verdict))
+                .collect(),
+            None => Default::default(),
+        };
+        print!("{}", coverage_table(&all, &verdicts));
+    } else {
+        let width = all.iter().map(|s| s.id.len()).max().unwrap_or(0);
+        for s in all {
+            println!("{:<width$}  {}", s.id, s.guarantee);
+        }
+    }
+    Ok(())
+}
 
 /// Each protection with the ids of the scenarios whose control switches it
 /// off. Every protection is a key, those no scenario proves with an empty list.

@@ -13,9 +13,11 @@
 //! here.
 
 use crate::fixtures::{remove_tree, RUN_DIR_PREFIX};
+use crate::requirements::{require_root, NotRoot};
 use isocheck_runtime::cgroups::CgroupManager;
 use isocheck_runtime::owner;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leftover {
@@ -144,6 +146,32 @@ pub fn find() -> Found {
         );
     }
     found
+}
+
+/// `isocheck cleanup`: says what it leaves alone and what it removes, then
+/// removes it; fails when a removal did.
+pub fn run() -> Result<ExitCode, NotRoot> {
+    require_root("cleanup")?;
+    let found = find();
+    for n in &found.not_ours {
+        println!("not ours, left alone: {n}");
+    }
+    if found.leftovers.is_empty() {
+        println!("nothing to clean up");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for l in &found.leftovers {
+        println!("removing {l}");
+    }
+    let errors = remove(&found.leftovers);
+    for e in &errors {
+        eprintln!("isocheck: cleanup: {e}");
+    }
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// One line for people: how many of each kind, and where to look.

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod cleanup;
+pub mod container;
 pub mod expect;
 pub mod fixtures;
 pub mod loopdev;
@@ -17,6 +18,7 @@ pub mod requirements;
 pub mod runner;
 pub mod scenario;
 pub mod signals;
+pub mod suite;
 pub mod vm;
 
 /// The stand-in host lives in the runtime (the benches enter it too).

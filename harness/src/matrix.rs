@@ -5,7 +5,41 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::report::{Report, Verdict};
+use crate::report::{Report, ReportError, Verdict};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("--html: write {}: {source}", path.display())]
+    Html {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `isocheck matrix`: the reports merged, as text on stdout and, given
+/// `html`, as a page in that file. Each column is named by its file's stem.
+pub fn run(reports: &[PathBuf], html: Option<&Path>) -> Result<(), MatrixError> {
+    let mut loaded = Vec::new();
+    for path in reports {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        loaded.push((name, Report::load(path)?));
+    }
+    let matrix = merge(&loaded);
+    print!("{}", matrix.to_text());
+    if let Some(path) = html {
+        std::fs::write(path, matrix.to_html()).map_err(|source| MatrixError::Html {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
+}
 
 /// One column: a leg (or report file) and its environment.
 #[derive(Debug, Clone, PartialEq)]

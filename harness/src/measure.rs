@@ -8,17 +8,30 @@ use serde_json::{json, Map, Value};
 use std::thread::sleep;
 use std::time::Duration;
 
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error("the container's cgroup CPU usage could not be read")]
+    NoUsage,
+    #[error("{step}: {source}")]
+    Container {
+        step: &'static str,
+        source: isocheck_runtime::Error,
+    },
+    #[error("the twin used no CPU in the window (this one {0} ms)")]
+    IdleTwin(f64),
+}
+
 /// Length of each measured window.
 pub const WINDOW: Duration = Duration::from_millis(1000);
 /// Time given to burners to be running before the first reading.
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// The cgroup's CPU usage so far, in µs.
-fn usage_us(container: &Container) -> Result<u64, String> {
+fn usage_us(container: &Container) -> Result<u64, MeasureError> {
     container
         .cgroup_stats()
         .and_then(|s| s.cpu_usage_usec)
-        .ok_or_else(|| "the container's cgroup CPU usage could not be read".to_string())
+        .ok_or(MeasureError::NoUsage)
 }
 
 fn ms(from: u64, to: u64) -> f64 {
@@ -27,16 +40,20 @@ fn ms(from: u64, to: u64) -> f64 {
 
 /// Usage over a window while running, while paused, then after resume:
 /// `usage_running_ms`, `usage_paused_ms`, `usage_resumed_ms`.
-pub fn pause_resume(container: &Container, host: &mut Map<String, Value>) -> Result<(), String> {
+pub fn pause_resume(
+    container: &Container,
+    host: &mut Map<String, Value>,
+) -> Result<(), MeasureError> {
+    let step = |step| move |source| MeasureError::Container { step, source };
     sleep(SETTLE);
     let u0 = usage_us(container)?;
     sleep(WINDOW);
     let u1 = usage_us(container)?;
-    container.pause().map_err(|e| format!("pause: {e}"))?;
+    container.pause().map_err(step("pause"))?;
     let u2 = usage_us(container)?;
     sleep(WINDOW);
     let u3 = usage_us(container)?;
-    container.resume().map_err(|e| format!("resume: {e}"))?;
+    container.resume().map_err(step("resume"))?;
     sleep(WINDOW);
     let u4 = usage_us(container)?;
     host.insert("usage_running_ms".into(), json!(ms(u0, u1)));
@@ -51,7 +68,7 @@ pub fn usage_ratio(
     a: &Container,
     b: &Container,
     host: &mut Map<String, Value>,
-) -> Result<(), String> {
+) -> Result<(), MeasureError> {
     sleep(SETTLE);
     let (a0, b0) = (usage_us(a)?, usage_us(b)?);
     sleep(2 * WINDOW);
@@ -60,9 +77,7 @@ pub fn usage_ratio(
     host.insert("usage_ms".into(), json!(ua));
     host.insert("twin_usage_ms".into(), json!(ub));
     if ub <= 0.0 {
-        return Err(format!(
-            "the twin used no CPU in the window (this one {ua} ms)"
-        ));
+        return Err(MeasureError::IdleTwin(ua));
     }
     host.insert("usage_ratio".into(), json!(ua / ub));
     Ok(())

@@ -42,6 +42,17 @@ pub struct NetTestbed {
     _listener6: Option<TcpListener>,
 }
 
+/// What can fail once the testbed stands, per half.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    #[error("enable NAT: {0}")]
+    Nat(NetworkError),
+    #[error("enter the outside netns: {0}")]
+    EnterOutside(NetworkError),
+    #[error("start the probe outside: {0}")]
+    StartOutside(std::io::Error),
+}
+
 fn net(step: &'static str) -> impl FnOnce(NetworkError) -> FixtureError {
     move |e| FixtureError::Network(format!("{step}: {e}"))
 }
@@ -152,13 +163,13 @@ impl NetTestbed {
         second: bool,
         detached: bool,
         publish: Option<PortForward>,
-    ) -> Result<BridgeAttachment, String> {
+    ) -> Result<BridgeAttachment, NetworkError> {
         let (bridge, plan, prefix6) = if second {
             (&self.second, &mut self.second_plan, SECOND_SUBNET6)
         } else {
             (&self.first, &mut self.first_plan, FIRST_SUBNET6)
         };
-        let address = plan.allocate().map_err(|e| e.to_string())?;
+        let address = plan.allocate()?;
         let address6 = ipv6_available()
             .then(|| twin6(address.addr(), plan.subnet(), prefix6))
             .flatten();
@@ -189,17 +200,21 @@ impl NetTestbed {
     }
 
     /// Masquerade for the first subnet out of the uplink (one nft batch).
-    pub fn nat(&self) -> Result<Nat, String> {
+    pub fn nat(&self) -> Result<Nat, TestbedError> {
         Nat::enable(
             &self.host,
             self.first_plan.subnet(),
             &self.outside.plan().uplink_name,
         )
-        .map_err(|e| format!("enable NAT: {e}"))
+        .map_err(TestbedError::Nat)
     }
 
     /// Starts the probe in the outside namespace (stdout piped).
-    pub fn spawn_outside(&self, probe: &std::path::Path, argv: &[String]) -> Result<Child, String> {
+    pub fn spawn_outside(
+        &self,
+        probe: &std::path::Path,
+        argv: &[String],
+    ) -> Result<Child, TestbedError> {
         let mut cmd = Command::new(probe);
         cmd.args(argv)
             .stdin(Stdio::null())
@@ -209,9 +224,8 @@ impl NetTestbed {
         self.outside
             .outside()
             .enter_on_spawn(&mut cmd)
-            .map_err(|e| format!("enter the outside netns: {e}"))?;
-        cmd.spawn()
-            .map_err(|e| format!("start the probe outside: {e}"))
+            .map_err(TestbedError::EnterOutside)?;
+        cmd.spawn().map_err(TestbedError::StartOutside)
     }
 
     /// Placeholders for scenario files.

@@ -4,6 +4,20 @@
 
 use std::path::Path;
 
+/// A command that needs root, refused before it makes anything.
+#[derive(Debug, thiserror::Error)]
+#[error("`isocheck {0}` needs root: it creates namespaces, mounts and cgroups (run it with sudo)")]
+pub struct NotRoot(pub &'static str);
+
+/// `isocheck WHAT` goes on only as root.
+pub fn require_root(what: &'static str) -> Result<(), NotRoot> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(NotRoot(what))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
     /// Running as root (uid 0 with CAP_SYS_ADMIN).

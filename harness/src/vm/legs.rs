@@ -86,6 +86,13 @@ pub fn list_legs() -> Vec<Leg> {
     ]
 }
 
+/// `isocheck vm list`: one leg a line.
+pub fn print_list() {
+    for leg in list_legs() {
+        println!("{leg}");
+    }
+}
+
 /// The leg called `name`, if there is one.
 pub fn find_leg(name: &str) -> Option<Leg> {
     list_legs().into_iter().find(|leg| leg.name == name)

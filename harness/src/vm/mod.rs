@@ -7,6 +7,7 @@
 //! [`initramfs::build`] → [`qemu::boot`] (KVM probed, TCG fallback) → the
 //! report from the 9p share, else from the console.
 
+pub mod batch;
 pub mod guest;
 pub mod initramfs;
 pub mod kernel;

@@ -1,0 +1,246 @@
+//! What the harness does with a half's running container, one function
+//! per `interaction` of the scenario file: between the probe's "ready" and
+//! its "go", or around its exit.
+
+use super::error::ObserveError;
+use super::host_view::{cgroup_stats, host_marker_dir, own_mounts_contain, usage_usec};
+use super::probe_output::{last_json, say_go, wait_until};
+use super::state::{testbed, Half};
+use super::{NetHalf, Runner, Spawned};
+use crate::proof::expand_all;
+use crate::scenario::Interaction;
+use isocheck_runtime::spec::{ContainerSpec, NetworkMode};
+use isocheck_runtime::StdioMode;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::time::Duration;
+
+impl Runner {
+    /// The scenario's interaction with the running container, before the
+    /// harness waits for it to exit.
+    pub(super) fn interact(
+        &mut self,
+        half: &mut Half,
+        c: &mut Spawned,
+        spec: &ContainerSpec,
+    ) -> Result<(), ObserveError> {
+        match half.s.interaction {
+            Interaction::None | Interaction::ThenCompanion => Ok(()),
+            Interaction::MountLeak | Interaction::MountUnderBindSource => {
+                self.mount_host_marker(half, c)
+            }
+            Interaction::Exec => self.exec_companion(half, c),
+            Interaction::KillAfterOutput => kill_after_output(half, c),
+            Interaction::PauseResume => pause_resume(half, c),
+            Interaction::CpuTwin => self.cpu_twin(half, c, spec),
+            Interaction::UsageWindow => usage_window_start(half, c),
+            Interaction::OutsideClient => self.outside_client(half, c),
+        }
+    }
+
+    /// Mounts a tmpfs on the host side once the probe is ready, and notes
+    /// whether the stand-in already sees a mount the container made.
+    fn mount_host_marker(&self, half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
+        c.out.wait_ready(half.deadline)?;
+        let inside = format!("inside-{}", half.token);
+        half.host.insert(
+            "sees_inside_mount".into(),
+            json!(own_mounts_contain(&inside)?),
+        );
+        let robind = half.fixtures.robind.as_ref();
+        let mark = host_marker_dir(half.s.interaction, &self.run.path, robind, &half.token)?;
+        std::fs::create_dir_all(&mark)
+            .map_err(ObserveError::io(format!("create {}", mark.display())))?;
+        nix::mount::mount(
+            Some("tmpfs"),
+            &mark,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=64k"),
+        )
+        .map_err(ObserveError::sys(format!(
+            "mount the host marker at {}",
+            mark.display()
+        )))?;
+        half.host.insert("marker_mounted_at".into(), json!(mark));
+        say_go(&mut c.stdin);
+        Ok(())
+    }
+
+    /// Runs the companion probe inside the running container with exec,
+    /// after noting PID 1's namespaces.
+    fn exec_companion(&self, half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
+        c.out.wait_ready(half.deadline)?;
+        let container = &c.container;
+        let inodes = container.namespace_inodes();
+        if !["mnt", "pid", "net"]
+            .iter()
+            .all(|ns| inodes.contains_key(*ns))
+        {
+            return Err(ObserveError::Namespaces {
+                pid: container.pid(),
+                inodes,
+            });
+        }
+        half.host.insert("container_ns".into(), json!(inodes));
+        let companion = half.s.run.companion.as_ref().ok_or(ObserveError::Needs {
+            interaction: "exec",
+            what: "a companion probe",
+        })?;
+        // In the control the spec has exec's setns switched off.
+        let probe = if container.exec_joins() {
+            "/probe".to_string()
+        } else {
+            self.probe.display().to_string()
+        };
+        let mut argv = vec![probe];
+        argv.extend(expand_all(companion, &half.vars));
+        // The leaked-fd fixture again, across this exec alone.
+        let inheritable = half.fixtures.open_leak()?;
+        let exec = container.exec(&argv, StdioMode::Piped);
+        drop(inheritable);
+        let mut child = exec.map_err(ObserveError::container("exec"))?;
+        let mut seen = String::new();
+        if let Some(mut o) = child.take_stdout() {
+            o.read_to_string(&mut seen)
+                .map_err(ObserveError::io("read the exec'd probe's output"))?;
+        }
+        child.wait().map_err(ObserveError::container("exec wait"))?;
+        half.doc
+            .insert("companion".into(), last_json(&seen).unwrap_or(Value::Null));
+        say_go(&mut c.stdin);
+        Ok(())
+    }
+
+    /// Two burners pinned together, this one and a twin with the control's
+    /// protection off: the ratio of their CPU usage.
+    fn cpu_twin(
+        &self,
+        half: &mut Half,
+        c: &mut Spawned,
+        spec: &ContainerSpec,
+    ) -> Result<(), ObserveError> {
+        let mut twin_spec = spec.clone();
+        half.s.control.switch_off.switch_off(&mut twin_spec);
+        let name = format!("{}-{}-twin", half.which.name(), self.counter);
+        let mut twin = self.spawn(&twin_spec, &name)?;
+        c.out.wait_ready(half.deadline)?;
+        twin.out.wait_ready(half.deadline)?;
+        crate::measure::usage_ratio(&c.container, &twin.container, &mut half.host)?;
+        // Both measured: the rest of the burns shows nothing more.
+        for container in [&c.container, &twin.container] {
+            container
+                .kill()
+                .map_err(ObserveError::container("kill a burner"))?;
+        }
+        half.doc.insert(
+            "twin".into(),
+            last_json(&twin.out.rest()).unwrap_or(Value::Null),
+        );
+        Ok(())
+    }
+
+    /// A client in the outside namespace, once the container's server is up.
+    fn outside_client(&mut self, half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
+        c.out.wait_ready_or_output(half.deadline)?;
+        let argv = half.s.outside.as_ref().ok_or(ObserveError::Needs {
+            interaction: "outside-client",
+            what: "an outside probe",
+        })?;
+        let argv = expand_all(argv, &half.vars);
+        let child = testbed(&mut self.net)?.spawn_outside(&self.probe, &argv)?;
+        let output = child
+            .wait_with_output()
+            .map_err(ObserveError::io("outside client"))?;
+        half.doc.insert(
+            "outside".into(),
+            last_json(&String::from_utf8_lossy(&output.stdout)).unwrap_or(Value::Null),
+        );
+        Ok(())
+    }
+
+    /// After the first container exited: a second one from the same spec
+    /// running the companion probe (on a fresh address when bridged).
+    pub(super) fn then_companion(
+        &mut self,
+        half: &mut Half,
+        spec: &ContainerSpec,
+        net: &mut NetHalf,
+    ) -> Result<(), ObserveError> {
+        let argv = half.s.run.companion.as_ref().ok_or(ObserveError::Needs {
+            interaction: "then-companion",
+            what: "a companion probe",
+        })?;
+        let mut spec = spec.clone();
+        spec.command.truncate(1);
+        spec.command.extend(expand_all(argv, &half.vars));
+        // Its own address: the first container's may linger a moment in
+        // its dying namespace.
+        if let NetworkMode::Bridge(att) = &spec.network {
+            let second_bridge = half.overrides.second_bridge;
+            let fresh = testbed(&mut self.net)?.attachment(second_bridge, att.detached, None)?;
+            net.attachments.push(fresh.clone());
+            spec.network = NetworkMode::Bridge(fresh);
+        }
+        let name = format!("{}-{}-companion", half.which.name(), self.counter);
+        let mut second = self.spawn(&spec, &name)?;
+        let status = wait_until(&mut second.container, half.deadline, &self.interrupt);
+        if !matches!(status, Ok(Some(_))) {
+            let _ = second.container.kill();
+        }
+        half.doc.insert(
+            "companion".into(),
+            last_json(&second.out.rest()).unwrap_or(Value::Null),
+        );
+        Ok(())
+    }
+}
+
+/// Kills the container once the probe printed its first observation and
+/// counts the tasks left in its cgroup (the control kills PID 1 only).
+fn kill_after_output(half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
+    let container = &mut c.container;
+    let first = c.out.next_json(half.deadline)?;
+    half.doc.insert("probe".into(), first);
+    half.doc
+        .insert("cgroup_before_kill".into(), cgroup_stats(container));
+    let tasks = "read the container's cgroup tasks";
+    let before = container
+        .cgroup_procs()
+        .map_err(ObserveError::container(tasks))?;
+    half.host
+        .insert("tasks_before_kill".into(), json!(before.len()));
+    // The control's spec has group kill switched off (PID 1 only).
+    container
+        .kill()
+        .map_err(ObserveError::container("kill the container"))?;
+    let _ = container.wait_timeout(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let left = container
+        .cgroup_procs()
+        .map_err(ObserveError::container(tasks))?;
+    half.host
+        .insert("tasks_after_kill".into(), json!(left.len()));
+    Ok(())
+}
+
+/// CPU usage over windows running, paused and resumed.
+fn pause_resume(half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
+    c.out.wait_ready(half.deadline)?;
+    crate::measure::pause_resume(&c.container, &mut half.host)?;
+    // The windows are measured: the rest of the burn shows nothing more,
+    // so it is not waited for.
+    c.container
+        .kill()
+        .map_err(ObserveError::container("kill the burner"))
+}
+
+/// The cgroup's usage counter read just before go; `usage_window_end`
+/// reads it again when the burner is done.
+fn usage_window_start(half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
+    c.out.wait_ready(half.deadline)?;
+    let before = usage_usec(&c.container)?;
+    half.host.insert("usage_usec_before".into(), json!(before));
+    say_go(&mut c.stdin);
+    Ok(())
+}
