@@ -136,7 +136,10 @@ pub fn merge(reports: &[(String, Report)]) -> Matrix {
     for (col, &i) in order.iter().enumerate() {
         let (name, report) = &reports[i];
         let mut leg = MatrixLeg {
-            name: column_name(name),
+            name: match report.environment.runtime.name.as_str() {
+                "isocheck" => column_name(name),
+                other => format!("{}/{other}", column_name(name)),
+            },
             kernel: report.environment.kernel.clone(),
             cgroup_mode: report.environment.cgroup_mode.clone(),
             pass: 0,
@@ -390,6 +393,7 @@ mod tests {
                 distro: "Debian".to_owned(),
                 cpus: 2,
                 isocheck_version: "0.1.0".to_owned(),
+                runtime: Default::default(),
             },
             results,
             interrupted: false,

@@ -29,6 +29,31 @@ pub struct Environment {
     pub distro: String,
     pub cpus: u32,
     pub isocheck_version: String,
+    /// The container runtime the scenarios ran with (reports written
+    /// before runtimes could be chosen read as ours).
+    #[serde(default)]
+    pub runtime: RuntimeInfo,
+}
+
+/// Which runtime started the containers: ours (`isocheck`) or an OCI
+/// runtime binary given by `isocheck run --runtime`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    pub name: String,
+    /// The binary ("" for ours: the runtime is built into isocheck).
+    pub path: String,
+    /// Its `--version` first line, or isocheck's version for ours.
+    pub version: String,
+}
+
+impl Default for RuntimeInfo {
+    fn default() -> Self {
+        RuntimeInfo {
+            name: "isocheck".into(),
+            path: String::new(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
 }
 
 /// A report file that could not be read.
@@ -88,6 +113,7 @@ impl Environment {
             distro,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             isocheck_version: env!("CARGO_PKG_VERSION").to_string(),
+            runtime: RuntimeInfo::default(),
         }
     }
 }
@@ -128,9 +154,17 @@ impl Report {
     pub fn to_table(&self) -> String {
         let env = &self.environment;
         let mut out = format!(
-            "isocheck {} on {} (kernel {}, cgroup {}, {} cpus)\n\n",
+            "isocheck {} on {} (kernel {}, cgroup {}, {} cpus)\n",
             env.isocheck_version, env.distro, env.kernel, env.cgroup_mode, env.cpus
         );
+        if env.runtime != RuntimeInfo::default() {
+            let r = &env.runtime;
+            out.push_str(&format!(
+                "containers started by {} ({}, {})\n",
+                r.name, r.path, r.version
+            ));
+        }
+        out.push('\n');
         let width = self
             .results
             .iter()
@@ -276,6 +310,7 @@ mod tests {
                 distro: "Debian GNU/Linux 12 (bookworm)".into(),
                 cpus: 2,
                 isocheck_version: "0.1.0".into(),
+                runtime: Default::default(),
             },
             results: vec![
                 ScenarioResult {
@@ -334,7 +369,8 @@ mod tests {
                 "cpus",
                 "distro",
                 "isocheck_version",
-                "kernel"
+                "kernel",
+                "runtime"
             ]
         );
         let mut fields: Vec<_> = v["results"][0]

@@ -3,6 +3,7 @@
 //! scenario on stderr, the table on stdout, the report's files at the end.
 
 use crate::fixtures::FixtureError;
+use crate::oci::OciRuntime;
 use crate::report::{Environment, Report, ScenarioResult, Verdict};
 use crate::requirements::{require_root, NotRoot};
 use crate::runner::Runner;
@@ -34,6 +35,11 @@ pub struct RunArgs {
     /// Run the whole selection N times and report any verdict that changed.
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
+    /// The runtime that starts the containers: `isocheck` (ours, built in),
+    /// `runc`, `crun`, `youki` (looked up on PATH) or a path to an OCI
+    /// runtime binary with runc's command line.
+    #[arg(long, value_name = "NAME|PATH", default_value = "isocheck")]
+    pub runtime: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +66,8 @@ pub enum SuiteError {
     Standin(#[from] standin::StandinError),
     #[error(transparent)]
     Fixture(#[from] FixtureError),
+    #[error("--runtime: {0}")]
+    Runtime(#[from] crate::oci::RuntimeError),
 }
 
 /// Runs the suite as `isocheck run` asks; the exit code says whether every
@@ -72,6 +80,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, SuiteError> {
         return Err(SuiteError::NoRounds);
     }
     require_root("run")?;
+    // Resolved before anything is set up: a runtime that is not there is
+    // the user's error, named with what was asked for.
+    let oci_runtime = match args.runtime.as_str() {
+        "isocheck" => None,
+        other => Some(OciRuntime::resolve(other)?),
+    };
     let leftovers = cleanup::find().leftovers;
     if !leftovers.is_empty() {
         eprintln!(
@@ -86,8 +100,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, SuiteError> {
     let interrupt = Interrupt::watch()?;
     let mut runner = Runner::new()?;
     runner.set_interrupt(interrupt.clone());
+    if let Some(runtime) = oci_runtime {
+        runner.set_runtime(runtime);
+    }
     let mut report = Report {
-        environment: Environment::gather(&runner.host.cgroup_mode),
+        environment: Environment {
+            runtime: runner.runtime_info(),
+            ..Environment::gather(&runner.host.cgroup_mode)
+        },
         results: Vec::new(),
         interrupted: false,
         wall_ms: 0,
@@ -292,6 +312,7 @@ mod tests {
             junit: None,
             tap: Some(dir.path().join("r.tap")),
             repeat: 1,
+            runtime: "isocheck".into(),
         };
         write_outputs(&args, &report).unwrap();
         assert!(dir.path().join("r.json").is_file());

@@ -15,10 +15,10 @@ use oci_spec::runtime::{
     Capabilities, Capability, LinuxBlockIoBuilder, LinuxBuilder, LinuxCapabilitiesBuilder,
     LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxIdMapping,
     LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccompAction, LinuxSeccompBuilder,
-    LinuxSyscallBuilder, LinuxThrottleDeviceBuilder, LinuxTimeOffsetBuilder, Mount, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscallBuilder, LinuxThrottleDeviceBuilder,
+    LinuxTimeOffsetBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -187,11 +187,48 @@ pub fn build_config(spec: &ContainerSpec, inputs: &BundleInputs) -> Result<Spec,
                 .errno_ret(isocheck_runtime::seccomp::DENY_ERRNO as u32)
                 .build(),
         )?;
+        // As our filter (runtime/src/seccomp.rs): clone3 gets ENOSYS (its
+        // flags are out of seccomp's reach, so libc falls back to clone),
+        // and without a user namespace in the spec, clone and unshare with
+        // CLONE_NEWUSER get the deny errno (libseccomp's MASKED_EQ: value is
+        // the mask, valueTwo the datum).
+        let mut syscalls = vec![
+            deny,
+            built(
+                "linux.seccomp.syscalls[clone3]",
+                LinuxSyscallBuilder::default()
+                    .names(vec!["clone3".to_string()])
+                    .action(LinuxSeccompAction::ScmpActErrno)
+                    .errno_ret(libc::ENOSYS as u32)
+                    .build(),
+            )?,
+        ];
+        if !spec.namespaces.user {
+            let newuser = libc::CLONE_NEWUSER as u64;
+            let flag = built(
+                "linux.seccomp.syscalls[].args",
+                LinuxSeccompArgBuilder::default()
+                    .index(0usize)
+                    .value(newuser)
+                    .value_two(newuser)
+                    .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                    .build(),
+            )?;
+            syscalls.push(built(
+                "linux.seccomp.syscalls[clone,unshare]",
+                LinuxSyscallBuilder::default()
+                    .names(vec!["clone".to_string(), "unshare".to_string()])
+                    .action(LinuxSeccompAction::ScmpActErrno)
+                    .errno_ret(isocheck_runtime::seccomp::DENY_ERRNO as u32)
+                    .args(vec![flag])
+                    .build(),
+            )?);
+        }
         let seccomp = built(
             "linux.seccomp",
             LinuxSeccompBuilder::default()
                 .default_action(LinuxSeccompAction::ScmpActAllow)
-                .syscalls(vec![deny])
+                .syscalls(syscalls)
                 .build(),
         )?;
         linux = linux.seccomp(seccomp);
@@ -207,7 +244,13 @@ pub fn build_config(spec: &ContainerSpec, inputs: &BundleInputs) -> Result<Spec,
     if let Some(name) = &spec.hostname {
         builder = builder.hostname(name.clone());
     }
-    built("config.json", builder.build())
+    let mut config = built("config.json", builder.build())?;
+    // The builder fills unset fields from oci-spec's defaults, whose
+    // hostname is "youki": only the spec's own may be there.
+    if spec.hostname.is_none() {
+        config.set_hostname(None);
+    }
+    Ok(config)
 }
 
 fn namespaces(

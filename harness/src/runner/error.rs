@@ -62,6 +62,13 @@ pub enum ObserveError {
     /// words its errors itself).
     #[error("{0}")]
     Spec(String),
+    /// The OCI runtime refused the half's config (its own words): the
+    /// scenario is unsupported with that runtime, never a pass or a fail.
+    #[error("{0}")]
+    Refused(String),
+    /// The OCI runtime's half failed for another reason.
+    #[error("{0}")]
+    Oci(String),
 }
 
 /// Builders for the step-naming variants, for `map_err`.

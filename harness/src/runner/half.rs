@@ -57,6 +57,12 @@ impl Runner {
         let mut net = NetHalf::default();
         self.start_network(&mut half, &mut net)?;
         let spec = self.half_spec(&mut half, &mut net)?;
+        if let Some(runtime) = self.oci.clone() {
+            let seen = self.oci_half(&mut half, &spec, &runtime);
+            self.release(net);
+            seen?;
+            return self.look_after(half, image_hash_before);
+        }
         let mut main = match self.spawn_main(&mut half, &spec) {
             Ok(spawned) => spawned,
             Err(e) => {
@@ -280,6 +286,42 @@ impl Runner {
                 json!(own_mounts_under(dir)?.len()),
             );
         }
+        Ok(())
+    }
+
+    /// The half through an OCI runtime (`oci::half`): the same `probe`,
+    /// `exit` and `cgroup` objects as ours gives, plus `namespaces`.
+    fn oci_half(
+        &self,
+        half: &mut Half,
+        spec: &ContainerSpec,
+        runtime: &crate::oci::OciRuntime,
+    ) -> Result<(), ObserveError> {
+        use crate::oci::{run_half, HalfError, HalfRequest};
+        let id = format!("{}-{}-{}", self.run.run_id, half.which.name(), self.counter);
+        let seen = run_half(&HalfRequest {
+            runtime,
+            spec,
+            image: &half.fixtures.image,
+            dir: &self.run.path,
+            id: &id,
+            deadline: half.deadline,
+        })
+        .map_err(|e| match e {
+            HalfError::Refused { .. } => ObserveError::Refused(e.to_string()),
+            HalfError::Failed(why) => ObserveError::Oci(why),
+        })?;
+        let doc = &mut half.doc;
+        doc.insert(
+            "probe".into(),
+            last_json(&seen.stdout).unwrap_or(Value::Null),
+        );
+        doc.insert(
+            "exit".into(),
+            json!({ "code": seen.exit_code, "signal": seen.exit_signal, "timed_out": seen.timed_out }),
+        );
+        doc.insert("cgroup".into(), seen.cgroup);
+        doc.insert("namespaces".into(), json!(seen.namespaces));
         Ok(())
     }
 

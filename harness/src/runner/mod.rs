@@ -17,7 +17,8 @@ pub use probe_output::last_json;
 use crate::expect::evaluate_all;
 use crate::fixtures::{self, DecoyProcess, DecoyShm, FixtureError, RunDir};
 use crate::nettestbed::NetTestbed;
-use crate::report::{ScenarioResult, Verdict};
+use crate::oci::OciRuntime;
+use crate::report::{RuntimeInfo, ScenarioResult, Verdict};
 use crate::requirements::{HostFacts, Requirement};
 use crate::scenario::Scenario;
 use crate::signals::Interrupt;
@@ -69,6 +70,9 @@ pub struct Runner {
     escape_cgroup: Option<isocheck_runtime::cgroups::Cgroup>,
     /// Bridges and the outside world, made on first use.
     net: Option<NetTestbed>,
+    /// An OCI runtime that starts the containers instead of ours
+    /// (`isocheck run --runtime`).
+    oci: Option<OciRuntime>,
     /// Set when `isocheck run` is asked to stop: checked before each half
     /// and in every wait, which then gives up (the half's containers are
     /// killed as they drop).
@@ -109,6 +113,7 @@ impl Runner {
             counter: 0,
             escape_cgroup: None,
             net: None,
+            oci: None,
             interrupt: Interrupt::none(),
             run,
         })
@@ -123,11 +128,32 @@ impl Runner {
         &self.run.run_id
     }
 
+    /// From now on the containers are started by `runtime`, through OCI
+    /// bundles (see `oci::half`).
+    pub fn set_runtime(&mut self, runtime: OciRuntime) {
+        self.oci = Some(runtime);
+    }
+
+    /// The runtime that starts the containers, for the report.
+    pub fn runtime_info(&self) -> RuntimeInfo {
+        match &self.oci {
+            Some(r) => RuntimeInfo {
+                name: r.name.clone(),
+                path: r.path.display().to_string(),
+                version: r.version.clone(),
+            },
+            None => RuntimeInfo::default(),
+        }
+    }
+
     /// Why the scenario cannot run here, if it cannot.
     pub fn unsupported(&self, s: &Scenario) -> Option<String> {
         let mut reqs = vec![Requirement::Root];
         reqs.extend(s.requires.iter().filter_map(|r| Requirement::parse(r).ok()));
-        let reasons: Vec<String> = reqs.iter().filter_map(|r| r.missing(&self.host)).collect();
+        let mut reasons: Vec<String> = reqs.iter().filter_map(|r| r.missing(&self.host)).collect();
+        if let Some(runtime) = &self.oci {
+            reasons.extend(oci_unsupported(s, &runtime.name));
+        }
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
@@ -155,6 +181,17 @@ impl Runner {
         }
         let run = self.check(s, Which::Run);
         let control = self.check(s, Which::Control);
+        // A runtime that refuses a half's config: unsupported, in its words.
+        let refused: Vec<String> = [(Which::Run, &run), (Which::Control, &control)]
+            .iter()
+            .filter_map(|(w, o)| o.refused.as_ref().map(|r| format!("{}: {r}", w.name())))
+            .collect();
+        if !refused.is_empty() {
+            result.observed = json!({ "run": run.observation, "control": control.observation });
+            result.reason = Some(refused.join(" | "));
+            result.duration_ms = started.elapsed().as_millis() as u64;
+            return result;
+        }
         result.observed = json!({ "run": run.observation, "control": control.observation });
         result.control_violation_observed = control.failures.is_empty();
         let mut reasons = Vec::new();
@@ -185,13 +222,16 @@ impl Runner {
                 Outcome {
                     observation,
                     failures,
+                    refused: None,
                 }
             }
             Err(e) => {
+                let refused = matches!(e, ObserveError::Refused(_)).then(|| e.to_string());
                 let e = e.to_string();
                 Outcome {
                     observation: json!({ "error": e }),
                     failures: vec![e],
+                    refused,
                 }
             }
         }
@@ -350,6 +390,46 @@ fn overlay_in_userns_refused(image: &Path, run_id: &str) -> Option<String> {
 pub struct Outcome {
     pub observation: Value,
     pub failures: Vec<String>,
+    /// The OCI runtime refused this half's config (its message).
+    pub refused: Option<String>,
+}
+
+/// What an OCI runtime cannot be asked for here: the interactions drive our
+/// runtime's API (exec, kill, pause, the container's temp dir), the network
+/// testbed attaches veths through our spawn, and some fixtures live across
+/// our spawn only; a control whose protection has no OCI form cannot be
+/// made as a config change.
+fn oci_unsupported(s: &Scenario, runtime: &str) -> Vec<String> {
+    use crate::scenario::{Fixture, Interaction};
+    let mut why = Vec::new();
+    if s.interaction != Interaction::None {
+        why.push(format!(
+            "interaction {:?} drives isocheck's own runtime API; not driven through {runtime} yet",
+            s.interaction
+        ));
+    }
+    if s.needs_network() {
+        why.push(format!(
+            "network scenarios through {runtime}: the harness does not yet make the netns for namespaces[].path"
+        ));
+    }
+    for f in &s.fixtures {
+        if matches!(f, Fixture::LeakedHostFd | Fixture::LoopDevice) {
+            why.push(format!(
+                "fixture {f:?} works across isocheck's own spawn only"
+            ));
+        }
+    }
+    if s.expects_field("host.propagated_mounts") {
+        why.push("host.propagated_mounts looks under isocheck's own temp dir".into());
+    }
+    if let Err(no_form) = crate::oci::oci_meaning(s.control.switch_off) {
+        why.push(format!(
+            "the control switches off {}: {no_form}",
+            s.control.switch_off
+        ));
+    }
+    why
 }
 
 #[cfg(test)]
