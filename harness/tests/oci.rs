@@ -215,3 +215,75 @@ fn runc_half_reports_an_oom_kill_with_its_counter() {
     assert!(!dir.path().join("oci-state").join(&id).exists());
     assert!(!dir.path().join(format!("bundle-{id}")).exists());
 }
+
+/// `isocheck run --runtime`: the same scenarios through runc, and through a
+/// wrapper that drops `linux.maskedPaths` from config.json before runc sees
+/// it: the masked-files guarantee turns red with the wrapper only, the
+/// others stay green. The verdicts come from the JSON report.
+#[test]
+fn run_through_runc_and_a_wrapper_that_drops_masked_paths_is_caught() {
+    let Some((runc, dir, _image)) = setup("runc") else {
+        return;
+    };
+    if OciRuntime::resolve("jq").is_err() {
+        println!("skip: the wrapper needs jq");
+        return;
+    }
+    let wrapper = dir.path().join("runc-without-masks");
+    std::fs::write(
+        &wrapper,
+        format!(
+            r#"#!/bin/sh
+prev=""
+for a in "$@"; do
+  if [ "$prev" = "--bundle" ]; then
+    jq 'del(.linux.maskedPaths)' "$a/config.json" > "$a/config.json.new" && mv "$a/config.json.new" "$a/config.json"
+  fi
+  prev="$a"
+done
+exec {} "$@"
+"#,
+            runc.path.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let verdicts = |runtime: &str, name: &str| {
+        let json = dir.path().join(format!("{name}.json"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_isocheck"))
+            .args(["run", "--runtime", runtime, "--json"])
+            .arg(&json)
+            .args([
+                "--only",
+                "masked-proc-files,pid-namespace-init,capabilities-dropped",
+            ])
+            .output()
+            .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_else(|e| {
+                panic!(
+                    "no report ({e}); stderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            }))
+            .unwrap();
+        assert_eq!(report["environment"]["runtime"]["name"], name);
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_string(),
+                    r["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let plain = verdicts("runc", "runc");
+    assert!(plain.values().all(|v| v == "pass"), "runc: {plain:?}");
+    let wrapped = verdicts(wrapper.to_str().unwrap(), "runc-without-masks");
+    assert_eq!(wrapped["masked-proc-files"], "fail", "{wrapped:?}");
+    assert_eq!(wrapped["pid-namespace-init"], "pass", "{wrapped:?}");
+    assert_eq!(wrapped["capabilities-dropped"], "pass", "{wrapped:?}");
+}

@@ -77,12 +77,23 @@ fn ensure_subreaper() -> Result<(), HalfError> {
     .map_err(HalfError::Failed)
 }
 
+/// A refusal for the report: the runtime's first line that says "error"
+/// (else its first line), at most 300 characters; backtraces stay out.
+fn first_error_line(stderr: &str) -> String {
+    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    let line = lines()
+        .find(|l| l.to_ascii_lowercase().contains("error"))
+        .or_else(|| lines().next())
+        .unwrap_or("");
+    line.chars().take(300).collect()
+}
+
 fn refused(runtime: &OciRuntime, e: RuntimeError) -> HalfError {
     match e {
         RuntimeError::Refused { step, stderr } => HalfError::Refused {
             runtime: runtime.name.clone(),
             step,
-            stderr,
+            stderr: first_error_line(&stderr),
         },
         other => HalfError::Failed(other.to_string()),
     }
@@ -183,5 +194,21 @@ fn cgroup_counters(id: &str) -> Value {
     match stats {
         Ok(stats) => json!(stats),
         Err(e) => json!({ "error": format!("read the runtime's cgroup isocheck/{id}: {e}") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_error_line;
+
+    #[test]
+    fn a_refusal_keeps_its_error_line_without_the_backtrace() {
+        let youki = "\nERROR libcontainer: v1 cgroup feature is required\n   0: backtrace\n   9: <unknown>\n";
+        assert_eq!(
+            first_error_line(youki),
+            "ERROR libcontainer: v1 cgroup feature is required"
+        );
+        assert_eq!(first_error_line("just words\nmore"), "just words");
+        assert_eq!(first_error_line(&"x".repeat(400)).len(), 300);
     }
 }
