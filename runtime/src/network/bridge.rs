@@ -16,6 +16,10 @@ pub struct Bridge {
     name: String,
     gateway: Ipv4Net,
     deleted: bool,
+    /// ip_forward was 0 before this bridge turned it on: it goes back to 0
+    /// with the bridge, so a host namespace not ours (`isocheck container
+    /// run --net bridge` on a real host) is left as found.
+    forwarding_was_off: bool,
 }
 
 impl Bridge {
@@ -31,11 +35,14 @@ impl Bridge {
             name: name.to_string(),
             gateway,
             deleted: false,
+            forwarding_was_off: false,
         };
         // From here on, a failure drops `bridge`, which deletes the link.
         let index = rtnl.link_index(name)?;
         rtnl.add_address(index, name, gateway)?;
         rtnl.set_up(index, name)?;
+        let mut bridge = bridge;
+        bridge.forwarding_was_off = !forwarding_enabled(host)?;
         enable_forwarding(host)?;
         Ok(bridge)
     }
@@ -54,11 +61,32 @@ impl Bridge {
         self.gateway
     }
 
-    /// Deletes the bridge link (forwarding is left on: the stand-in dies
-    /// with the run).
+    /// Deletes the bridge link and puts ip_forward back if this bridge
+    /// turned it on.
     pub fn delete(mut self) -> Result<(), TeardownErrors> {
         self.deleted = true;
-        delete_bridge(&self.host, &self.name).map_err(|e| TeardownErrors(vec![e]))
+        let errors: Vec<NetworkError> = [delete_bridge(&self.host, &self.name), self.restore()]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(TeardownErrors(errors))
+        }
+    }
+
+    fn restore(&self) -> Result<(), NetworkError> {
+        if !self.forwarding_was_off {
+            return Ok(());
+        }
+        self.host
+            .run_in(|| std::fs::write(IP_FORWARD, "0"))?
+            .map_err(|source| NetworkError::Sysctl {
+                path: IP_FORWARD.into(),
+                value: "0".into(),
+                source,
+            })
     }
 }
 
@@ -67,6 +95,9 @@ impl Drop for Bridge {
         if !self.deleted {
             if let Err(e) = delete_bridge(&self.host, &self.name) {
                 tracing::warn!(bridge = %self.name, error = %e, "dropping Bridge: delete failed");
+            }
+            if let Err(e) = self.restore() {
+                tracing::warn!(bridge = %self.name, error = %e, "dropping Bridge: restore ip_forward failed");
             }
         }
     }

@@ -159,6 +159,23 @@ fn forwarding_is_enabled_in_the_host_namespace_only() {
     eprintln!("ip_forward: test process netns {before}, our host netns true");
 }
 
+/// A bridge turns forwarding on in its namespace and, deleted or dropped,
+/// puts it back to off when it found it off (a host namespace not ours is
+/// left as found); one that found it on leaves it on.
+#[test]
+fn a_bridge_leaves_ip_forward_as_it_found_it() {
+    let host = Netns::new_anonymous().unwrap();
+    let bridge = Bridge::create(&host, "isoc-brfw", net("10.89.0.1/24")).unwrap();
+    assert!(forwarding_enabled(&host).unwrap());
+    bridge.delete().unwrap();
+    assert!(!forwarding_enabled(&host).unwrap(), "delete restores 0");
+    drop(Bridge::create(&host, "isoc-brfw", net("10.89.0.1/24")).unwrap());
+    assert!(!forwarding_enabled(&host).unwrap(), "drop restores 0");
+    enable_forwarding(&host).unwrap();
+    drop(Bridge::create(&host, "isoc-brfw", net("10.89.0.1/24")).unwrap());
+    assert!(forwarding_enabled(&host).unwrap(), "found on, left on");
+}
+
 #[test]
 fn command_starts_inside_the_namespace_and_attach_by_pid_works() {
     let host = Netns::new_anonymous().unwrap();
