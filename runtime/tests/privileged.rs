@@ -344,8 +344,24 @@ fn user_namespace_maps_root_and_keeps_named_caps() {
     s.capabilities = vec!["CAP_NET_BIND_SERVICE".into(), "CAP_CHOWN".into()];
     let (_, id) = run(&f, &s, "userns");
     assert_eq!(id["uid"], 0, "{id}");
-    assert!(id["uid_map"].as_str().unwrap().contains("100000"), "{id}");
+    // With locked mounts (the default) PID 1 is in a user namespace nested
+    // in the container's, mapping the same ids onto themselves: its map,
+    // read inside, is relative to the container's namespace.
+    let map = |id: &Value| {
+        id["uid_map"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(map(&id), ["0", "0", "65536"], "{id}");
     assert_eq!(id["create_errno"], Value::Null, "{id}");
+    // Without the nested namespace the map is the host's.
+    let mut unlocked = s.clone();
+    unlocked.hardening.locked_mounts = false;
+    let (_, id) = run(&f, &unlocked, "userns-unlocked");
+    assert_eq!(map(&id), ["0", "100000", "65536"], "{id}");
     s.command = vec!["/probe".into(), "status".into()];
     let (_, status) = run(&f, &s, "userns-status");
     // CAP_CHOWN = bit 0, CAP_NET_BIND_SERVICE = bit 10.
