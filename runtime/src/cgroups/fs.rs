@@ -188,9 +188,33 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     }
     for path in subtree_deepest_first(dir)? {
         remove_plain_files(&path);
-        fs::remove_dir(&path).map_err(|source| CgroupError::RemoveDir { path, source })?;
+        remove_dir_when_unpopulated(&path)
+            .map_err(|source| CgroupError::RemoveDir { path, source })?;
     }
     Ok(())
+}
+
+/// How long rmdir is retried while the kernel still counts the cgroup
+/// populated.
+const UNPOPULATED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// rmdir, retried on EBUSY: a task that was SIGKILLed has left cgroup.procs
+/// as soon as it started exiting, but on cgroup2 the cgroup stays populated
+/// until its exit is done, and rmdir refuses until then (runc retries the
+/// same way). Any other error, or EBUSY past the bound, is returned.
+fn remove_dir_when_unpopulated(path: &Path) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + UNPOPULATED_WAIT;
+    loop {
+        match fs::remove_dir(path) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// On a real cgroupfs rmdir ignores the interface files; on the plain
