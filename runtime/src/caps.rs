@@ -15,7 +15,7 @@ use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
 use std::str::FromStr;
 
-use crate::error::{Step, StepFailure};
+use crate::step::{Step, StepFailure};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CapsError {

@@ -20,10 +20,12 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod standin;
+pub mod step;
 pub mod sys;
 
-pub use error::{ChildError, Error, Step};
+pub use error::Error;
 pub use process::{Container, ExecChild, ExitStatus, ParentSetup, SpawnOptions, StdioMode};
 pub use protection::Protection;
 pub use rootfs::{minimal_rootfs, RootfsError};
 pub use spec::{ContainerSpec, SpecError};
+pub use step::{ChildError, Step};

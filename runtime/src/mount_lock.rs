@@ -29,8 +29,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 
-use crate::error::{Step, StepFailure};
 use crate::spec::IdMap;
+use crate::step::{Step, StepFailure};
 use crate::sys::{self, Forked};
 
 /// The nested namespace's maps, prepared by the parent before clone.

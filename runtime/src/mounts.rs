@@ -33,8 +33,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::error::{Step, StepFailure};
+pub use crate::rootfs::ImageMount;
 use crate::spec::{ContainerSpec, Hardening, KernelFiles, RootEntry};
+use crate::step::{Step, StepFailure};
 use crate::sys::{ProcFdPath, Syscalls};
 
 /// Longest path we join (PATH_MAX).
@@ -43,15 +44,6 @@ const PATH_MAX: usize = 4096;
 const SUBTREE_MAX: usize = 512;
 /// Name of the directory the old root is moved to by pivot_root.
 const PUT_OLD: &str = "/.isocheck-put-old";
-
-/// How the image is placed at the new root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageMount {
-    /// overlayfs with these options (lowerdir=...,upperdir=...,workdir=...).
-    Overlay { options: CString },
-    /// The image directory itself, bound read-write (controls only).
-    Bind { source: CString },
-}
 
 /// One bind from the spec, with the destination still relative to the new
 /// root (absolute inside the container).
@@ -1730,7 +1722,7 @@ mod tests {
             (err.step, err.path()),
             (step, format!("{ROOT}{dir}").as_bytes())
         );
-        let msg = crate::error::ChildError::from(err).to_string();
+        let msg = crate::step::ChildError::from(err).to_string();
         assert!(msg.contains(&format!("{ROOT}{dir}")), "{msg}");
     }
 

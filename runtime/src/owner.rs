@@ -26,6 +26,10 @@ use std::path::{Path, PathBuf};
 
 /// The record's file name inside a temp dir.
 pub const MARKER_FILE: &str = ".isocheck-owner";
+/// The name that marks what isocheck made: the parent of our cgroups in
+/// every hierarchy and the prefix of our resources' names.
+pub const OURS: &str = "isocheck";
+
 /// Where cgroup records live, under the filesystem root.
 pub const CGROUP_RECORDS: &str = "run/isocheck/cgroups";
 
@@ -120,7 +124,7 @@ impl Owner {
             )));
         }
         if !resource
-            .strip_prefix(crate::cgroups::PARENT)
+            .strip_prefix(OURS)
             .and_then(|r| r.strip_prefix('-'))
             .unwrap_or(resource)
             .starts_with(&owner.run_id)

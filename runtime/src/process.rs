@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::caps::CapPlan;
 use crate::cgroups::{Cgroup, CgroupError, CgroupManager, CgroupStats};
-use crate::error::{ChildError, Error, Step, StepFailure, FAILURE_WIRE_LEN};
+use crate::error::Error;
 use crate::mount_lock::{self, NestedMaps};
 use crate::mounts::{self, RootPlan};
 use crate::network::{self, Netns, VethAttachment};
@@ -48,6 +48,7 @@ use crate::seccomp::SeccompProgram;
 use crate::spec::{
     BridgeAttachment, ContainerSpec, Hardening, IdMap, Limits, NetworkMode, SpecError, UserMapping,
 };
+use crate::step::{ChildError, Step, StepFailure, FAILURE_WIRE_LEN};
 use crate::sys::{self, Forked, RealSyscalls};
 
 /// How long the parent waits for each handshake message.

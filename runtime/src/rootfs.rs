@@ -12,7 +12,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::mounts::ImageMount;
 use crate::spec::{ContainerSpec, RootfsSource};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +58,15 @@ fn io_err<'p>(step: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> R
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// How the image is placed at the new root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageMount {
+    /// overlayfs with these options (lowerdir=...,upperdir=...,workdir=...).
+    Overlay { options: CString },
+    /// The image directory itself, bound read-write (controls only).
+    Bind { source: CString },
 }
 
 /// The run's temp dir and how the image goes at the new root.

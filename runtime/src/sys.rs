@@ -344,10 +344,19 @@ const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 const BPF_F_ALLOW_MULTI: u32 = 2;
 
+/// One eBPF instruction (`struct bpf_insn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfInsn {
+    pub code: u8,
+    /// dst_reg in the low nibble, src_reg in the high one.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
 /// BPF_PROG_LOAD of a BPF_PROG_TYPE_CGROUP_DEVICE program.
-pub fn bpf_load_cgroup_device(
-    program: &[crate::cgroups::devices::BpfInsn],
-) -> Result<OwnedFd, Errno> {
+pub fn bpf_load_cgroup_device(program: &[BpfInsn]) -> Result<OwnedFd, Errno> {
     let license = c"Apache-2.0";
     let mut attr = BpfAttr([0; 128]);
     attr.put_u32(0, BPF_PROG_TYPE_CGROUP_DEVICE);
@@ -446,8 +455,8 @@ fn cloexec_each_from(first: u32) -> Result<(), Errno> {
 }
 
 /// setresuid/setresgid/setgroups(0 entries).
-pub fn set_ids(uid: u32, gid: u32, clear_groups: bool) -> Result<(), (crate::error::Step, Errno)> {
-    use crate::error::Step;
+pub fn set_ids(uid: u32, gid: u32, clear_groups: bool) -> Result<(), (crate::step::Step, Errno)> {
+    use crate::step::Step;
     if clear_groups {
         // SAFETY: zero-length list, null pointer allowed.
         Errno::result(unsafe { libc::setgroups(0, std::ptr::null()) })

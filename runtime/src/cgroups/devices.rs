@@ -15,6 +15,7 @@
 use std::path::Path;
 
 use super::{fs, CgroupError};
+pub use crate::sys::BpfInsn;
 
 /// One allowed device: a char device `major:minor` (`None` minor: every
 /// minor of that major).
@@ -100,17 +101,6 @@ pub(crate) fn apply_v1(dir: &Path) -> Result<(), CgroupError> {
         });
     }
     Ok(())
-}
-
-/// One eBPF instruction (`struct bpf_insn`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct BpfInsn {
-    pub code: u8,
-    /// dst_reg in the low nibble, src_reg in the high one.
-    pub regs: u8,
-    pub off: i16,
-    pub imm: i32,
 }
 
 const LDX_MEM_W: u8 = 0x61;

@@ -53,7 +53,7 @@ use v1::V1Backend;
 use v2::V2Backend;
 
 /// The parent directory of all our cgroups, in every hierarchy.
-pub const PARENT: &str = "isocheck";
+pub const PARENT: &str = crate::owner::OURS;
 
 /// Longest name accepted (well under NAME_MAX, leaves room in messages).
 const MAX_NAME_LEN: usize = 128;
