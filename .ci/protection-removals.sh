@@ -37,7 +37,7 @@ sys-readonly|runtime/src/mounts.rs|let ro = plan.kernel_files.sys_readonly;|let 
 masked-paths|runtime/src/mounts.rs|if !plan.kernel_files.mask_proc_files {|if true {|escape-sysrq-and-kmsg,masked-proc-files,masked-proc-dirs,masked-sys-dirs
 readonly-paths|runtime/src/mounts.rs|if !plan.kernel_files.readonly_paths {|if true {|readonly-proc-paths
 host-cgroupfs-hidden|runtime/src/mounts.rs|if plan.kernel_files.host_cgroupfs_rw {|if true {|escape-cgroup-move
-clear-groups|runtime/src/sys.rs|    if clear_groups {|    if false {|supplementary-groups-cleared
+clear-groups|runtime/src/sys/mod.rs|    if clear_groups {|    if false {|supplementary-groups-cleared
 capability-drop|runtime/src/process.rs|    caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly,escape-ptrace-host-caps,escape-host-netns-caps,exec-confined
 capability-drop-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;||exec-confined
 no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||no-new-privs-setuid,exec-confined
