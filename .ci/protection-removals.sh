@@ -16,15 +16,15 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 REMOVALS=$(cat <<'EOF'
-pid-namespace|runtime/src/process.rs|(ns.pid, CloneFlags::CLONE_NEWPID),||pid-namespace-init,pid-namespace-no-kill-host,pid-namespace-kills-strays,escape-ptrace-host,escape-host-netns
-mount-namespace|runtime/src/process.rs|(ns.mount, CloneFlags::CLONE_NEWNS),||mount-namespace-private
-uts-namespace|runtime/src/process.rs|(ns.uts, CloneFlags::CLONE_NEWUTS),||uts-hostname,uts-own-hostname
-own-hostname|runtime/src/process.rs|(None, true) => Some(&opts.name),|(None, true) => None,|uts-own-hostname
-ipc-namespace|runtime/src/process.rs|(ns.ipc, CloneFlags::CLONE_NEWIPC),||ipc-namespace
-net-namespace|runtime/src/process.rs|(ns.net, CloneFlags::CLONE_NEWNET),||net-none-loopback-only,net-none-loopback-only-v6
-user-namespace|runtime/src/process.rs|(ns.user, CloneFlags::CLONE_NEWUSER),||user-namespace-root-is-nobody
-cgroup-namespace|runtime/src/process.rs|step(Step::UnshareCgroup, b"", sys::unshare(sys::CLONE_NEWCGROUP))?;||cgroup-namespace
-time-namespace|runtime/src/process.rs|enter_time_namespace(offsets)?;|let _ = offsets;|time-namespace
+pid-namespace|runtime/src/process/mod.rs|(ns.pid, CloneFlags::CLONE_NEWPID),||pid-namespace-init,pid-namespace-no-kill-host,pid-namespace-kills-strays,escape-ptrace-host,escape-host-netns
+mount-namespace|runtime/src/process/mod.rs|(ns.mount, CloneFlags::CLONE_NEWNS),||mount-namespace-private
+uts-namespace|runtime/src/process/mod.rs|(ns.uts, CloneFlags::CLONE_NEWUTS),||uts-hostname,uts-own-hostname
+own-hostname|runtime/src/process/mod.rs|(None, true) => Some(&opts.name),|(None, true) => None,|uts-own-hostname
+ipc-namespace|runtime/src/process/mod.rs|(ns.ipc, CloneFlags::CLONE_NEWIPC),||ipc-namespace
+net-namespace|runtime/src/process/mod.rs|(ns.net, CloneFlags::CLONE_NEWNET),||net-none-loopback-only,net-none-loopback-only-v6
+user-namespace|runtime/src/process/mod.rs|(ns.user, CloneFlags::CLONE_NEWUSER),||user-namespace-root-is-nobody
+cgroup-namespace|runtime/src/process/child.rs|step(Step::UnshareCgroup, b"", sys.unshare(sys::CLONE_NEWCGROUP))?;||cgroup-namespace
+time-namespace|runtime/src/process/child.rs|enter_time_namespace(sys, offsets)?;|let _ = offsets;|time-namespace
 pivot-root|runtime/src/mounts.rs|match plan.entry {|match RootEntry::ChrootOnly {|pivot-root-no-escape
 detach-old-root|runtime/src/mounts.rs|if plan.hardening.detach_old_root {|if false {|old-root-detached
 rslave-root|runtime/src/mounts.rs|    if plan.hardening.rslave_root {|    if false {|mount-propagation-one-way
@@ -37,23 +37,23 @@ sys-readonly|runtime/src/mounts.rs|let ro = plan.kernel_files.sys_readonly;|let 
 masked-paths|runtime/src/mounts.rs|if !plan.kernel_files.mask_proc_files {|if true {|escape-sysrq-and-kmsg,masked-proc-files,masked-proc-dirs,masked-sys-dirs
 readonly-paths|runtime/src/mounts.rs|if !plan.kernel_files.readonly_paths {|if true {|readonly-proc-paths
 host-cgroupfs-hidden|runtime/src/mounts.rs|if plan.kernel_files.host_cgroupfs_rw {|if true {|escape-cgroup-move
-clear-groups|runtime/src/sys/mod.rs|    if clear_groups {|    if false {|supplementary-groups-cleared
-capability-drop|runtime/src/process.rs|    caps.apply()?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly,escape-ptrace-host-caps,escape-host-netns-caps,exec-confined
-capability-drop-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;||exec-confined
-no-new-privs|runtime/src/process.rs|        step(Step::NoNewPrivs, b"", sys::set_no_new_privs())?;||no-new-privs-setuid,exec-confined
-no-new-privs-exec|runtime/src/process.rs|confine(h.caps, h.no_new_privs, h.seccomp)?;|confine(h.caps, false, h.seccomp)?;|exec-confined
-seccomp|runtime/src/process.rs|Some(policy) => Some(crate::seccomp::compile(policy, spec.namespaces.user)?),|Some(_) => None,|seccomp-default-filter
+clear-groups|runtime/src/process/child.rs|    if ids.clear_groups {|    if false {|supplementary-groups-cleared
+capability-drop|runtime/src/process/child.rs|    c.caps.apply(sys)?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly,escape-ptrace-host-caps,escape-host-netns-caps,exec-confined
+capability-drop-exec|runtime/src/process/exec.rs|    if let Err(f) = confine(sys, confinement) {|    if let Err(f) = Ok::<(), StepFailure>(()) {|exec-confined
+no-new-privs|runtime/src/process/child.rs|        step(Step::NoNewPrivs, b"", sys.set_no_new_privs())?;||no-new-privs-setuid,exec-confined
+no-new-privs-exec|runtime/src/process/exec.rs|    if let Err(f) = confine(sys, confinement) {|    if let Err(f) = confine(sys, &Confinement { no_new_privs: false, ..confinement.clone() }) {|exec-confined
+seccomp|runtime/src/process/mod.rs|Some(policy) => Some(crate::seccomp::compile(policy, spec.namespaces.user)?),|Some(_) => None,|seccomp-default-filter
 seccomp-arch-check|runtime/src/seccomp.rs|program.splice(ARCH_CHECK_LEN..ARCH_CHECK_LEN, prefix);|program.splice(0..ARCH_CHECK_LEN, prefix);|seccomp-default-filter
-device-allowlist|runtime/src/process.rs|        if spec.hardening.device_allowlist {|        if false {|device-allowlist
+device-allowlist|runtime/src/process/mod.rs|        if spec.hardening.device_allowlist {|        if false {|device-allowlist
 nosuid|runtime/src/mounts.rs|    if plan.hardening.nosuid {|    if false {|nosuid-writable-mounts
 noexec|runtime/src/mounts.rs|    if plan.hardening.noexec {|    if false {|noexec-dev-mounts
 nodev|runtime/src/mounts.rs|    if plan.hardening.nodev {|    if false {|nodev-writable-mounts
-close-host-fds|runtime/src/process.rs|        step(Step::CloseFds, b"", sys::cloexec_from(3))?;||escape-leaked-fd
-close-host-fds-exec|runtime/src/process.rs|                if h.close_host_fds {|                if false {|exec-no-leaked-fd
-cgroup-placement|runtime/src/process.rs|            cgroup.add_process(self.pid)?;||memory-oom-kill,pids-fork-bomb
-cgroup-placement-exec|runtime/src/process.rs|            step(Step::JoinCgroup, b"cgroup.procs", sys::write_all(fd, b"0"))?;|let _ = fd;|exec-confined
-group-kill|runtime/src/process.rs|            cgroup.kill_all()?;||cgroup-kill-all
-exec-joins-namespaces|runtime/src/process.rs|                sys::setns(pidfd, h.join_flags),|Ok::<(), Errno>(()),|exec-joins-namespaces
+close-host-fds|runtime/src/process/child.rs|    if c.close_host_fds {|    if false {|escape-leaked-fd
+close-host-fds-exec|runtime/src/process/exec.rs|    if let Err(f) = confine(sys, confinement) {|    if let Err(f) = confine(sys, &Confinement { close_host_fds: false, ..confinement.clone() }) {|exec-no-leaked-fd
+cgroup-placement|runtime/src/process/mod.rs|            cgroup.add_process(pid)?;||memory-oom-kill,pids-fork-bomb
+cgroup-placement-exec|runtime/src/process/exec.rs|        step(Step::JoinCgroup, b"cgroup.procs", sys.write_all(*fd, b"0"))?;|let _ = fd;|exec-confined
+group-kill|runtime/src/process/mod.rs|            cgroup.kill_all()?;||cgroup-kill-all
+exec-joins-namespaces|runtime/src/process/exec.rs|            sys.setns_fd(h.pidfd, h.join_flags),|Ok::<(), nix::errno::Errno>(()),|exec-joins-namespaces
 cpuset|runtime/src/cgroups/mod.rs|if let Some(set) = &limits.cpuset {|if let Some(set) = limits.cpuset.iter().take(0).next() {|cpuset-pinning
 bridge-attachment|runtime/src/network/veth.rs|    let controller = if att.detached {|    let controller = if true {|net-bridge-ping-host,net-container-to-container,net-bridge-ping-host-v6,net-container-to-container-v6,net-default-route-v6
 masquerade|runtime/src/network/nat.rs|            Statement::Masquerade(None),|            Statement::Accept(None),|net-nat-outside
@@ -66,8 +66,8 @@ io-limit|runtime/src/cgroups/mod.rs|if !limits.io_write_bps.is_empty() {|if fals
 nofile-limit|runtime/src/rlimits.rs|("limits.nofile", Rlimit::Nofile, limits.nofile),|("limits.nofile", Rlimit::Nofile, None),|rlimit-nofile
 nproc-limit|runtime/src/rlimits.rs|("limits.nproc", Rlimit::Nproc, limits.nproc),|("limits.nproc", Rlimit::Nproc, None),|rlimit-nproc
 oom-score-adj|runtime/src/rlimits.rs|set_oom_score_adj(pid, adj)?;|let _ = adj;|oom-score-adj
-locked-mounts|runtime/src/process.rs|        mount_lock::enter(maps)?;|        let _ = maps;|userns-locked-mounts
-group-freeze|runtime/src/process.rs|Some(cgroup) => Ok(cgroup.freeze()?),|Some(_) => Ok(()),|pause-freezes-all
+locked-mounts|runtime/src/process/child.rs|        sys.lock_mounts(maps)?;|        let _ = maps;|userns-locked-mounts
+group-freeze|runtime/src/process/mod.rs|Some(cgroup) => Ok(cgroup.freeze()?),|Some(_) => Ok(()),|pause-freezes-all
 EOF
 )
 

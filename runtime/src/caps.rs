@@ -3,19 +3,19 @@
 //! before execve.
 //!
 //! Order matters: the bounding set is dropped first, while we still hold
-//! CAP_SETPCAP; inheritable before permitted shrinks (raising inheritable
-//! needs the cap in permitted); effective before permitted (effective must
-//! stay a subset); ambient last (it needs permitted and inheritable).
+//! CAP_SETPCAP; then effective, permitted and inheritable in one capset;
+//! ambient last (it needs permitted and inheritable).
 
 // StepFailure is fixed-size on purpose (the child must not allocate), so
 // boxing it, as this lint suggests, would defeat it.
 #![allow(clippy::result_large_err)]
 
-use caps::{CapSet, Capability, CapsHashSet};
+use caps::Capability;
 use nix::errno::Errno;
 use std::str::FromStr;
 
 use crate::step::{Step, StepFailure};
+use crate::sys::{CapSets, Syscalls};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CapsError {
@@ -23,95 +23,106 @@ pub enum CapsError {
     UnknownName { index: usize, name: String },
 }
 
-/// What to keep and what to drop, computed before clone so the child does
-/// little work.
+/// What to keep and what to drop, computed before clone so the child only
+/// makes syscalls (through the [`Syscalls`] seam: no allocation after fork).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapPlan {
-    pub keep: CapsHashSet,
+    /// The kept capabilities, in index order.
+    pub keep: Vec<Capability>,
     /// Every capability this kernel knows that is not kept.
     pub drop: Vec<Capability>,
+    /// `keep` as a mask (bit N is capability N).
+    keep_mask: u64,
 }
 
 impl CapPlan {
     pub fn new(names: &[String]) -> Result<CapPlan, CapsError> {
-        let mut keep = CapsHashSet::new();
+        let mut keep = Vec::new();
         for (index, name) in names.iter().enumerate() {
             let cap = Capability::from_str(name).map_err(|_| CapsError::UnknownName {
                 index,
                 name: name.clone(),
             })?;
-            keep.insert(cap);
+            if !keep.contains(&cap) {
+                keep.push(cap);
+            }
         }
+        keep.sort_by_key(|c| c.index());
         let mut drop: Vec<Capability> = caps::runtime::thread_all_supported()
             .into_iter()
             .filter(|c| !keep.contains(c))
             .collect();
         drop.sort_by_key(|c| c.index());
-        Ok(CapPlan { keep, drop })
+        let keep_mask = keep.iter().fold(0u64, |m, c| m | (1 << c.index()));
+        Ok(CapPlan {
+            keep,
+            drop,
+            keep_mask,
+        })
     }
 
     /// Applies the plan to the calling thread. Call in the child only.
-    pub fn apply(&self) -> Result<(), StepFailure> {
-        // caps wraps the OS error in a string; errno still holds it.
-        let errno = |_: caps::errors::CapsError| Errno::last();
+    pub fn apply<S: Syscalls>(&self, sys: &mut S) -> Result<(), StepFailure> {
         for cap in &self.drop {
-            caps::drop(None, CapSet::Bounding, *cap)
-                .map_err(|e| StepFailure::new(Step::DropBoundingCaps, errno(e), cap_name(*cap)))?;
+            sys.cap_bound_drop(cap.index())
+                .map_err(|e| StepFailure::new(Step::DropBoundingCaps, e, cap_name(*cap)))?;
         }
-        for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
-            caps::set(None, set, &self.keep)
-                .map_err(|e| StepFailure::new(Step::SetCaps, errno(e), set_name(set)))?;
-        }
-        caps::clear(None, CapSet::Ambient)
-            .map_err(|e| StepFailure::new(Step::SetAmbientCaps, errno(e), b"ambient"))?;
+        // One capset moves the three sets at once: the kept caps are a
+        // subset of what root holds, so the kernel's rules (inheritable and
+        // permitted may only shrink, effective within permitted) hold.
+        let sets = CapSets {
+            effective: self.keep_mask,
+            permitted: self.keep_mask,
+            inheritable: self.keep_mask,
+        };
+        sys.capset(sets)
+            .map_err(|e| StepFailure::new(Step::SetCaps, e, b"effective permitted inheritable"))?;
+        sys.cap_ambient_clear()
+            .map_err(|e| StepFailure::new(Step::SetAmbientCaps, e, b"ambient"))?;
         for cap in &self.keep {
-            caps::raise(None, CapSet::Ambient, *cap)
-                .map_err(|e| StepFailure::new(Step::SetAmbientCaps, errno(e), cap_name(*cap)))?;
+            sys.cap_ambient_raise(cap.index())
+                .map_err(|e| StepFailure::new(Step::SetAmbientCaps, e, cap_name(*cap)))?;
         }
-        self.verify()
+        self.verify(sys)
     }
 
-    /// Reads the sets back with capget/prctl (no allocation): effective,
-    /// permitted, ambient and bounding must each hold exactly the kept caps.
-    pub fn verify(&self) -> Result<(), StepFailure> {
+    /// Reads the sets back (capget, prctl): effective, permitted, ambient
+    /// and bounding must each hold exactly the kept caps.
+    pub fn verify<S: Syscalls>(&self, sys: &mut S) -> Result<(), StepFailure> {
+        let now = sys
+            .capget()
+            .map_err(|e| StepFailure::new(Step::VerifyCaps, e, b"capget"))?;
         for cap in self.keep.iter().chain(self.drop.iter()) {
             let want = self.keep.contains(cap);
-            for set in [
-                CapSet::Effective,
-                CapSet::Permitted,
-                CapSet::Ambient,
-                CapSet::Bounding,
-            ] {
-                let has = caps::has_cap(None, set, *cap).map_err(|_| {
-                    StepFailure::new(Step::VerifyCaps, Errno::last(), set_name(set))
-                })?;
-                if has != want {
-                    let mut buf = [0u8; 64];
-                    let name = cap_name(*cap);
-                    let set = set_name(set);
-                    let n = name.len() + 1 + set.len();
-                    buf[..name.len()].copy_from_slice(name);
-                    buf[name.len()] = b' ';
-                    buf[name.len() + 1..n].copy_from_slice(set);
-                    return Err(StepFailure::new(
-                        Step::VerifyCaps,
-                        Errno::UnknownErrno,
-                        &buf[..n],
-                    ));
-                }
+            let bit = 1u64 << cap.index();
+            let read = |e| StepFailure::new(Step::VerifyCaps, e, cap_name(*cap));
+            let held = [
+                (b"effective".as_slice(), now.effective & bit != 0),
+                (b"permitted".as_slice(), now.permitted & bit != 0),
+                (
+                    b"ambient".as_slice(),
+                    sys.cap_ambient_has(cap.index()).map_err(read)?,
+                ),
+                (
+                    b"bounding".as_slice(),
+                    sys.cap_bound_has(cap.index()).map_err(read)?,
+                ),
+            ];
+            if let Some((set, _)) = held.iter().find(|(_, has)| *has != want) {
+                let mut buf = [0u8; 64];
+                let name = cap_name(*cap);
+                let n = name.len() + 1 + set.len();
+                buf[..name.len()].copy_from_slice(name);
+                buf[name.len()] = b' ';
+                buf[name.len() + 1..n].copy_from_slice(set);
+                return Err(StepFailure::new(
+                    Step::VerifyCaps,
+                    Errno::UnknownErrno,
+                    &buf[..n],
+                ));
             }
         }
         Ok(())
-    }
-}
-
-fn set_name(set: CapSet) -> &'static [u8] {
-    match set {
-        CapSet::Ambient => b"ambient",
-        CapSet::Bounding => b"bounding",
-        CapSet::Effective => b"effective",
-        CapSet::Inheritable => b"inheritable",
-        CapSet::Permitted => b"permitted",
     }
 }
 
@@ -187,6 +198,34 @@ mod tests {
         assert!(plan.keep.contains(&Capability::CAP_CHOWN));
         assert!(!plan.drop.contains(&Capability::CAP_CHOWN));
         assert!(plan.drop.contains(&Capability::CAP_SYS_ADMIN));
+    }
+
+    #[test]
+    fn apply_drops_bounding_sets_the_rest_once_and_verifies() {
+        let plan = CapPlan::new(&["CAP_NET_BIND_SERVICE".into()]).expect("valid");
+        let mut sys = crate::sys::RecordingSyscalls::default();
+        plan.apply(&mut sys).expect("the double holds what was set");
+        let calls = sys.process_calls();
+        let dropped = calls
+            .iter()
+            .filter(|c| c.starts_with("capbset_drop"))
+            .count();
+        assert_eq!(dropped, plan.drop.len());
+        let tail: Vec<&str> = calls[dropped..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            ["capset(0x400)", "ambient_clear()", "ambient_raise(10)"]
+        );
+    }
+
+    #[test]
+    fn verify_names_the_cap_and_set_that_differ() {
+        let plan = CapPlan::new(&["CAP_CHOWN".into()]).expect("valid");
+        // Nothing applied: root still holds CAP_SYS_ADMIN everywhere.
+        let mut sys = crate::sys::RecordingSyscalls::default();
+        let err = crate::step::ChildError::from(plan.verify(&mut sys).expect_err("differs"));
+        assert_eq!(err.step, Step::VerifyCaps);
+        assert_eq!(err.path, "CAP_CHOWN ambient");
     }
 
     #[test]

@@ -17,14 +17,15 @@ mod seam;
 
 pub use bpf::{bpf_attach_cgroup_device, bpf_load_cgroup_device, BpfInsn};
 pub use loopdev::{loop_attach, loop_detach, loop_get_free};
-pub use recording::{Call, FakeFd, RecordingSyscalls};
-pub use seam::{ProcFdPath, RealSyscalls, Syscalls};
+pub use recording::{Call, CapModel, FakeFd, RecordingSyscalls};
+pub use seam::{CapSets, ProcFdPath, RealSyscalls, Syscalls};
 
 // ---------------------------------------------------------------------------
 // Process plumbing
 // ---------------------------------------------------------------------------
 
-/// `struct clone_args` of clone3(2), version 2 (with `cgroup`).
+/// `struct clone_args` of clone3(2), version 1 (CLONE_ARGS_SIZE_VER1: up
+/// to `set_tid_size`; no `cgroup`, as nothing here clones into a cgroup).
 #[repr(C)]
 #[derive(Default)]
 struct CloneArgs {
@@ -38,7 +39,6 @@ struct CloneArgs {
     tls: u64,
     set_tid: u64,
     set_tid_size: u64,
-    cgroup: u64,
 }
 
 /// Which side of a [`clone3`] we are on.
@@ -299,21 +299,6 @@ fn cloexec_each_from(first: u32) -> Result<(), Errno> {
             return Err(Errno::last());
         }
     }
-    Ok(())
-}
-
-/// setresuid/setresgid/setgroups(0 entries).
-pub fn set_ids(uid: u32, gid: u32, clear_groups: bool) -> Result<(), (crate::step::Step, Errno)> {
-    use crate::step::Step;
-    if clear_groups {
-        // SAFETY: zero-length list, null pointer allowed.
-        Errno::result(unsafe { libc::setgroups(0, std::ptr::null()) })
-            .map_err(|e| (Step::SetGroups, e))?;
-    }
-    // SAFETY: plain syscalls.
-    Errno::result(unsafe { libc::setresgid(gid, gid, gid) }).map_err(|e| (Step::SetGid, e))?;
-    // SAFETY: plain syscall.
-    Errno::result(unsafe { libc::setresuid(uid, uid, uid) }).map_err(|e| (Step::SetUid, e))?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use nix::mount::{MntFlags, MsFlags};
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, RawFd};
 
-use super::seam::{ProcFdPath, Syscalls};
+use super::seam::{CapSets, ProcFdPath, Syscalls};
 
 /// One call seen by [`RecordingSyscalls`], with owned, printable arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,12 @@ pub enum Call {
     Sethostname {
         name: String,
     },
+    /// A call of the child's process plumbing or confinement, by its
+    /// syscall's name, with its argument shown (fd, flags, cap, bytes).
+    Process {
+        call: &'static str,
+        arg: String,
+    },
 }
 
 impl Call {
@@ -68,6 +74,7 @@ impl Call {
             | Call::CreateFile { path } => path,
             Call::Symlink { link, .. } => link,
             Call::Sethostname { name } => name,
+            Call::Process { call, .. } => call,
         }
     }
 }
@@ -102,6 +109,20 @@ pub struct RecordingSyscalls {
     pub fds: Vec<String>,
     /// Paths opened with `open_dir` (the new root).
     pub roots: Vec<String>,
+    /// The handshake read gets EOF (the parent died) instead of "go".
+    pub parent_gone: bool,
+    /// The capability state the calls act on, starting as root's.
+    pub caps: CapModel,
+}
+
+/// Capabilities as the kernel would hold them: a process that starts as
+/// root (full bounding, permitted, effective; empty ambient).
+#[derive(Debug, Default)]
+pub struct CapModel {
+    pub bounding_dropped: u64,
+    /// `None` until capset: every capability.
+    pub sets: Option<CapSets>,
+    pub ambient: u64,
 }
 
 /// A fake fd of [`RecordingSyscalls`].
@@ -249,8 +270,134 @@ impl RecordingSyscalls {
     }
 }
 
+impl RecordingSyscalls {
+    pub fn process(&mut self, call: &'static str, arg: impl ToString) -> Result<(), Errno> {
+        self.record(Call::Process {
+            call,
+            arg: arg.to_string(),
+        })
+    }
+
+    /// The process-plumbing calls in order, as `name(arg)`.
+    pub fn process_calls(&self) -> Vec<String> {
+        self.calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Process { call, arg } => Some(format!("{call}({arg})")),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 impl Syscalls for RecordingSyscalls {
     type Fd = FakeFd;
+
+    fn reset_signals(&mut self) {
+        let _ = self.process("reset_signals", "");
+    }
+    fn set_parent_death_kill(&mut self) -> Result<(), Errno> {
+        self.process("prctl_pdeathsig", "SIGKILL")
+    }
+    fn getppid(&mut self) -> i32 {
+        let _ = self.process("getppid", "");
+        1
+    }
+    fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), Errno> {
+        self.process("dup2", format!("{from}, {to}"))
+    }
+    fn write_all(&mut self, _fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
+        self.process("write", String::from_utf8_lossy(&buf[..buf.len().min(1)]))
+    }
+    fn read(&mut self, _fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.process("read", "")?;
+        if self.parent_gone {
+            return Ok(0);
+        }
+        buf[0] = b'G';
+        Ok(1)
+    }
+    fn clear_groups(&mut self) -> Result<(), Errno> {
+        self.process("setgroups", "[]")
+    }
+    fn setresgid(&mut self, gid: u32) -> Result<(), Errno> {
+        self.process("setresgid", gid)
+    }
+    fn setresuid(&mut self, uid: u32) -> Result<(), Errno> {
+        self.process("setresuid", uid)
+    }
+    fn unshare(&mut self, flags: i32) -> Result<(), Errno> {
+        self.process("unshare", format!("{flags:#x}"))
+    }
+    fn write_file(&mut self, path: &CStr, _contents: &[u8]) -> Result<(), Errno> {
+        self.process("write_file", lossy(path))
+    }
+    fn setns_path(&mut self, path: &CStr, nstype: i32) -> Result<(), Errno> {
+        self.process("setns", format!("{}, {nstype:#x}", lossy(path)))
+    }
+    fn setns_fd(&mut self, fd: RawFd, nstype: i32) -> Result<(), Errno> {
+        self.process("setns", format!("fd {fd}, {nstype:#x}"))
+    }
+    fn fchdir(&mut self, fd: RawFd) -> Result<(), Errno> {
+        self.process("fchdir", fd)
+    }
+    fn loopback_up(&mut self) -> Result<(), Errno> {
+        self.process("loopback_up", "lo")
+    }
+    fn cap_bound_drop(&mut self, cap: u8) -> Result<(), Errno> {
+        self.process("capbset_drop", cap)?;
+        self.caps.bounding_dropped |= 1 << cap;
+        Ok(())
+    }
+    fn cap_bound_has(&mut self, cap: u8) -> Result<bool, Errno> {
+        Ok(self.caps.bounding_dropped & (1 << cap) == 0)
+    }
+    fn capset(&mut self, sets: CapSets) -> Result<(), Errno> {
+        self.process("capset", format!("{:#x}", sets.permitted))?;
+        self.caps.sets = Some(sets);
+        Ok(())
+    }
+    fn capget(&mut self) -> Result<CapSets, Errno> {
+        Ok(self.caps.sets.unwrap_or(CapSets {
+            effective: u64::MAX,
+            permitted: u64::MAX,
+            inheritable: 0,
+        }))
+    }
+    fn cap_ambient_clear(&mut self) -> Result<(), Errno> {
+        self.process("ambient_clear", "")?;
+        self.caps.ambient = 0;
+        Ok(())
+    }
+    fn cap_ambient_raise(&mut self, cap: u8) -> Result<(), Errno> {
+        self.process("ambient_raise", cap)?;
+        self.caps.ambient |= 1 << cap;
+        Ok(())
+    }
+    fn cap_ambient_has(&mut self, cap: u8) -> Result<bool, Errno> {
+        Ok(self.caps.ambient & (1 << cap) != 0)
+    }
+    fn set_no_new_privs(&mut self) -> Result<(), Errno> {
+        self.process("no_new_privs", "")
+    }
+    fn seccomp_set_filter(&mut self, program: &[seccompiler::sock_filter]) -> Result<(), Errno> {
+        self.process("seccomp", program.len())
+    }
+    fn cloexec_from(&mut self, first: u32) -> Result<(), Errno> {
+        self.process("close_range_cloexec", first)
+    }
+    fn execve(
+        &mut self,
+        path: &CStr,
+        _argv: &[*const libc::c_char],
+        _envp: &[*const libc::c_char],
+    ) -> Errno {
+        match self.process("execve", lossy(path)) {
+            Err(e) => e,
+            // The double never replaces the process: execve "failed".
+            Ok(()) => Errno::ENOEXEC,
+        }
+    }
 
     fn mount(
         &mut self,

@@ -5,17 +5,80 @@
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{open, read};
 
-// ---------------------------------------------------------------------------
-// The seam for building the root
-// ---------------------------------------------------------------------------
+/// The three capability sets capget/capset move together, as bit masks
+/// (bit N is capability N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
 
-/// The calls that change the kernel while the child builds its root. The
-/// real implementation runs them; [`RecordingSyscalls`] records them.
+/// Every call the child (or an exec helper) makes between clone and
+/// execve. The real implementation runs them; [`super::RecordingSyscalls`]
+/// records them, so the child's whole order is tested without root. None of
+/// them may allocate.
 pub trait Syscalls {
+    // -- process plumbing, ids and namespaces --
+
+    /// Default dispositions and an empty mask for every signal.
+    fn reset_signals(&mut self);
+    /// PR_SET_PDEATHSIG(SIGKILL).
+    fn set_parent_death_kill(&mut self) -> Result<(), Errno>;
+    fn getppid(&mut self) -> i32;
+    fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), Errno>;
+    /// One whole message on the handshake socket (or any fd).
+    fn write_all(&mut self, fd: RawFd, buf: &[u8]) -> Result<(), Errno>;
+    fn read(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno>;
+    /// setgroups(2) with an empty list.
+    fn clear_groups(&mut self) -> Result<(), Errno>;
+    fn setresgid(&mut self, gid: u32) -> Result<(), Errno>;
+    fn setresuid(&mut self, uid: u32) -> Result<(), Errno>;
+    fn unshare(&mut self, flags: i32) -> Result<(), Errno>;
+    /// open(O_WRONLY) and one write of `contents` (a /proc file).
+    fn write_file(&mut self, path: &CStr, contents: &[u8]) -> Result<(), Errno>;
+    /// setns(2) into the namespace file at `path`.
+    fn setns_path(&mut self, path: &CStr, nstype: i32) -> Result<(), Errno>;
+    /// setns(2) on an fd the parent opened (a pidfd joins several at once).
+    fn setns_fd(&mut self, fd: RawFd, nstype: i32) -> Result<(), Errno>;
+    fn fchdir(&mut self, fd: RawFd) -> Result<(), Errno>;
+    /// `lo` up (SIOCSIFFLAGS).
+    fn loopback_up(&mut self) -> Result<(), Errno>;
+
+    // -- confinement --
+
+    /// PR_CAPBSET_DROP.
+    fn cap_bound_drop(&mut self, cap: u8) -> Result<(), Errno>;
+    /// PR_CAPBSET_READ.
+    fn cap_bound_has(&mut self, cap: u8) -> Result<bool, Errno>;
+    fn capset(&mut self, sets: CapSets) -> Result<(), Errno>;
+    fn capget(&mut self) -> Result<CapSets, Errno>;
+    /// PR_CAP_AMBIENT_CLEAR_ALL.
+    fn cap_ambient_clear(&mut self) -> Result<(), Errno>;
+    /// PR_CAP_AMBIENT_RAISE.
+    fn cap_ambient_raise(&mut self, cap: u8) -> Result<(), Errno>;
+    /// PR_CAP_AMBIENT_IS_SET.
+    fn cap_ambient_has(&mut self, cap: u8) -> Result<bool, Errno>;
+    /// PR_SET_NO_NEW_PRIVS.
+    fn set_no_new_privs(&mut self) -> Result<(), Errno>;
+    /// SECCOMP_SET_MODE_FILTER with a program compiled by the parent.
+    fn seccomp_set_filter(&mut self, program: &[seccompiler::sock_filter]) -> Result<(), Errno>;
+    /// Every fd from `first` up close-on-exec.
+    fn cloexec_from(&mut self, first: u32) -> Result<(), Errno>;
+    /// execve(2); returns only on failure.
+    fn execve(
+        &mut self,
+        path: &CStr,
+        argv: &[*const libc::c_char],
+        envp: &[*const libc::c_char],
+    ) -> Errno;
+
+    // -- building the root --
+
     /// An O_PATH handle on a resolved path, closed on drop. Mounting on
     /// [`ProcFdPath`] of it mounts on what it resolved to.
     type Fd: AsRawFd;
@@ -63,6 +126,58 @@ pub trait Syscalls {
     fn mount_flags(&mut self, path: &CStr) -> Result<MsFlags, Errno>;
     /// Fills `buf` with /proc/self/mountinfo; ENOBUFS if it does not fit.
     fn read_mountinfo<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b [u8], Errno>;
+}
+
+/// prctl(2) with two integer arguments (the rest zero).
+fn prctl(option: libc::c_int, arg2: u64, arg3: u64) -> Result<libc::c_int, Errno> {
+    // SAFETY: the options used here take integer arguments only.
+    Errno::result(unsafe { libc::prctl(option, arg2, arg3, 0u64, 0u64) })
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+impl CapHeader {
+    /// _LINUX_CAPABILITY_VERSION_3 (64-bit sets in two words), this thread.
+    fn ours() -> CapHeader {
+        CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        }
+    }
+}
+
+/// `struct __user_cap_data_struct`: one 32-bit word of each set.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+impl CapData {
+    fn from_sets(s: CapSets) -> [CapData; 2] {
+        let word = |v: u64, i: u32| (v >> (32 * i)) as u32;
+        [0, 1].map(|i| CapData {
+            effective: word(s.effective, i),
+            permitted: word(s.permitted, i),
+            inheritable: word(s.inheritable, i),
+        })
+    }
+
+    fn to_sets(d: &[CapData; 2]) -> CapSets {
+        let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+        CapSets {
+            effective: join(d[0].effective, d[1].effective),
+            permitted: join(d[0].permitted, d[1].permitted),
+            inheritable: join(d[0].inheritable, d[1].inheritable),
+        }
+    }
 }
 
 /// `/proc/self/fd/N` in a stack buffer (the child must not allocate).
@@ -176,6 +291,124 @@ struct MountAttr {
 
 impl Syscalls for RealSyscalls {
     type Fd = OwnedFd;
+
+    fn reset_signals(&mut self) {
+        super::reset_signals()
+    }
+    fn set_parent_death_kill(&mut self) -> Result<(), Errno> {
+        super::set_parent_death_kill()
+    }
+    fn getppid(&mut self) -> i32 {
+        super::getppid()
+    }
+    fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), Errno> {
+        super::dup2(from, to)
+    }
+    fn write_all(&mut self, fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
+        // SAFETY: an fd the caller holds open for the call.
+        super::write_all(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
+    }
+    fn read(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+        // SAFETY: an fd the caller holds open for the call.
+        read(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
+    }
+    fn clear_groups(&mut self) -> Result<(), Errno> {
+        // SAFETY: zero-length list, null pointer allowed.
+        Errno::result(unsafe { libc::setgroups(0, std::ptr::null()) }).map(drop)
+    }
+    fn setresgid(&mut self, gid: u32) -> Result<(), Errno> {
+        // SAFETY: plain syscall with integer arguments.
+        Errno::result(unsafe { libc::setresgid(gid, gid, gid) }).map(drop)
+    }
+    fn setresuid(&mut self, uid: u32) -> Result<(), Errno> {
+        // SAFETY: plain syscall with integer arguments.
+        Errno::result(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+    }
+    fn unshare(&mut self, flags: i32) -> Result<(), Errno> {
+        super::unshare(flags)
+    }
+    fn write_file(&mut self, path: &CStr, contents: &[u8]) -> Result<(), Errno> {
+        let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC)?;
+        super::write_all(fd.as_fd(), contents)
+    }
+    fn setns_path(&mut self, path: &CStr, nstype: i32) -> Result<(), Errno> {
+        let fd = open(path, libc::O_RDONLY | libc::O_CLOEXEC)?;
+        super::setns(fd.as_fd(), nstype)
+    }
+    fn setns_fd(&mut self, fd: RawFd, nstype: i32) -> Result<(), Errno> {
+        // SAFETY: an fd the parent opened before the clone, open for the call.
+        super::setns(unsafe { BorrowedFd::borrow_raw(fd) }, nstype)
+    }
+    fn fchdir(&mut self, fd: RawFd) -> Result<(), Errno> {
+        // SAFETY: as above.
+        super::fchdir(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+    fn loopback_up(&mut self) -> Result<(), Errno> {
+        super::loopback_up()
+    }
+    fn cap_bound_drop(&mut self, cap: u8) -> Result<(), Errno> {
+        prctl(libc::PR_CAPBSET_DROP, cap.into(), 0).map(drop)
+    }
+    fn cap_bound_has(&mut self, cap: u8) -> Result<bool, Errno> {
+        prctl(libc::PR_CAPBSET_READ, cap.into(), 0).map(|r| r == 1)
+    }
+    fn capset(&mut self, sets: CapSets) -> Result<(), Errno> {
+        let mut header = CapHeader::ours();
+        let data = CapData::from_sets(sets);
+        // SAFETY: a v3 header and the two data words v3 wants, both live
+        // for the call; the kernel only reads them.
+        Errno::result(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })
+            .map(drop)
+    }
+    fn capget(&mut self) -> Result<CapSets, Errno> {
+        let mut header = CapHeader::ours();
+        let mut data = [CapData::default(); 2];
+        // SAFETY: a v3 header and room for the two data words the kernel
+        // writes.
+        Errno::result(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+        Ok(CapData::to_sets(&data))
+    }
+    fn cap_ambient_clear(&mut self) -> Result<(), Errno> {
+        prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as u64,
+            0,
+        )
+        .map(drop)
+    }
+    fn cap_ambient_raise(&mut self, cap: u8) -> Result<(), Errno> {
+        prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as u64,
+            cap.into(),
+        )
+        .map(drop)
+    }
+    fn cap_ambient_has(&mut self, cap: u8) -> Result<bool, Errno> {
+        prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_IS_SET as u64,
+            cap.into(),
+        )
+        .map(|r| r == 1)
+    }
+    fn set_no_new_privs(&mut self) -> Result<(), Errno> {
+        super::set_no_new_privs()
+    }
+    fn seccomp_set_filter(&mut self, program: &[seccompiler::sock_filter]) -> Result<(), Errno> {
+        super::seccomp_set_filter(program)
+    }
+    fn cloexec_from(&mut self, first: u32) -> Result<(), Errno> {
+        super::cloexec_from(first)
+    }
+    fn execve(
+        &mut self,
+        path: &CStr,
+        argv: &[*const libc::c_char],
+        envp: &[*const libc::c_char],
+    ) -> Errno {
+        super::execve(path, argv, envp)
+    }
 
     fn mount(
         &mut self,
@@ -351,5 +584,23 @@ impl Syscalls for RealSyscalls {
             }
             len += n;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_sets_split_into_the_kernels_two_words_and_back() {
+        let sets = CapSets {
+            effective: 1 << 21 | 1 << 40,
+            permitted: u64::MAX >> 23,
+            inheritable: 0,
+        };
+        let words = CapData::from_sets(sets);
+        assert_eq!(words[0].effective, 1 << 21);
+        assert_eq!(words[1].effective, 1 << 8);
+        assert_eq!(CapData::to_sets(&words), sets);
     }
 }
