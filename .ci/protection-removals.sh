@@ -25,18 +25,18 @@ net-namespace|runtime/src/process/mod.rs|(ns.net, CloneFlags::CLONE_NEWNET),||ne
 user-namespace|runtime/src/process/mod.rs|(ns.user, CloneFlags::CLONE_NEWUSER),||user-namespace-root-is-nobody
 cgroup-namespace|runtime/src/process/child.rs|step(Step::UnshareCgroup, b"", sys.unshare(sys::CLONE_NEWCGROUP))?;||cgroup-namespace
 time-namespace|runtime/src/process/child.rs|enter_time_namespace(sys, offsets)?;|let _ = offsets;|time-namespace
-pivot-root|runtime/src/mounts.rs|match plan.entry {|match RootEntry::ChrootOnly {|pivot-root-no-escape
-detach-old-root|runtime/src/mounts.rs|if plan.hardening.detach_old_root {|if false {|old-root-detached
-rslave-root|runtime/src/mounts.rs|    if plan.hardening.rslave_root {|    if false {|mount-propagation-one-way
+pivot-root|runtime/src/mounts/entry.rs|match plan.entry {|match RootEntry::ChrootOnly {|pivot-root-no-escape
+detach-old-root|runtime/src/mounts/entry.rs|if plan.hardening.detach_old_root {|if false {|old-root-detached
+rslave-root|runtime/src/mounts/mod.rs|    if plan.hardening.rslave_root {|    if false {|mount-propagation-one-way
 overlay|runtime/src/rootfs.rs|let image = if spec.rootfs.overlay {|let image = if false {|overlay-image-untouched
-readonly-binds|runtime/src/mounts.rs|    if bind.readonly {|    if false {|readonly-bind-mount
-recursive-readonly|runtime/src/mounts.rs|if plan.hardening.recursive_readonly {|if false {|readonly-bind-submounts
-recursive-binds|runtime/src/mounts.rs|if plan.hardening.recursive_binds {|if false {|bind-submounts-carried
-proc-sys-readonly|runtime/src/mounts.rs|if plan.kernel_files.proc_sys_readonly {|if false {|escape-proc-sys-write
-sys-readonly|runtime/src/mounts.rs|let ro = plan.kernel_files.sys_readonly;|let ro = false;|sys-readonly
-masked-paths|runtime/src/mounts.rs|if !plan.kernel_files.mask_proc_files {|if true {|escape-sysrq-and-kmsg,masked-proc-files,masked-proc-dirs,masked-sys-dirs
-readonly-paths|runtime/src/mounts.rs|if !plan.kernel_files.readonly_paths {|if true {|readonly-proc-paths
-host-cgroupfs-hidden|runtime/src/mounts.rs|if plan.kernel_files.host_cgroupfs_rw {|if true {|escape-cgroup-move
+readonly-binds|runtime/src/mounts/readonly.rs|    if bind.readonly {|    if false {|readonly-bind-mount
+recursive-readonly|runtime/src/mounts/readonly.rs|if plan.hardening.recursive_readonly {|if false {|readonly-bind-submounts
+recursive-binds|runtime/src/mounts/readonly.rs|if plan.hardening.recursive_binds {|if false {|bind-submounts-carried
+proc-sys-readonly|runtime/src/mounts/kernel_files.rs|if plan.kernel_files.proc_sys_readonly {|if false {|escape-proc-sys-write
+sys-readonly|runtime/src/mounts/kernel_files.rs|let ro = plan.kernel_files.sys_readonly;|let ro = false;|sys-readonly
+masked-paths|runtime/src/mounts/kernel_files.rs|if !plan.kernel_files.mask_proc_files {|if true {|escape-sysrq-and-kmsg,masked-proc-files,masked-proc-dirs,masked-sys-dirs
+readonly-paths|runtime/src/mounts/kernel_files.rs|if !plan.kernel_files.readonly_paths {|if true {|readonly-proc-paths
+host-cgroupfs-hidden|runtime/src/mounts/mod.rs|if plan.kernel_files.host_cgroupfs_rw {|if true {|escape-cgroup-move
 clear-groups|runtime/src/process/child.rs|    if ids.clear_groups {|    if false {|supplementary-groups-cleared
 capability-drop|runtime/src/process/child.rs|    c.caps.apply(sys)?;||capabilities-dropped,escape-mount-host-dev,escape-remount-readonly,escape-ptrace-host-caps,escape-host-netns-caps,exec-confined
 capability-drop-exec|runtime/src/process/exec.rs|    if let Err(f) = confine(sys, confinement) {|    if let Err(f) = Ok::<(), StepFailure>(()) {|exec-confined
@@ -45,9 +45,9 @@ no-new-privs-exec|runtime/src/process/exec.rs|    if let Err(f) = confine(sys, c
 seccomp|runtime/src/process/mod.rs|Some(policy) => Some(crate::seccomp::compile(policy, spec.namespaces.user)?),|Some(_) => None,|seccomp-default-filter
 seccomp-arch-check|runtime/src/seccomp.rs|program.splice(ARCH_CHECK_LEN..ARCH_CHECK_LEN, prefix);|program.splice(0..ARCH_CHECK_LEN, prefix);|seccomp-default-filter
 device-allowlist|runtime/src/process/mod.rs|        if spec.hardening.device_allowlist {|        if false {|device-allowlist
-nosuid|runtime/src/mounts.rs|    if plan.hardening.nosuid {|    if false {|nosuid-writable-mounts
-noexec|runtime/src/mounts.rs|    if plan.hardening.noexec {|    if false {|noexec-dev-mounts
-nodev|runtime/src/mounts.rs|    if plan.hardening.nodev {|    if false {|nodev-writable-mounts
+nosuid|runtime/src/mounts/mod.rs|    if plan.hardening.nosuid {|    if false {|nosuid-writable-mounts
+noexec|runtime/src/mounts/mod.rs|    if plan.hardening.noexec {|    if false {|noexec-dev-mounts
+nodev|runtime/src/mounts/mod.rs|    if plan.hardening.nodev {|    if false {|nodev-writable-mounts
 close-host-fds|runtime/src/process/child.rs|    if c.close_host_fds {|    if false {|escape-leaked-fd
 close-host-fds-exec|runtime/src/process/exec.rs|    if let Err(f) = confine(sys, confinement) {|    if let Err(f) = confine(sys, &Confinement { close_host_fds: false, ..confinement.clone() }) {|exec-no-leaked-fd
 cgroup-placement|runtime/src/process/mod.rs|            cgroup.add_process(pid)?;||memory-oom-kill,pids-fork-bomb
