@@ -28,7 +28,7 @@ time-namespace|runtime/src/process/child.rs|enter_time_namespace(sys, offsets)?;
 pivot-root|runtime/src/mounts/entry.rs|match plan.entry {|match RootEntry::ChrootOnly {|pivot-root-no-escape
 detach-old-root|runtime/src/mounts/entry.rs|if plan.hardening.detach_old_root {|if false {|old-root-detached
 rslave-root|runtime/src/mounts/mod.rs|    if plan.hardening.rslave_root {|    if false {|mount-propagation-one-way
-overlay|runtime/src/rootfs.rs|let image = if spec.rootfs.overlay {|let image = if false {|overlay-image-untouched
+overlay|runtime/src/rootfs/mod.rs|let image = if spec.rootfs.overlay {|let image = if false {|overlay-image-untouched
 readonly-binds|runtime/src/mounts/readonly.rs|    if bind.readonly {|    if false {|readonly-bind-mount
 recursive-readonly|runtime/src/mounts/readonly.rs|if plan.hardening.recursive_readonly {|if false {|readonly-bind-submounts
 recursive-binds|runtime/src/mounts/readonly.rs|if plan.hardening.recursive_binds {|if false {|bind-submounts-carried
