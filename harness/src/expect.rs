@@ -30,101 +30,127 @@ pub fn values_close(a: f64, b: f64, err: f64) -> bool {
     (a - b).abs() <= b.abs() * err
 }
 
+/// One check of one field: the field's dotted path and one operator.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawExpectation")]
 pub struct Expectation {
     pub field: String,
-    pub eq: Option<Value>,
-    pub ne: Option<Value>,
-    pub ge: Option<f64>,
-    pub le: Option<f64>,
-    pub gt: Option<f64>,
-    pub lt: Option<f64>,
+    pub op: Operator,
+}
+
+/// What the field is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operator {
+    Eq(Value),
+    Ne(Value),
+    Ge(f64),
+    Le(f64),
+    Gt(f64),
+    Lt(f64),
     /// Within [`TOLERANCE`] of this number.
-    pub close_to: Option<f64>,
+    CloseTo(f64),
     /// Equal to another field of the same observation.
-    pub eq_field: Option<String>,
+    EqField(String),
     /// Not equal to another field of the same observation.
-    pub ne_field: Option<String>,
+    NeField(String),
     /// An array field contains this value, or a string field this substring.
-    pub contains: Option<Value>,
+    Contains(Value),
     /// An array field does not contain this value.
-    pub excludes: Option<Value>,
+    Excludes(Value),
     /// Length of an array field is at most this.
-    pub len_le: Option<usize>,
+    LenLe(usize),
     /// `true`: present and null (e.g. no errno: the call succeeded);
     /// `false`: present and not null.
-    pub null: Option<bool>,
+    Null(bool),
+}
+
+/// The TOML shape, `{ field = "probe.pid", eq = 1 }`: one key per operator,
+/// of which exactly one must be given.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpectation {
+    field: String,
+    eq: Option<Value>,
+    ne: Option<Value>,
+    ge: Option<f64>,
+    le: Option<f64>,
+    gt: Option<f64>,
+    lt: Option<f64>,
+    close_to: Option<f64>,
+    eq_field: Option<String>,
+    ne_field: Option<String>,
+    contains: Option<Value>,
+    excludes: Option<Value>,
+    len_le: Option<usize>,
+    null: Option<bool>,
+}
+
+impl TryFrom<RawExpectation> for Expectation {
+    type Error = String;
+
+    fn try_from(r: RawExpectation) -> Result<Expectation, String> {
+        if r.field.is_empty() {
+            return Err("field is empty".into());
+        }
+        let ops: Vec<Operator> = [
+            r.eq.map(Operator::Eq),
+            r.ne.map(Operator::Ne),
+            r.ge.map(Operator::Ge),
+            r.le.map(Operator::Le),
+            r.gt.map(Operator::Gt),
+            r.lt.map(Operator::Lt),
+            r.close_to.map(Operator::CloseTo),
+            r.eq_field.map(Operator::EqField),
+            r.ne_field.map(Operator::NeField),
+            r.contains.map(Operator::Contains),
+            r.excludes.map(Operator::Excludes),
+            r.len_le.map(Operator::LenLe),
+            r.null.map(Operator::Null),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match <[Operator; 1]>::try_from(ops) {
+            Ok([op]) => Ok(Expectation { field: r.field, op }),
+            Err(ops) if ops.is_empty() => Err(format!(
+                "{}: no operator (eq, ne, ge, le, gt, lt, close_to, eq_field, ne_field, contains, excludes, len_le, null)",
+                r.field
+            )),
+            Err(ops) => Err(format!(
+                "{}: {} operators; give exactly one",
+                r.field,
+                ops.len()
+            )),
+        }
+    }
 }
 
 impl Expectation {
-    fn operators(&self) -> usize {
-        [
-            self.eq.is_some(),
-            self.ne.is_some(),
-            self.ge.is_some(),
-            self.le.is_some(),
-            self.gt.is_some(),
-            self.lt.is_some(),
-            self.close_to.is_some(),
-            self.eq_field.is_some(),
-            self.ne_field.is_some(),
-            self.contains.is_some(),
-            self.excludes.is_some(),
-            self.len_le.is_some(),
-            self.null.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count()
-    }
-
-    /// A well-formed expectation has a field and exactly one operator.
-    pub fn check(&self) -> Result<(), String> {
-        if self.field.is_empty() {
-            return Err("field is empty".into());
-        }
-        match self.operators() {
-            1 => Ok(()),
-            0 => Err(format!(
-                "{}: no operator (eq, ne, ge, le, gt, lt, close_to, eq_field, ne_field, contains, excludes, len_le, null)",
-                self.field
-            )),
-            n => Err(format!("{}: {n} operators; give exactly one", self.field)),
+    /// The other field an `eq_field` / `ne_field` compares with.
+    pub fn other_field(&self) -> Option<&str> {
+        match &self.op {
+            Operator::EqField(o) | Operator::NeField(o) => Some(o),
+            _ => None,
         }
     }
 
     /// Human text, e.g. `probe.pid == 1`.
     pub fn describe(&self) -> String {
         let f = &self.field;
-        if let Some(v) = &self.eq {
-            format!("{f} == {v}")
-        } else if let Some(v) = &self.ne {
-            format!("{f} != {v}")
-        } else if let Some(v) = self.ge {
-            format!("{f} >= {v}")
-        } else if let Some(v) = self.le {
-            format!("{f} <= {v}")
-        } else if let Some(v) = self.gt {
-            format!("{f} > {v}")
-        } else if let Some(v) = self.lt {
-            format!("{f} < {v}")
-        } else if let Some(v) = self.close_to {
-            format!("{f} ~= {v} (±{:.0}%)", TOLERANCE * 100.0)
-        } else if let Some(v) = &self.eq_field {
-            format!("{f} == {v}")
-        } else if let Some(v) = &self.ne_field {
-            format!("{f} != {v}")
-        } else if let Some(v) = &self.contains {
-            format!("{f} contains {v}")
-        } else if let Some(v) = &self.excludes {
-            format!("{f} excludes {v}")
-        } else if let Some(v) = self.len_le {
-            format!("len({f}) <= {v}")
-        } else if let Some(v) = self.null {
-            format!("{f} is {}null", if v { "" } else { "not " })
-        } else {
-            format!("{f} ?")
+        match &self.op {
+            Operator::Eq(v) => format!("{f} == {v}"),
+            Operator::Ne(v) => format!("{f} != {v}"),
+            Operator::Ge(v) => format!("{f} >= {v}"),
+            Operator::Le(v) => format!("{f} <= {v}"),
+            Operator::Gt(v) => format!("{f} > {v}"),
+            Operator::Lt(v) => format!("{f} < {v}"),
+            Operator::CloseTo(v) => format!("{f} ~= {v} (±{:.0}%)", TOLERANCE * 100.0),
+            Operator::EqField(v) => format!("{f} == {v}"),
+            Operator::NeField(v) => format!("{f} != {v}"),
+            Operator::Contains(v) => format!("{f} contains {v}"),
+            Operator::Excludes(v) => format!("{f} excludes {v}"),
+            Operator::LenLe(v) => format!("len({f}) <= {v}"),
+            Operator::Null(v) => format!("{f} is {}null", if *v { "" } else { "not " }),
         }
     }
 
@@ -140,84 +166,79 @@ impl Expectation {
     /// observation's `vars` (e.g. an address the run chose).
     fn resolved(&self, doc: &Value) -> Option<Expectation> {
         let vars = doc.get("vars")?.as_object()?;
-        let fill = |v: &Option<Value>| match v {
-            Some(Value::String(s)) if s.contains('{') => Some(Value::String(
-                vars.iter().fold(s.clone(), |acc, (k, val)| {
+        let fill = |v: &Value| match v {
+            Value::String(s) if s.contains('{') => {
+                Value::String(vars.iter().fold(s.clone(), |acc, (k, val)| {
                     acc.replace(&format!("{{{k}}}"), val.as_str().unwrap_or_default())
-                }),
-            )),
+                }))
+            }
             other => other.clone(),
         };
-        let mut e = self.clone();
-        e.eq = fill(&self.eq);
-        e.ne = fill(&self.ne);
-        e.contains = fill(&self.contains);
-        e.excludes = fill(&self.excludes);
-        Some(e)
+        let op = match &self.op {
+            Operator::Eq(v) => Operator::Eq(fill(v)),
+            Operator::Ne(v) => Operator::Ne(fill(v)),
+            Operator::Contains(v) => Operator::Contains(fill(v)),
+            Operator::Excludes(v) => Operator::Excludes(fill(v)),
+            other => other.clone(),
+        };
+        Some(Expectation {
+            field: self.field.clone(),
+            op,
+        })
     }
 
     fn evaluate_resolved(&self, doc: &Value) -> Result<(), String> {
         let seen = lookup(doc, &self.field);
-        let fail = |what: String| Err(format!("{}: saw {}", self.describe(), what));
-        let num = |v: Option<&Value>| v.and_then(number);
+        let num = seen.and_then(number);
         // A field that is absent fails every operator, `ne` and `excludes`
         // included: a read that failed must never look like isolation.
-        let ok = if let Some(v) = &self.eq {
-            seen.is_some_and(|s| same(s, v))
-        } else if let Some(v) = &self.ne {
-            seen.is_some_and(|s| !same(s, v))
-        } else if let Some(v) = self.ge {
-            num(seen).is_some_and(|s| s >= v)
-        } else if let Some(v) = self.le {
-            num(seen).is_some_and(|s| s <= v)
-        } else if let Some(v) = self.gt {
-            num(seen).is_some_and(|s| s > v)
-        } else if let Some(v) = self.lt {
-            num(seen).is_some_and(|s| s < v)
-        } else if let Some(v) = self.close_to {
-            num(seen).is_some_and(|s| values_close(s, v, TOLERANCE))
-        } else if let Some(other) = &self.eq_field {
-            let o = lookup(doc, other);
-            seen.is_some() && o.is_some() && seen == o
-        } else if let Some(other) = &self.ne_field {
-            let o = lookup(doc, other);
-            seen.is_some() && o.is_some() && seen != o
-        } else if let Some(v) = &self.contains {
-            match seen {
+        let ok = match &self.op {
+            Operator::Eq(v) => seen.is_some_and(|s| same(s, v)),
+            Operator::Ne(v) => seen.is_some_and(|s| !same(s, v)),
+            Operator::Ge(v) => num.is_some_and(|s| s >= *v),
+            Operator::Le(v) => num.is_some_and(|s| s <= *v),
+            Operator::Gt(v) => num.is_some_and(|s| s > *v),
+            Operator::Lt(v) => num.is_some_and(|s| s < *v),
+            Operator::CloseTo(v) => num.is_some_and(|s| values_close(s, *v, TOLERANCE)),
+            Operator::EqField(other) => {
+                let o = lookup(doc, other);
+                seen.is_some() && o.is_some() && seen == o
+            }
+            Operator::NeField(other) => {
+                let o = lookup(doc, other);
+                seen.is_some() && o.is_some() && seen != o
+            }
+            Operator::Contains(v) => match seen {
                 Some(Value::Array(items)) => items.iter().any(|i| same(i, v)),
                 Some(Value::String(s)) => v.as_str().is_some_and(|v| s.contains(v)),
                 _ => false,
+            },
+            Operator::Excludes(v) => {
+                matches!(seen, Some(Value::Array(items)) if !items.iter().any(|i| same(i, v)))
             }
-        } else if let Some(v) = &self.excludes {
-            matches!(seen, Some(Value::Array(items)) if !items.iter().any(|i| same(i, v)))
-        } else if let Some(v) = self.len_le {
-            matches!(seen, Some(Value::Array(items)) if items.len() <= v)
-        } else if let Some(v) = self.null {
-            seen.is_some_and(|s| s.is_null() == v)
-        } else {
-            false
+            Operator::LenLe(v) => matches!(seen, Some(Value::Array(items)) if items.len() <= *v),
+            Operator::Null(v) => seen.is_some_and(|s| s.is_null() == *v),
         };
         if ok {
-            Ok(())
-        } else {
-            let shown = match seen {
-                None => match error_on_path(doc, &self.field) {
-                    Some(why) => format!("nothing (field absent: {why})"),
-                    None => "nothing (field absent)".to_string(),
-                },
-                Some(v) => v.to_string(),
-            };
-            let shown = match (&self.eq_field, &self.ne_field) {
-                (Some(o), _) | (_, Some(o)) => format!(
-                    "{shown} vs {}",
-                    lookup(doc, o)
-                        .map(|v| v.to_string())
-                        .unwrap_or("nothing".into())
-                ),
-                _ => shown,
-            };
-            fail(shown)
+            return Ok(());
         }
+        let shown = match seen {
+            None => match error_on_path(doc, &self.field) {
+                Some(why) => format!("nothing (field absent: {why})"),
+                None => "nothing (field absent)".to_string(),
+            },
+            Some(v) => v.to_string(),
+        };
+        let shown = match self.other_field() {
+            Some(o) => format!(
+                "{shown} vs {}",
+                lookup(doc, o)
+                    .map(|v| v.to_string())
+                    .unwrap_or("nothing".into())
+            ),
+            None => shown,
+        };
+        Err(format!("{}: saw {}", self.describe(), shown))
     }
 }
 
@@ -370,7 +391,7 @@ mod tests {
     #[case("field = \"x\"\neq = 1\nne = 2", "2 operators")]
     #[case("field = \"\"\neq = 1", "field is empty")]
     fn malformed_expectations_are_refused(#[case] text: &str, #[case] message: &str) {
-        let e = exp(text).check().unwrap_err();
+        let e = toml::from_str::<Expectation>(text).unwrap_err().to_string();
         assert!(e.contains(message), "{e}");
     }
 
