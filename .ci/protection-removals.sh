@@ -50,7 +50,7 @@ noexec|runtime/src/mounts/mod.rs|    if plan.hardening.noexec {|    if false {|n
 nodev|runtime/src/mounts/mod.rs|    if plan.hardening.nodev {|    if false {|nodev-writable-mounts
 close-host-fds|runtime/src/process/child.rs|    if c.close_host_fds {|    if false {|escape-leaked-fd
 close-host-fds-exec|runtime/src/process/exec.rs|    if let Err(f) = confine(sys, confinement) {|    if let Err(f) = confine(sys, &Confinement { close_host_fds: false, ..confinement.clone() }) {|exec-no-leaked-fd
-cgroup-placement|runtime/src/process/mod.rs|            cgroup.add_process(pid)?;||memory-oom-kill,pids-fork-bomb
+cgroup-placement|runtime/src/process/child.rs|        step(Step::JoinCgroup, b"tasks", sys.write_all(*fd, b"0"))?;|        let _ = fd;|memory-oom-kill,pids-fork-bomb
 cgroup-placement-exec|runtime/src/process/exec.rs|        step(Step::JoinCgroup, b"cgroup.procs", sys.write_all(*fd, b"0"))?;|let _ = fd;|exec-confined
 group-kill|runtime/src/process/mod.rs|            cgroup.kill_all()?;||cgroup-kill-all
 exec-joins-namespaces|runtime/src/process/exec.rs|            sys.setns_fd(h.pidfd, h.join_flags),|Ok::<(), nix::errno::Errno>(()),|exec-joins-namespaces

@@ -497,6 +497,16 @@ impl CgroupManager {
     }
 }
 
+/// See [`Cgroup::self_attach`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfAttach {
+    /// The `tasks` file of every v1 directory.
+    pub v1_tasks: Vec<PathBuf>,
+    /// The v2 node, to clone into (or, where that is refused, to write "0"
+    /// to its cgroup.procs).
+    pub v2_node: Option<PathBuf>,
+}
+
 /// A cgroup of ours: `isocheck/<name>` in each hierarchy used. Dropping it
 /// kills its tasks and removes it (best effort); `remove` does the same and
 /// reports errors.
@@ -578,9 +588,28 @@ impl Cgroup {
 
     /// The v2 node (v2 and hybrid mode): the directory to open for
     /// clone3(CLONE_INTO_CGROUP). On a hybrid host the v1 directories still
-    /// need `add_process`.
+    /// need joining (see [`Cgroup::self_attach`]).
     pub fn unified_path(&self) -> Option<&Path> {
         self.nodes.unified.as_deref()
+    }
+
+    /// How a single-threaded process joins this cgroup by itself, cheaply:
+    /// each v1 directory by writing "0" to its `tasks` file (a thread that
+    /// moves itself is spared the kernel's global threadgroup lock, whose
+    /// write side waits out an RCU grace period: 5 to 30 ms here, against
+    /// 0.3 ms), the v2 node at birth (clone3 with CLONE_INTO_CGROUP).
+    pub fn self_attach(&self) -> SelfAttach {
+        let unified = self.nodes.unified.as_deref();
+        SelfAttach {
+            v1_tasks: self
+                .nodes
+                .dirs
+                .iter()
+                .filter(|d| Some(d.as_path()) != unified)
+                .map(|d| d.join("tasks"))
+                .collect(),
+            v2_node: self.nodes.unified.clone(),
+        }
     }
 
     fn teardown(&mut self) -> Result<(), CgroupError> {

@@ -120,6 +120,9 @@ pub(crate) struct ChildPlan {
     /// Without a pid namespace, getppid() tells whether the parent already
     /// died before PR_SET_PDEATHSIG took effect.
     pub expected_ppid: Option<i32>,
+    /// The cgroup files to write "0" to, joining by itself (the v1 `tasks`
+    /// files; see `Cgroup::self_attach`).
+    pub join_cgroup: Vec<RawFd>,
     pub ids: Option<Ids>,
     pub unshare_cgroup: bool,
     /// Contents for /proc/self/timens_offsets.
@@ -169,6 +172,11 @@ pub(crate) fn child_steps<S: ChildSyscalls>(
         if sys.getppid() != ppid {
             return Ok(Proceed::ParentGone);
         }
+    }
+    // Into its cgroup before anything of its own runs (and before it
+    // unshares its cgroup namespace, whose root is where it is then).
+    for fd in &plan.join_cgroup {
+        step(Step::JoinCgroup, b"tasks", sys.write_all(*fd, b"0"))?;
     }
     for (target, fd) in plan.stdio.iter().enumerate() {
         if let Some(fd) = fd {
@@ -301,6 +309,7 @@ mod tests {
             sock: 5,
             stdio: [None, Some(7), Some(8)],
             expected_ppid: None,
+            join_cgroup: vec![11, 12],
             ids: Some(Ids {
                 uid: 0,
                 gid: 0,
@@ -379,9 +388,11 @@ mod tests {
             [
                 "reset_signals",
                 "prctl_pdeathsig",
-                "dup2",
-                "dup2",
+                "write", // "0" to a v1 tasks file: into its cgroup
                 "write",
+                "dup2",
+                "dup2",
+                "write", // Ready
                 "read",
                 "setgroups",
                 "setresgid",

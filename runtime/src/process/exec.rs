@@ -28,7 +28,7 @@ use crate::sys::{self, Forked, RealSyscalls, Syscalls};
 /// What the exec helper needs, prepared before clone.
 struct ExecHelper<'a> {
     sock: RawFd,
-    /// cgroup.procs of each of the container's cgroups, opened for writing.
+    /// The container's cgroup files the helper writes "0" to.
     cgroup_procs: Vec<RawFd>,
     stdin: Option<RawFd>,
     stdout: Option<RawFd>,
@@ -57,19 +57,24 @@ impl Container {
         let stdin = stdio(StdioMode::Null, true)?;
         let out = stdio(stdout, false)?;
         let (parent_sock, child_sock) = seqpacket_pair()?;
-        let procs: Vec<OwnedFd> = match &self.cgroup {
-            Some(cgroup) => cgroup
-                .paths()
-                .iter()
-                .map(|dir| {
-                    let path = dir.join("cgroup.procs");
-                    let c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
-                    sys::open(&c, libc_flags::WRONLY)
-                        .map_err(|e| Error::os_path("open the container's cgroup.procs", path, e))
-                })
-                .collect::<Result<_, _>>()?,
+        // The helper joins by itself: v1 through `tasks`, the v2 node
+        // through cgroup.procs (see `Cgroup::self_attach`).
+        let join: Vec<std::path::PathBuf> = match &self.cgroup {
+            Some(cgroup) => {
+                let attach = cgroup.self_attach();
+                let v2 = attach.v2_node.map(|n| n.join("cgroup.procs"));
+                attach.v1_tasks.into_iter().chain(v2).collect()
+            }
             None => Vec::new(),
         };
+        let procs: Vec<OwnedFd> = join
+            .into_iter()
+            .map(|path| {
+                let c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
+                sys::open(&c, libc_flags::WRONLY)
+                    .map_err(|e| Error::os_path("open the container's cgroup file", path, e))
+            })
+            .collect::<Result<_, _>>()?;
         let helper = ExecHelper {
             sock: child_sock.as_raw_fd(),
             cgroup_procs: procs.iter().map(AsRawFd::as_raw_fd).collect(),

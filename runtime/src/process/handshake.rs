@@ -2,8 +2,9 @@
 //! one packet, its boundaries kept): typed messages with a fixed-size
 //! encoding, so the child sends one without allocating.
 //!
-//! 1. child → parent: `Ready` (stdio in place, PR_SET_PDEATHSIG set);
-//! 2. parent → child: `GO` (cgroup, rlimits, veth, hooks, id maps done);
+//! 1. child → parent: `Ready` (in its cgroup, stdio in place,
+//!    PR_SET_PDEATHSIG set);
+//! 2. parent → child: `GO` (rlimits, veth, hooks, id maps done);
 //! 3. child → parent: nothing when execve succeeded (the socket is
 //!    close-on-exec, so the parent reads EOF exactly then), or `Failed`.
 //!

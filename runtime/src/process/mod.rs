@@ -17,13 +17,14 @@ mod ids;
 mod options;
 mod pidfd;
 
+use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
@@ -67,6 +68,50 @@ fn cgroup_manager() -> Result<&'static CgroupManager, CgroupError> {
     }
     let m = CgroupManager::detect()?;
     Ok(MANAGER.get_or_init(|| m))
+}
+
+/// What the first process joins its cgroup through, opened before clone
+/// (see [`Cgroup::self_attach`]): each v1 directory's `tasks` file, which
+/// the child writes "0" to as its first step, and the v2 node it is born
+/// into. Cheaper than the parent writing its pid to cgroup.procs, and the
+/// child is in place before it sends `Ready`.
+struct CgroupEntry {
+    tasks: Vec<OwnedFd>,
+    v2_node: Option<OwnedFd>,
+    v2_path: Option<std::path::PathBuf>,
+}
+
+impl CgroupEntry {
+    fn open(cgroup: &Cgroup) -> Result<CgroupEntry, Error> {
+        let attach = cgroup.self_attach();
+        let open = |path: &std::path::Path, flags: i32, step: &'static str| {
+            let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Nul {
+                what: "cgroup path",
+                value: path.display().to_string(),
+            })?;
+            sys::open(&c, flags).map_err(|e| Error::os_path(step, path, e))
+        };
+        Ok(CgroupEntry {
+            tasks: attach
+                .v1_tasks
+                .iter()
+                .map(|t| open(t, libc_flags::WRONLY, "open the cgroup's tasks file"))
+                .collect::<Result<_, _>>()?,
+            v2_node: match &attach.v2_node {
+                Some(n) => Some(open(n, libc_flags::PATH_DIR, "open the cgroup2 node")?),
+                None => None,
+            },
+            v2_path: attach.v2_node,
+        })
+    }
+
+    fn open_v2_procs(&self) -> Result<OwnedFd, Error> {
+        let node = self.v2_path.as_deref().unwrap_or(std::path::Path::new("/"));
+        let path = node.join("cgroup.procs");
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
+        sys::open(&c, libc_flags::WRONLY)
+            .map_err(|e| Error::os_path("open the cgroup2 node's cgroup.procs", path, e))
+    }
 }
 
 /// The clone flags for the namespaces made at clone time (cgroup and time
@@ -213,6 +258,7 @@ impl Container {
         if spec.hardening.device_allowlist {
             manager.restrict_devices(&mut cgroup)?;
         }
+        let entry = CgroupEntry::open(&cgroup)?;
         let cgroup = Some(cgroup);
 
         let stdin = stdio(opts.stdin, true)?;
@@ -263,6 +309,7 @@ impl Container {
                 stderr.child.as_ref().map(AsRawFd::as_raw_fd),
             ],
             expected_ppid: (!spec.namespaces.pid).then(|| nix::unistd::getpid().as_raw()),
+            join_cgroup: entry.tasks.iter().map(AsRawFd::as_raw_fd).collect(),
             ids,
             unshare_cgroup: spec.namespaces.cgroup,
             time_offsets,
@@ -280,16 +327,32 @@ impl Container {
             exec: ExecArgs::new(&spec.command, &spec.env)?,
         };
 
+        let into = entry.v2_node.as_ref().map(AsFd::as_fd);
+        let mut fallback_procs = None;
         // SAFETY: the child runs only `child_main`, which uses what `plan`
         // prepared, avoids allocating (see the module docs) and ends in
         // execve or _exit.
-        let forked =
-            unsafe { sys::clone3(clone_flags(spec), true) }.map_err(|e| Error::os("clone3", e))?;
+        let forked = match unsafe { sys::clone3_into(clone_flags(spec), true, into) } {
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::E2BIG | Errno::EOPNOTSUPP)
+                if into.is_some() =>
+            {
+                // A kernel (before 5.7) or cgroup that refuses to clone into
+                // it: the child writes "0" to the node's cgroup.procs instead.
+                let procs = entry.open_v2_procs()?;
+                plan.join_cgroup.push(procs.as_raw_fd());
+                fallback_procs = Some(procs);
+                // SAFETY: as above.
+                unsafe { sys::clone3(clone_flags(spec), true) }
+            }
+            other => other,
+        }
+        .map_err(|e| Error::os("clone3", e))?;
         let (pid, pidfd) = match forked {
             Forked::Child => child_main(&mut plan),
             Forked::Parent { pid, pidfd } => (pid, pidfd),
         };
         drop(plan);
+        drop((entry, fallback_procs));
         drop(child_sock);
         drop((stdin.child, stdout.child, stderr.child));
         let pidfd = pidfd.ok_or_else(|| Error::Handshake("clone3 returned no pidfd".into()))?;
@@ -339,12 +402,9 @@ impl Container {
             Some(other) => return Err(self.child_failed(other.into_error("ready"))),
             None => return Err(self.child_vanished("ready")),
         }
+        // In its cgroup by now: born into the v2 node, and into the v1
+        // directories by its own first step (see `CgroupEntry`).
         let pid = self.init.pid();
-        // Into its cgroup before it can run anything of its own, and before
-        // it unshares its cgroup namespace (whose root is where it is then).
-        if let Some(cgroup) = &self.cgroup {
-            cgroup.add_process(pid)?;
-        }
         // rlimits and oom_score_adj, before it can run anything of its own.
         crate::rlimits::apply(pid, limits)?;
         // The veth is created with its peer already in the child's netns.
