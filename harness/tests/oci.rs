@@ -51,18 +51,26 @@ fn run_once(
     .unwrap();
     bundle.write_config(&config).unwrap();
     let state = dir.join("state");
-    let mut c = OciContainer::create(runtime, &state, &bundle.dir, id)?;
+    let (mut c, io) = OciContainer::create(runtime, &state, &bundle.dir, id)?;
+    drop(io.stdin);
+    let mut out = io.stdout;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
     let cg = v1_cgroup_dir(c.pid(), "pids").expect("the container's pids cgroup");
     let pids_max = std::fs::read_to_string(cg.join("pids.max"))
         .unwrap()
         .trim()
         .to_string();
     c.start().unwrap();
-    let stopped = c.wait(Instant::now() + Duration::from_secs(20)).unwrap();
+    c.wait_stopped(Instant::now() + Duration::from_secs(20))
+        .unwrap();
     c.delete();
     Ok(Seen {
         pids_max,
-        stdout: stopped.stdout,
+        stdout: reader.join().unwrap(),
         cgroup_left: cg.exists(),
         state_left: state.join(id).exists(),
     })
@@ -201,6 +209,7 @@ fn runc_half_reports_an_oom_kill_with_its_counter() {
         dir: dir.path(),
         id: &id,
         deadline: Instant::now() + Duration::from_secs(30),
+        veth_hint: "t1",
     })
     .unwrap();
     assert_eq!(seen.exit_signal, Some(9), "{seen:?}");

@@ -337,6 +337,13 @@ struct Spawned {
     err: Option<File>,
 }
 
+/// A started container of an OCI runtime with its pipes.
+struct OciSpawned {
+    running: crate::oci::RunningHalf,
+    stdin: Option<File>,
+    out: LineReader,
+}
+
 /// The network pieces of one half, released when it ends.
 #[derive(Default)]
 struct NetHalf {
@@ -394,24 +401,23 @@ pub struct Outcome {
     pub refused: Option<String>,
 }
 
-/// What an OCI runtime cannot be asked for here: the interactions drive our
-/// runtime's API (exec, kill, pause, the container's temp dir), the network
-/// testbed attaches veths through our spawn, and some fixtures live across
-/// our spawn only; a control whose protection has no OCI form cannot be
-/// made as a config change.
+/// What an OCI runtime cannot be asked for here: the interactions that
+/// have no form in the runtime's command line, and some fixtures live
+/// across our spawn only; a control whose protection has no OCI form
+/// cannot be made as a config change. Network scenarios run on a netns the
+/// harness makes and names in config.json; exec, kill and the rest go
+/// through the runtime's own commands (`oci_interact`).
 fn oci_unsupported(s: &Scenario, runtime: &str) -> Vec<String> {
     use crate::scenario::{Fixture, Interaction};
     let mut why = Vec::new();
-    if s.interaction != Interaction::None {
-        why.push(format!(
-            "interaction {:?} drives isocheck's own runtime API; not driven through {runtime} yet",
-            s.interaction
-        ));
-    }
-    if s.needs_network() {
-        why.push(format!(
-            "network scenarios through {runtime}: the harness does not yet make the netns for namespaces[].path"
-        ));
+    match s.interaction {
+        Interaction::CpuTwin => why.push(format!(
+            "interaction CpuTwin (a twin burner measured beside the container) is not driven through {runtime} yet"
+        )),
+        Interaction::PauseResume => why.push(format!(
+            "interaction PauseResume measures through isocheck's own freezer API; {runtime} pause/resume is not driven yet"
+        )),
+        _ => {}
     }
     for f in &s.fixtures {
         if matches!(f, Fixture::LeakedHostFd | Fixture::LoopDevice) {
