@@ -790,6 +790,84 @@ mod tests {
         }
     }
 
+    /// The harness's netns is the network entry's path and nothing else:
+    /// without one the runtime makes its own, and only that path differs.
+    #[test]
+    fn the_netns_path_is_the_only_trace_of_the_harness_network() {
+        let with = json(&full());
+        let mut none = inputs();
+        none.netns = None;
+        let without =
+            serde_json::to_value(build_config(&full(), &none).expect("config")).expect("json");
+        let mut changed = Vec::new();
+        diff(&with, &without, "", &mut changed);
+        assert_eq!(changed, [".linux.namespaces"]);
+        let net = |c: &Value| {
+            c["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "network")
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(
+            net(&with),
+            serde_json::json!({"type": "network", "path": "/run/netns/isoc-1"})
+        );
+        assert_eq!(net(&without), serde_json::json!({"type": "network"}));
+    }
+
+    /// The network protections live outside config.json (the veth, the
+    /// masquerade, the DNAT): their controls leave it as the run's, while
+    /// switching off the net namespace drops the entry with its path.
+    #[test]
+    fn the_network_controls_leave_config_json_alone() {
+        use isocheck_runtime::spec::{BridgeAttachment, NetworkMode, PortForward};
+        let bridged = || {
+            let mut s = full();
+            s.network = NetworkMode::Bridge(BridgeAttachment {
+                bridge: "isoc-br1".into(),
+                address: "10.89.0.2/24".into(),
+                gateway: Some("10.89.0.1".into()),
+                address6: None,
+                gateway6: None,
+                publish: vec![PortForward {
+                    host_port: 8080,
+                    container_port: 8000,
+                }],
+                detached: false,
+            });
+            s
+        };
+        let run = json(&bridged());
+        for p in [
+            Protection::BridgeAttachment,
+            Protection::Masquerade,
+            Protection::PortForward,
+        ] {
+            let mut spec = bridged();
+            p.switch_off(&mut spec);
+            // Masquerade is the testbed's NAT, not in the spec at all.
+            if p != Protection::Masquerade {
+                assert_ne!(spec, bridged(), "{p} changes the spec");
+            }
+            let mut changed = Vec::new();
+            diff(&run, &json(&spec), "", &mut changed);
+            assert!(changed.is_empty(), "{p}: {changed:?}");
+        }
+        let mut spec = bridged();
+        Protection::NetNamespace.switch_off(&mut spec);
+        let c = json(&spec);
+        let types: Vec<&str> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert!(!types.contains(&"network"), "{types:?}");
+    }
+
     #[test]
     fn every_capability_name_of_ours_is_known_to_oci_spec() {
         let mut spec = full();
