@@ -247,6 +247,13 @@ impl RunningHalf {
             .map_err(|e| HalfError::Failed(format!("{} kill: {e}", self.runtime)))
     }
 
+    /// The runtime's `pause` (true) or `resume` (false).
+    pub fn pause(&self, pause: bool) -> Result<(), HalfError> {
+        self.container
+            .pause(pause)
+            .map_err(|e| HalfError::Failed(e.to_string()))
+    }
+
     /// The counters of the cgroup the runtime made (`isocheck/<id>`).
     pub fn cgroup(&self) -> Value {
         cgroup_counters(&self.id)

@@ -254,6 +254,14 @@ impl OciContainer {
             .map(|_| ())
     }
 
+    /// `pause ID` (freezes the container's cgroup) or `resume ID`.
+    pub fn pause(&self, pause: bool) -> Result<(), RuntimeError> {
+        let step = if pause { "pause" } else { "resume" };
+        self.runtime
+            .step(&self.state_root, step, &[step, &self.id])
+            .map(|_| ())
+    }
+
     /// `exec ID ARGV...` to its end: the process the runtime starts in the
     /// running container as its config.json's process says (namespaces,
     /// capabilities, seccomp...), with `argv` instead of the args.

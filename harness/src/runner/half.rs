@@ -360,7 +360,7 @@ impl Runner {
     /// records its observation, exit, cgroup counters and namespaces; the
     /// container, its network and bundle are gone when this returns. What
     /// it printed, in full.
-    fn oci_collect(
+    pub(super) fn oci_collect(
         &self,
         half: &mut Half,
         c: OciSpawned,

@@ -7,6 +7,7 @@ use super::host_view::{cgroup_stats, host_marker_dir, own_mounts_contain, usage_
 use super::probe_output::{last_json, say_go, tail, wait_until, LineReader};
 use super::state::{testbed, Half};
 use super::{NetHalf, OciSpawned, Runner, Spawned};
+use crate::measure::MeasureError;
 use crate::proof::expand_all;
 use crate::scenario::Interaction;
 use isocheck_runtime::spec::{ContainerSpec, NetworkMode};
@@ -68,10 +69,28 @@ impl Runner {
                 Ok(())
             }
             Interaction::OutsideClient => self.outside_client(half, &mut c.out),
-            Interaction::PauseResume | Interaction::CpuTwin => Err(ObserveError::Oci(format!(
-                "interaction {:?} is not driven through an OCI runtime",
-                half.s.interaction
-            ))),
+            Interaction::CpuTwin => self.oci_cpu_twin(half, c, spec),
+            Interaction::PauseResume => {
+                c.out.wait_ready(half.deadline)?;
+                let r = &c.running;
+                let runtime = |step: &'static str| {
+                    move |e: crate::oci::HalfError| MeasureError::Runtime {
+                        step,
+                        message: e.to_string(),
+                    }
+                };
+                crate::measure::pause_resume_of(
+                    || {
+                        r.cgroup()["cpu_usage_usec"]
+                            .as_u64()
+                            .ok_or(MeasureError::NoUsage)
+                    },
+                    || r.pause(true).map_err(runtime("pause")),
+                    || r.pause(false).map_err(runtime("resume")),
+                    &mut half.host,
+                )?;
+                r.kill(true).map_err(super::half::oci_error)
+            }
         }
     }
 
@@ -179,6 +198,39 @@ impl Runner {
             "twin".into(),
             last_json(&twin.out.rest()).unwrap_or(Value::Null),
         );
+        Ok(())
+    }
+
+    /// `cpu_twin` through the OCI runtime: the twin is a second container of
+    /// the same runtime, both cgroups' usage counters read from the host.
+    fn oci_cpu_twin(
+        &mut self,
+        half: &mut Half,
+        c: &mut OciSpawned,
+        spec: &ContainerSpec,
+    ) -> Result<(), ObserveError> {
+        let runtime = self
+            .oci
+            .clone()
+            .ok_or(ObserveError::Missing("no OCI runtime for the twin"))?;
+        let mut twin_spec = spec.clone();
+        half.s.control.switch_off.switch_off(&mut twin_spec);
+        let mut twin = self.oci_start(half, &twin_spec, &runtime, "twin")?;
+        c.out.wait_ready(half.deadline)?;
+        twin.out.wait_ready(half.deadline)?;
+        let usage = |r: &crate::oci::RunningHalf| r.cgroup()["cpu_usage_usec"].as_u64();
+        crate::measure::usage_ratio_of(
+            || usage(&c.running),
+            || usage(&twin.running),
+            &mut half.host,
+        )?;
+        // Both measured: the rest of the burns shows nothing more.
+        for running in [&c.running, &twin.running] {
+            running.kill(true).map_err(super::half::oci_error)?;
+        }
+        let text = self.oci_collect(half, twin, false)?;
+        half.doc
+            .insert("twin".into(), last_json(&text).unwrap_or(Value::Null));
         Ok(())
     }
 

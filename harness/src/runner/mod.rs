@@ -151,8 +151,8 @@ impl Runner {
         let mut reqs = vec![Requirement::Root];
         reqs.extend(s.requires.iter().filter_map(|r| Requirement::parse(r).ok()));
         let mut reasons: Vec<String> = reqs.iter().filter_map(|r| r.missing(&self.host)).collect();
-        if let Some(runtime) = &self.oci {
-            reasons.extend(oci_unsupported(s, &runtime.name));
+        if self.oci.is_some() {
+            reasons.extend(oci_unsupported(s));
         }
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
@@ -407,18 +407,9 @@ pub struct Outcome {
 /// cannot be made as a config change. Network scenarios run on a netns the
 /// harness makes and names in config.json; exec, kill and the rest go
 /// through the runtime's own commands (`oci_interact`).
-fn oci_unsupported(s: &Scenario, runtime: &str) -> Vec<String> {
-    use crate::scenario::{Fixture, Interaction};
+fn oci_unsupported(s: &Scenario) -> Vec<String> {
+    use crate::scenario::Fixture;
     let mut why = Vec::new();
-    match s.interaction {
-        Interaction::CpuTwin => why.push(format!(
-            "interaction CpuTwin (a twin burner measured beside the container) is not driven through {runtime} yet"
-        )),
-        Interaction::PauseResume => why.push(format!(
-            "interaction PauseResume measures through isocheck's own freezer API; {runtime} pause/resume is not driven yet"
-        )),
-        _ => {}
-    }
     for f in &s.fixtures {
         if matches!(f, Fixture::LeakedHostFd | Fixture::LoopDevice) {
             why.push(format!(
