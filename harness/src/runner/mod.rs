@@ -441,6 +441,39 @@ mod tests {
         assert_eq!(expand("{unknown}", &vars), "{unknown}");
     }
 
+    /// Network scenarios and every interaction run through an OCI runtime
+    /// now; what stays unsupported is a fixture of our spawn or a control
+    /// with no OCI form.
+    #[test]
+    fn oci_unsupported_keeps_only_what_has_no_oci_form() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let all = crate::scenario::load_dir(&dir).expect("scenarios load");
+        let why = |id: &str| {
+            let s = all.iter().find(|s| s.id == id).expect(id);
+            oci_unsupported(s)
+        };
+        for id in [
+            "net-port-forward",
+            "net-nat-outside",
+            "net-container-to-container",
+            "exec-confined",
+            "cgroup-kill-all",
+            "cpu-weight",
+            "mount-namespace-private",
+        ] {
+            assert_eq!(why(id), Vec::<String>::new(), "{id}");
+        }
+        let pause = why("pause-freezes-all");
+        assert_eq!(pause.len(), 1, "{pause:?}");
+        assert!(pause[0].contains("group-freeze"), "{pause:?}");
+        let joins = why("exec-joins-namespaces");
+        assert!(
+            joins.iter().any(|w| w.contains("exec-joins-namespaces")),
+            "{joins:?}"
+        );
+        assert!(!why("escape-leaked-fd").is_empty());
+    }
+
     #[test]
     fn publish_is_two_ports() {
         let p = parse_publish("8080:8000").unwrap();
