@@ -1,8 +1,10 @@
 //! One half of a scenario through an OCI runtime: the bundle for the
-//! container the half asks for, `create`, what the host can see of the
-//! created container (its pid and namespaces), `start`, its exit status, the
-//! counters of the cgroup it ran in (read before `delete`), and nothing of
-//! it left afterwards.
+//! container the half asks for (and, when it is bridged, a netns of the
+//! harness's bound to a file with its veth attached, named in config.json),
+//! `create`, what the host can see of the created container (its pid and
+//! namespaces), `start`, the runner's interaction through the runtime's
+//! commands (`RunningHalf`), its exit status, the counters of the cgroup it
+//! ran in (read before `delete`), and nothing of it left afterwards.
 //!
 //! The exit status: `create` returns once the container's init waits to be
 //! started, and that init is then an orphan. The harness is a child
