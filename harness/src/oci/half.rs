@@ -391,13 +391,18 @@ fn first_error_line(stderr: &str) -> String {
     line.chars().take(300).collect()
 }
 
+/// Only `create` and `start` refusing is the runtime's word on the config
+/// (unsupported); a `state` that fails after a create that succeeded is
+/// the runtime failing, which must not hide as unsupported.
 fn refused(runtime: &OciRuntime, e: RuntimeError) -> HalfError {
     match e {
-        RuntimeError::Refused { step, stderr } => HalfError::Refused {
-            runtime: runtime.name.clone(),
-            step,
-            stderr: first_error_line(&stderr),
-        },
+        RuntimeError::Refused { step, stderr } if matches!(step, "create" | "start") => {
+            HalfError::Refused {
+                runtime: runtime.name.clone(),
+                step,
+                stderr: first_error_line(&stderr),
+            }
+        }
         other => HalfError::Failed(other.to_string()),
     }
 }
@@ -414,7 +419,27 @@ fn cgroup_counters(id: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::first_error_line;
+    use super::{first_error_line, refused, HalfError, OciRuntime, RuntimeError};
+
+    #[test]
+    fn only_create_and_start_refusing_makes_a_half_unsupported() {
+        let youki = OciRuntime {
+            name: "youki".into(),
+            path: "/bin/youki".into(),
+            version: String::new(),
+        };
+        let at = |step| RuntimeError::Refused {
+            step,
+            stderr: "Error: failed to seal /proc/self/exe".into(),
+        };
+        for step in ["create", "start"] {
+            let e = refused(&youki, at(step));
+            assert!(matches!(e, HalfError::Refused { .. }), "{step}: {e}");
+        }
+        let e = refused(&youki, at("state"));
+        assert!(matches!(e, HalfError::Failed(_)), "{e}");
+        assert!(e.to_string().contains("seal /proc/self/exe"), "{e}");
+    }
 
     #[test]
     fn a_refusal_keeps_its_error_line_without_the_backtrace() {
