@@ -17,6 +17,8 @@ pub enum MeasureError {
         step: &'static str,
         source: isocheck_runtime::Error,
     },
+    #[error("{step}: {message}")]
+    Runtime { step: &'static str, message: String },
     #[error("the twin used no CPU in the window (this one {0} ms)")]
     IdleTwin(f64),
 }
@@ -45,17 +47,33 @@ pub fn pause_resume(
     host: &mut Map<String, Value>,
 ) -> Result<(), MeasureError> {
     let step = |step| move |source| MeasureError::Container { step, source };
+    pause_resume_of(
+        || usage_us(container),
+        || container.pause().map_err(step("pause")),
+        || container.resume().map_err(step("resume")),
+        host,
+    )
+}
+
+/// [`pause_resume`] with any usage counter and pause/resume commands (an
+/// OCI runtime's `pause` and `resume`).
+pub fn pause_resume_of(
+    usage: impl Fn() -> Result<u64, MeasureError>,
+    pause: impl FnOnce() -> Result<(), MeasureError>,
+    resume: impl FnOnce() -> Result<(), MeasureError>,
+    host: &mut Map<String, Value>,
+) -> Result<(), MeasureError> {
     sleep(SETTLE);
-    let u0 = usage_us(container)?;
+    let u0 = usage()?;
     sleep(WINDOW);
-    let u1 = usage_us(container)?;
-    container.pause().map_err(step("pause"))?;
-    let u2 = usage_us(container)?;
+    let u1 = usage()?;
+    pause()?;
+    let u2 = usage()?;
     sleep(WINDOW);
-    let u3 = usage_us(container)?;
-    container.resume().map_err(step("resume"))?;
+    let u3 = usage()?;
+    resume()?;
     sleep(WINDOW);
-    let u4 = usage_us(container)?;
+    let u4 = usage()?;
     host.insert("usage_running_ms".into(), json!(ms(u0, u1)));
     host.insert("usage_paused_ms".into(), json!(ms(u2, u3)));
     host.insert("usage_resumed_ms".into(), json!(ms(u3, u4)));
@@ -69,10 +87,25 @@ pub fn usage_ratio(
     b: &Container,
     host: &mut Map<String, Value>,
 ) -> Result<(), MeasureError> {
+    usage_ratio_of(
+        || a.cgroup_stats().and_then(|s| s.cpu_usage_usec),
+        || b.cgroup_stats().and_then(|s| s.cpu_usage_usec),
+        host,
+    )
+}
+
+/// [`usage_ratio`] of any two CPU usage counters in µs (`None`: unreadable),
+/// such as the cgroups of an OCI runtime's containers.
+pub fn usage_ratio_of(
+    a: impl Fn() -> Option<u64>,
+    b: impl Fn() -> Option<u64>,
+    host: &mut Map<String, Value>,
+) -> Result<(), MeasureError> {
+    let read = |f: &dyn Fn() -> Option<u64>| f().ok_or(MeasureError::NoUsage);
     sleep(SETTLE);
-    let (a0, b0) = (usage_us(a)?, usage_us(b)?);
+    let (a0, b0) = (read(&a)?, read(&b)?);
     sleep(2 * WINDOW);
-    let (a1, b1) = (usage_us(a)?, usage_us(b)?);
+    let (a1, b1) = (read(&a)?, read(&b)?);
     let (ua, ub) = (ms(a0, a1), ms(b0, b1));
     host.insert("usage_ms".into(), json!(ua));
     host.insert("twin_usage_ms".into(), json!(ub));

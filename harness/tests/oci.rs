@@ -51,18 +51,26 @@ fn run_once(
     .unwrap();
     bundle.write_config(&config).unwrap();
     let state = dir.join("state");
-    let mut c = OciContainer::create(runtime, &state, &bundle.dir, id)?;
+    let (mut c, io) = OciContainer::create(runtime, &state, &bundle.dir, id)?;
+    drop(io.stdin);
+    let mut out = io.stdout;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
     let cg = v1_cgroup_dir(c.pid(), "pids").expect("the container's pids cgroup");
     let pids_max = std::fs::read_to_string(cg.join("pids.max"))
         .unwrap()
         .trim()
         .to_string();
     c.start().unwrap();
-    let stopped = c.wait(Instant::now() + Duration::from_secs(20)).unwrap();
+    c.wait_stopped(Instant::now() + Duration::from_secs(20))
+        .unwrap();
     c.delete();
     Ok(Seen {
         pids_max,
-        stdout: stopped.stdout,
+        stdout: reader.join().unwrap(),
         cgroup_left: cg.exists(),
         state_left: state.join(id).exists(),
     })
@@ -201,6 +209,7 @@ fn runc_half_reports_an_oom_kill_with_its_counter() {
         dir: dir.path(),
         id: &id,
         deadline: Instant::now() + Duration::from_secs(30),
+        veth_hint: "t1",
     })
     .unwrap();
     assert_eq!(seen.exit_signal, Some(9), "{seen:?}");
@@ -286,4 +295,49 @@ exec {} "$@"
     assert_eq!(wrapped["masked-proc-files"], "fail", "{wrapped:?}");
     assert_eq!(wrapped["pid-namespace-init"], "pass", "{wrapped:?}");
     assert_eq!(wrapped["capabilities-dropped"], "pass", "{wrapped:?}");
+}
+
+/// A network scenario through runc: the harness makes the container's
+/// netns (a bound file, named in config.json), attaches its veth with the
+/// published port's DNAT, and the control (nothing published) shows the
+/// violation. The run's directory, where the netns file was, is gone.
+#[test]
+fn a_port_forward_through_runc_passes_on_the_harness_netns() {
+    let Some((_runc, _dir, _image)) = setup("runc") else {
+        return;
+    };
+    if OciRuntime::resolve("nft").is_err() {
+        println!("skip: net-port-forward needs nft");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("net.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isocheck"))
+        .args([
+            "run",
+            "--runtime",
+            "runc",
+            "--only",
+            "net-port-forward",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let r = &report["results"][0];
+    assert_eq!(r["id"], "net-port-forward");
+    assert_eq!(r["verdict"], "pass", "{r:#}");
+    assert_eq!(r["control_violation_observed"], true, "{r:#}");
+    // runc joined a netns that is not the stand-in's: PID 1's net inode
+    // was read from the host side.
+    assert!(r["observed"]["run"]["namespaces"]["net"].is_u64(), "{r:#}");
+    let rundir = r["observed"]["run"]["vars"]["rundir"].as_str().unwrap();
+    assert!(!Path::new(rundir).exists(), "{rundir} left behind");
 }

@@ -93,7 +93,7 @@ pub fn oci_meaning(p: Protection) -> Result<&'static str, &'static str> {
         NofileLimit => Ok("process.rlimits RLIMIT_NOFILE"),
         NprocLimit => Ok("process.rlimits RLIMIT_NPROC"),
         OomScoreAdj => Ok("process.oomScoreAdj"),
-        GroupKill => Err("killing the whole cgroup is the runtime's kill, not config (runc kill --all is not mapped yet)"),
+        GroupKill => Ok("the runtime's `kill --all ID KILL` (off: `kill ID KILL`, the init only; outside config.json)"),
         DeviceAllowlist => Ok("linux.resources.devices: deny all, then the allowlist (off: allow all)"),
         Nodev => Ok("mounts[/dev/shm,/tmp].options nodev"),
         Nosuid => Ok("mounts[/dev,/dev/shm,/tmp].options nosuid"),
@@ -102,9 +102,9 @@ pub fn oci_meaning(p: Protection) -> Result<&'static str, &'static str> {
         GroupFreeze => Err("pause is the runtime's command (runc pause freezes the cgroup); its SIGSTOP-only control has no OCI form"),
         ExecJoinsNamespaces => Err("exec is the runtime's command; an exec that joins nothing has no OCI form"),
         LockedMounts => Err("whether the mounts end up locked is how the runtime builds its user namespace; config.json has no field for it"),
-        BridgeAttachment => Ok("the harness's veth (outside config.json)"),
-        Masquerade => Ok("the harness's NAT (outside config.json)"),
-        PortForward => Ok("the harness's DNAT (outside config.json)"),
+        BridgeAttachment => Ok("the harness's veth into the netns at linux.namespaces[type=network].path (off: its host end left off the bridge; outside config.json)"),
+        Masquerade => Ok("the harness's masquerade in the stand-in (off: none; outside config.json)"),
+        PortForward => Ok("the harness's DNAT to the container's address (off: nothing published; outside config.json)"),
     }
 }
 
@@ -784,15 +784,88 @@ mod tests {
                 }
                 (Err(_), Err(ConfigError::Unsupported(_))) => {}
                 (Err(_), Ok(_))
-                    if matches!(
-                        p,
-                        Protection::GroupKill
-                            | Protection::GroupFreeze
-                            | Protection::ExecJoinsNamespaces
-                    ) => {}
+                    if matches!(p, Protection::GroupFreeze | Protection::ExecJoinsNamespaces) => {}
                 (meaning, built) => panic!("{p}: {meaning:?} but {built:?}"),
             }
         }
+    }
+
+    /// The harness's netns is the network entry's path and nothing else:
+    /// without one the runtime makes its own, and only that path differs.
+    #[test]
+    fn the_netns_path_is_the_only_trace_of_the_harness_network() {
+        let with = json(&full());
+        let mut none = inputs();
+        none.netns = None;
+        let without =
+            serde_json::to_value(build_config(&full(), &none).expect("config")).expect("json");
+        let mut changed = Vec::new();
+        diff(&with, &without, "", &mut changed);
+        assert_eq!(changed, [".linux.namespaces"]);
+        let net = |c: &Value| {
+            c["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "network")
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(
+            net(&with),
+            serde_json::json!({"type": "network", "path": "/run/netns/isoc-1"})
+        );
+        assert_eq!(net(&without), serde_json::json!({"type": "network"}));
+    }
+
+    /// The network protections live outside config.json (the veth, the
+    /// masquerade, the DNAT): their controls leave it as the run's, while
+    /// switching off the net namespace drops the entry with its path.
+    #[test]
+    fn the_network_controls_leave_config_json_alone() {
+        use isocheck_runtime::spec::{BridgeAttachment, NetworkMode, PortForward};
+        let bridged = || {
+            let mut s = full();
+            s.network = NetworkMode::Bridge(BridgeAttachment {
+                bridge: "isoc-br1".into(),
+                address: "10.89.0.2/24".into(),
+                gateway: Some("10.89.0.1".into()),
+                address6: None,
+                gateway6: None,
+                publish: vec![PortForward {
+                    host_port: 8080,
+                    container_port: 8000,
+                }],
+                detached: false,
+            });
+            s
+        };
+        let run = json(&bridged());
+        for p in [
+            Protection::BridgeAttachment,
+            Protection::Masquerade,
+            Protection::PortForward,
+        ] {
+            let mut spec = bridged();
+            p.switch_off(&mut spec);
+            // Masquerade is the testbed's NAT, not in the spec at all.
+            if p != Protection::Masquerade {
+                assert_ne!(spec, bridged(), "{p} changes the spec");
+            }
+            let mut changed = Vec::new();
+            diff(&run, &json(&spec), "", &mut changed);
+            assert!(changed.is_empty(), "{p}: {changed:?}");
+        }
+        let mut spec = bridged();
+        Protection::NetNamespace.switch_off(&mut spec);
+        let c = json(&spec);
+        let types: Vec<&str> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert!(!types.contains(&"network"), "{types:?}");
     }
 
     #[test]

@@ -7,8 +7,8 @@ pub mod half;
 pub use config::{build_config, oci_meaning, BundleInputs, ConfigError};
 pub mod runtime;
 
-pub use half::{run_half, HalfError, HalfRequest, HalfSeen};
-pub use runtime::{OciContainer, OciRuntime, RuntimeError};
+pub use half::{run_half, start_half, Finished, HalfError, HalfRequest, HalfSeen, RunningHalf};
+pub use runtime::{ContainerIo, Exec, OciContainer, OciRuntime, RuntimeError};
 
 use std::path::{Path, PathBuf};
 

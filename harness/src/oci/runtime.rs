@@ -4,7 +4,8 @@
 //! runtime's lands in its system-wide state dir.
 
 use serde_json::Value;
-use std::io::Read;
+use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,28 +120,36 @@ pub struct OciContainer {
     state_root: PathBuf,
     id: String,
     pid: u32,
-    stdout: Option<std::thread::JoinHandle<String>>,
     deleted: bool,
 }
 
-/// What the container left when it stopped.
+/// The created container's stdio: the write end of its stdin (the probe
+/// waits there for "go") and the read end of its stdout (EOF once every
+/// process holding it is gone).
+#[derive(Debug)]
+pub struct ContainerIo {
+    pub stdin: File,
+    pub stdout: File,
+}
+
+/// What an `exec` printed and how it ended.
 #[derive(Debug, Clone)]
-pub struct Stopped {
-    /// Its stdout (the probe's JSON lines).
+pub struct Exec {
     pub stdout: String,
-    pub timed_out: bool,
+    pub stderr: String,
+    pub code: Option<i32>,
 }
 
 impl OciContainer {
-    /// `create` from `bundle` (its stdout piped back to us, stdin none),
-    /// then `state` for the pid. Not started yet: the caller may read the
+    /// `create` from `bundle` (its stdin and stdout pipes of ours), then
+    /// `state` for the pid. Not started yet: the caller may read the
     /// cgroup the runtime made before the process runs.
     pub fn create(
         runtime: &OciRuntime,
         state_root: &Path,
         bundle: &Path,
         id: &str,
-    ) -> Result<OciContainer, RuntimeError> {
+    ) -> Result<(OciContainer, ContainerIo), RuntimeError> {
         std::fs::create_dir_all(state_root).map_err(|e| RuntimeError::Other {
             step: "create the state dir",
             message: format!("{}: {e}", state_root.display()),
@@ -158,7 +167,7 @@ impl OciContainer {
             .arg("--bundle")
             .arg(bundle)
             .arg(id)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(err_file)
             .spawn()
@@ -167,42 +176,35 @@ impl OciContainer {
                 path: runtime.path.clone(),
                 source,
             })?;
-        // The container inherits the pipe's write end: EOF comes when it
-        // exits, so the reader runs beside create.
-        let mut out = child.stdout.take();
-        let stdout = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(o) = out.as_mut() {
-                let _ = o.read_to_string(&mut s);
-            }
-            s
-        });
+        // The container inherits both pipes; only our ends stay here.
+        let io = match (child.stdin.take(), child.stdout.take()) {
+            (Some(stdin), Some(stdout)) => Some(ContainerIo {
+                stdin: File::from(OwnedFd::from(stdin)),
+                stdout: File::from(OwnedFd::from(stdout)),
+            }),
+            _ => None,
+        };
         let ok = child.wait().map(|s| s.success()).unwrap_or(false);
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         let _ = std::fs::remove_file(&err_path);
-        if !ok {
-            let mut gone = OciContainer {
-                runtime: runtime.clone(),
-                state_root: state_root.into(),
-                id: id.into(),
-                pid: 0,
-                stdout: None,
-                deleted: false,
-            };
-            gone.delete();
-            return Err(RuntimeError::Refused {
-                step: "create",
-                stderr: stderr.trim().to_string(),
-            });
-        }
         let mut c = OciContainer {
             runtime: runtime.clone(),
             state_root: state_root.into(),
             id: id.into(),
             pid: 0,
-            stdout: Some(stdout),
             deleted: false,
         };
+        if !ok {
+            c.delete();
+            return Err(RuntimeError::Refused {
+                step: "create",
+                stderr: stderr.trim().to_string(),
+            });
+        }
+        let io = io.ok_or_else(|| RuntimeError::Other {
+            step: "create",
+            message: "no stdin/stdout pipe to the container".into(),
+        })?;
         let state = c.state()?;
         c.pid = state["pid"]
             .as_u64()
@@ -211,11 +213,15 @@ impl OciContainer {
                 step: "state",
                 message: format!("no pid in {state}"),
             })? as u32;
-        Ok(c)
+        Ok((c, io))
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// `state ID` as JSON.
@@ -235,34 +241,74 @@ impl OciContainer {
             .map(|_| ())
     }
 
-    /// `kill ID KILL`: the init, and with it the pid namespace.
-    pub fn kill(&self) {
-        let _ = self
-            .runtime
-            .step(&self.state_root, "kill", &["kill", &self.id, "KILL"]);
+    /// `kill [--all] ID SIGNAL`: without `--all` the init alone (and with
+    /// it a pid namespace), with it every process of the container.
+    pub fn kill(&self, all: bool, signal: &str) -> Result<(), RuntimeError> {
+        let args: Vec<&str> = if all {
+            vec!["kill", "--all", &self.id, signal]
+        } else {
+            vec!["kill", &self.id, signal]
+        };
+        self.runtime
+            .step(&self.state_root, "kill", &args)
+            .map(|_| ())
     }
 
-    /// Waits until `state` says stopped (SIGKILL at `deadline`), then
-    /// collects the stdout. Cgroup evidence must be read before `delete`.
-    pub fn wait(&mut self, deadline: Instant) -> Result<Stopped, RuntimeError> {
-        let mut timed_out = false;
+    /// `pause ID` (freezes the container's cgroup) or `resume ID`.
+    pub fn pause(&self, pause: bool) -> Result<(), RuntimeError> {
+        let step = if pause { "pause" } else { "resume" };
+        self.runtime
+            .step(&self.state_root, step, &[step, &self.id])
+            .map(|_| ())
+    }
+
+    /// `exec ID ARGV...` to its end: the process the runtime starts in the
+    /// running container as its config.json's process says (namespaces,
+    /// capabilities, seccomp...), with `argv` instead of the args.
+    pub fn exec(&self, argv: &[String]) -> Result<Exec, RuntimeError> {
+        let out = self
+            .runtime
+            .command(&self.state_root)
+            .arg("exec")
+            .arg(&self.id)
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                step: "exec",
+                path: self.runtime.path.clone(),
+                source,
+            })?;
+        Ok(Exec {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            code: out.status.code(),
+        })
+    }
+
+    /// Waits until `state` says stopped; at `deadline` SIGKILL (all of
+    /// it), then up to 5 s more. Whether it had to be killed.
+    pub fn wait_stopped(&self, deadline: Instant) -> Result<bool, RuntimeError> {
+        let mut killed = false;
+        let give_up = deadline + Duration::from_secs(5);
         loop {
             let status = self.state()?["status"].as_str().unwrap_or("").to_string();
             if status == "stopped" {
-                break;
+                return Ok(killed);
             }
-            if Instant::now() >= deadline && !timed_out {
-                timed_out = true;
-                self.kill();
+            let now = Instant::now();
+            if now >= deadline && !killed {
+                killed = true;
+                let _ = self.kill(true, "KILL");
+            }
+            if now >= give_up {
+                return Err(RuntimeError::Other {
+                    step: "wait for stopped",
+                    message: format!("{} still {status:?} 5 s after SIGKILL", self.id),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let stdout = self
-            .stdout
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default();
-        Ok(Stopped { stdout, timed_out })
     }
 
     /// `delete --force`; also on drop. Errors are ignored here: the run's

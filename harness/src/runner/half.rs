@@ -6,15 +6,15 @@ use super::error::ObserveError;
 use super::host_view::{cgroup_stats, host_clocks, host_marker_dir, own_mounts_under, usage_usec};
 use super::probe_output::{last_json, tail, wait_until, LineReader};
 use super::state::{testbed, Half, HalfFixtures};
-use super::{address_only, child_stdout, NetHalf, Runner, Spawned, Which};
+use super::{address_only, child_stdout, NetHalf, OciSpawned, Runner, Spawned, Which};
 use crate::fixtures::{self, LeakDir, RoBindSource, SecretDir};
 use crate::loopdev::LoopDevice;
 use crate::nettestbed::NetTestbed;
+use crate::oci::{start_half, HalfError, HalfRequest, OciRuntime};
 use crate::proof::{build_spec, expand_all, on_second_bridge};
 use crate::scenario::{ContainerOverrides, Fixture, Interaction, Scenario};
 use crate::standin;
 use isocheck_runtime::spec::{ContainerSpec, NetworkMode};
-use isocheck_runtime::Container;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -58,7 +58,10 @@ impl Runner {
         self.start_network(&mut half, &mut net)?;
         let spec = self.half_spec(&mut half, &mut net)?;
         if let Some(runtime) = self.oci.clone() {
-            let seen = self.oci_half(&mut half, &spec, &runtime);
+            let seen = self.oci_half(&mut half, &spec, &runtime, &mut net);
+            if seen.is_ok() {
+                collect_net_half(&mut half, &mut net);
+            }
             self.release(net);
             seen?;
             return self.look_after(half, image_hash_before);
@@ -270,7 +273,7 @@ impl Runner {
         );
         doc.insert("cgroup".into(), cgroup_stats(&container));
         if half.s.interaction == Interaction::UsageWindow {
-            usage_window_end(half, &container)?;
+            usage_window_end(half, usage_usec(&container)?);
         }
         if !stderr.trim().is_empty() {
             half.doc.insert("stderr".into(), json!(tail(&stderr, 800)));
@@ -289,40 +292,114 @@ impl Runner {
         Ok(())
     }
 
-    /// The half through an OCI runtime (`oci::half`): the same `probe`,
-    /// `exit` and `cgroup` objects as ours gives, plus `namespaces`.
+    /// The half through an OCI runtime (`oci::half`): started, the
+    /// scenario's interaction through the runtime's own commands, then the
+    /// same `probe`, `exit` and `cgroup` objects as ours gives, plus
+    /// `namespaces`; a then-companion the same way after it.
     fn oci_half(
-        &self,
+        &mut self,
         half: &mut Half,
         spec: &ContainerSpec,
-        runtime: &crate::oci::OciRuntime,
+        runtime: &OciRuntime,
+        net: &mut NetHalf,
     ) -> Result<(), ObserveError> {
-        use crate::oci::{run_half, HalfError, HalfRequest};
-        let id = format!("{}-{}-{}", self.run.run_id, half.which.name(), self.counter);
-        let seen = run_half(&HalfRequest {
+        let mut main = self.oci_start(half, spec, runtime, "")?;
+        self.oci_interact(half, &mut main, spec)?;
+        self.oci_collect(half, main, true)?;
+        if half.s.interaction == Interaction::ThenCompanion {
+            let spec = self.companion_spec(half, spec, net)?;
+            let second = self.oci_start(half, &spec, runtime, "companion")?;
+            let text = self.oci_collect(half, second, false)?;
+            // Its exit and cgroup are not the observation's: the first's are.
+            half.doc
+                .insert("companion".into(), last_json(&text).unwrap_or(Value::Null));
+        }
+        Ok(())
+    }
+
+    /// Creates and starts one container of the half through `runtime`
+    /// (`role` tells a companion apart).
+    pub(super) fn oci_start(
+        &self,
+        half: &Half,
+        spec: &ContainerSpec,
+        runtime: &OciRuntime,
+        role: &str,
+    ) -> Result<OciSpawned, ObserveError> {
+        let which = half.which.name();
+        let id = format!("{}-{which}-{}{role}", self.run.run_id, self.counter);
+        // `isoc-v<hint>`: r12, c12, c12c...
+        let hint = format!(
+            "{}{}{}",
+            &which[..1],
+            self.counter,
+            &role[..role.len().min(1)]
+        );
+        let mut running = start_half(&HalfRequest {
             runtime,
             spec,
             image: &half.fixtures.image,
             dir: &self.run.path,
             id: &id,
             deadline: half.deadline,
+            veth_hint: &hint,
         })
-        .map_err(|e| match e {
-            HalfError::Refused { .. } => ObserveError::Refused(e.to_string()),
-            HalfError::Failed(why) => ObserveError::Oci(why),
-        })?;
-        let doc = &mut half.doc;
-        doc.insert(
-            "probe".into(),
-            last_json(&seen.stdout).unwrap_or(Value::Null),
-        );
-        doc.insert(
-            "exit".into(),
-            json!({ "code": seen.exit_code, "signal": seen.exit_signal, "timed_out": seen.timed_out }),
-        );
-        doc.insert("cgroup".into(), seen.cgroup);
-        doc.insert("namespaces".into(), json!(seen.namespaces));
-        Ok(())
+        .map_err(oci_error)?;
+        let stdout = running
+            .stdout
+            .take()
+            .ok_or(ObserveError::Missing("no stdout pipe"))?;
+        Ok(OciSpawned {
+            stdin: running.stdin.take(),
+            out: LineReader::new(stdout, &self.interrupt),
+            running,
+        })
+    }
+
+    /// Waits for the container's end and, for the half's `main` container,
+    /// records its observation, exit, cgroup counters and namespaces; the
+    /// container, its network and bundle are gone when this returns. What
+    /// it printed, in full.
+    pub(super) fn oci_collect(
+        &self,
+        half: &mut Half,
+        c: OciSpawned,
+        main: bool,
+    ) -> Result<String, ObserveError> {
+        let OciSpawned {
+            running,
+            stdin,
+            mut out,
+        } = c;
+        let namespaces = running.namespaces.clone();
+        let interrupt = self.interrupt.clone();
+        let finished = running
+            .finish(half.deadline, &|| interrupt.is_set())
+            .map_err(oci_error)?;
+        drop(stdin);
+        let text = out.rest();
+        if main {
+            let doc = &mut half.doc;
+            if !doc.contains_key("probe") {
+                doc.insert("probe".into(), last_json(&text).unwrap_or(Value::Null));
+            }
+            doc.insert(
+                "exit".into(),
+                json!({ "code": finished.exit_code, "signal": finished.exit_signal, "timed_out": finished.timed_out }),
+            );
+            if half.s.interaction == Interaction::UsageWindow {
+                let after =
+                    finished.cgroup["cpu_usage_usec"]
+                        .as_u64()
+                        .ok_or(ObserveError::Missing(
+                            "the cgroup has no CPU usage counter (cpuacct / cpu.stat)",
+                        ))?;
+                usage_window_end(half, after);
+            }
+            half.doc.insert("cgroup".into(), finished.cgroup);
+            half.doc.insert("namespaces".into(), json!(namespaces));
+        }
+        Ok(text)
     }
 
     /// What the stand-in host sees once the half's containers are gone;
@@ -403,9 +480,8 @@ fn read_host_vars(vars: &mut BTreeMap<String, String>) -> Result<(), ObserveErro
 }
 
 /// The cgroup's own counter over exactly the burn window: read just before
-/// go (`usage_window_start`), and now that the burner is done.
-fn usage_window_end(half: &mut Half, container: &Container) -> Result<(), ObserveError> {
-    let after = usage_usec(container)?;
+/// go (`usage_window_start`), and `after` the burner is done.
+fn usage_window_end(half: &mut Half, after: u64) {
     half.host.insert("usage_usec_after".into(), json!(after));
     let wall = half
         .doc
@@ -418,7 +494,15 @@ fn usage_window_end(half: &mut Half, container: &Container) -> Result<(), Observ
         let used = after.saturating_sub(before) as f64 / 1e6;
         half.host.insert("usage_cpus".into(), json!(used / wall));
     }
-    Ok(())
+}
+
+/// A half through an OCI runtime that did not run: the runtime's refusal
+/// makes the scenario unsupported, anything else is the half's error.
+pub(super) fn oci_error(e: HalfError) -> ObserveError {
+    match e {
+        HalfError::Refused { .. } => ObserveError::Refused(e.to_string()),
+        HalfError::Failed(why) => ObserveError::Oci(why),
+    }
 }
 
 /// The peer's and the outside server's last words, once the half's own

@@ -4,16 +4,18 @@
 
 use super::error::ObserveError;
 use super::host_view::{cgroup_stats, host_marker_dir, own_mounts_contain, usage_usec};
-use super::probe_output::{last_json, say_go, wait_until};
+use super::probe_output::{last_json, say_go, tail, wait_until, LineReader};
 use super::state::{testbed, Half};
-use super::{NetHalf, Runner, Spawned};
+use super::{NetHalf, OciSpawned, Runner, Spawned};
+use crate::measure::MeasureError;
 use crate::proof::expand_all;
 use crate::scenario::Interaction;
 use isocheck_runtime::spec::{ContainerSpec, NetworkMode};
 use isocheck_runtime::StdioMode;
 use serde_json::{json, Value};
+use std::fs::File;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 impl Runner {
     /// The scenario's interaction with the running container, before the
@@ -27,21 +29,80 @@ impl Runner {
         match half.s.interaction {
             Interaction::None | Interaction::ThenCompanion => Ok(()),
             Interaction::MountLeak | Interaction::MountUnderBindSource => {
-                self.mount_host_marker(half, c)
+                self.mount_host_marker(half, &mut c.out, &mut c.stdin)
             }
             Interaction::Exec => self.exec_companion(half, c),
             Interaction::KillAfterOutput => kill_after_output(half, c),
             Interaction::PauseResume => pause_resume(half, c),
             Interaction::CpuTwin => self.cpu_twin(half, c, spec),
             Interaction::UsageWindow => usage_window_start(half, c),
-            Interaction::OutsideClient => self.outside_client(half, c),
+            Interaction::OutsideClient => self.outside_client(half, &mut c.out),
+        }
+    }
+
+    /// The same interactions with a container of an OCI runtime, through
+    /// the runtime's own commands (`exec`, `kill [--all]`); the ones that
+    /// cannot be are refused by `oci_unsupported` before the half starts.
+    pub(super) fn oci_interact(
+        &mut self,
+        half: &mut Half,
+        c: &mut OciSpawned,
+        spec: &ContainerSpec,
+    ) -> Result<(), ObserveError> {
+        match half.s.interaction {
+            Interaction::None | Interaction::ThenCompanion => Ok(()),
+            Interaction::MountLeak | Interaction::MountUnderBindSource => {
+                self.mount_host_marker(half, &mut c.out, &mut c.stdin)
+            }
+            Interaction::Exec => oci_exec_companion(half, c),
+            Interaction::KillAfterOutput => oci_kill_after_output(half, c, spec),
+            Interaction::UsageWindow => {
+                c.out.wait_ready(half.deadline)?;
+                let before =
+                    c.running.cgroup()["cpu_usage_usec"]
+                        .as_u64()
+                        .ok_or(ObserveError::Missing(
+                            "the cgroup has no CPU usage counter (cpuacct / cpu.stat)",
+                        ))?;
+                half.host.insert("usage_usec_before".into(), json!(before));
+                say_go(&mut c.stdin);
+                Ok(())
+            }
+            Interaction::OutsideClient => self.outside_client(half, &mut c.out),
+            Interaction::CpuTwin => self.oci_cpu_twin(half, c, spec),
+            Interaction::PauseResume => {
+                c.out.wait_ready(half.deadline)?;
+                let r = &c.running;
+                let runtime = |step: &'static str| {
+                    move |e: crate::oci::HalfError| MeasureError::Runtime {
+                        step,
+                        message: e.to_string(),
+                    }
+                };
+                crate::measure::pause_resume_of(
+                    || {
+                        r.cgroup()["cpu_usage_usec"]
+                            .as_u64()
+                            .ok_or(MeasureError::NoUsage)
+                    },
+                    || r.pause(true).map_err(runtime("pause")),
+                    || r.pause(false).map_err(runtime("resume")),
+                    &mut half.host,
+                )?;
+                r.kill(true).map_err(super::half::oci_error)
+            }
         }
     }
 
     /// Mounts a tmpfs on the host side once the probe is ready, and notes
     /// whether the stand-in already sees a mount the container made.
-    fn mount_host_marker(&self, half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
-        c.out.wait_ready(half.deadline)?;
+    fn mount_host_marker(
+        &self,
+        half: &mut Half,
+        out: &mut LineReader,
+        stdin: &mut Option<File>,
+    ) -> Result<(), ObserveError> {
+        out.wait_ready(half.deadline)?;
         let inside = format!("inside-{}", half.token);
         half.host.insert(
             "sees_inside_mount".into(),
@@ -63,7 +124,7 @@ impl Runner {
             mark.display()
         )))?;
         half.host.insert("marker_mounted_at".into(), json!(mark));
-        say_go(&mut c.stdin);
+        say_go(stdin);
         Ok(())
     }
 
@@ -140,9 +201,46 @@ impl Runner {
         Ok(())
     }
 
+    /// `cpu_twin` through the OCI runtime: the twin is a second container of
+    /// the same runtime, both cgroups' usage counters read from the host.
+    fn oci_cpu_twin(
+        &mut self,
+        half: &mut Half,
+        c: &mut OciSpawned,
+        spec: &ContainerSpec,
+    ) -> Result<(), ObserveError> {
+        let runtime = self
+            .oci
+            .clone()
+            .ok_or(ObserveError::Missing("no OCI runtime for the twin"))?;
+        let mut twin_spec = spec.clone();
+        half.s.control.switch_off.switch_off(&mut twin_spec);
+        let mut twin = self.oci_start(half, &twin_spec, &runtime, "twin")?;
+        c.out.wait_ready(half.deadline)?;
+        twin.out.wait_ready(half.deadline)?;
+        let usage = |r: &crate::oci::RunningHalf| r.cgroup()["cpu_usage_usec"].as_u64();
+        crate::measure::usage_ratio_of(
+            || usage(&c.running),
+            || usage(&twin.running),
+            &mut half.host,
+        )?;
+        // Both measured: the rest of the burns shows nothing more.
+        for running in [&c.running, &twin.running] {
+            running.kill(true).map_err(super::half::oci_error)?;
+        }
+        let text = self.oci_collect(half, twin, false)?;
+        half.doc
+            .insert("twin".into(), last_json(&text).unwrap_or(Value::Null));
+        Ok(())
+    }
+
     /// A client in the outside namespace, once the container's server is up.
-    fn outside_client(&mut self, half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
-        c.out.wait_ready_or_output(half.deadline)?;
+    fn outside_client(
+        &mut self,
+        half: &mut Half,
+        out: &mut LineReader,
+    ) -> Result<(), ObserveError> {
+        out.wait_ready_or_output(half.deadline)?;
         let argv = half.s.outside.as_ref().ok_or(ObserveError::Needs {
             interaction: "outside-client",
             what: "an outside probe",
@@ -167,6 +265,28 @@ impl Runner {
         spec: &ContainerSpec,
         net: &mut NetHalf,
     ) -> Result<(), ObserveError> {
+        let spec = self.companion_spec(half, spec, net)?;
+        let name = format!("{}-{}-companion", half.which.name(), self.counter);
+        let mut second = self.spawn(&spec, &name)?;
+        let status = wait_until(&mut second.container, half.deadline, &self.interrupt);
+        if !matches!(status, Ok(Some(_))) {
+            let _ = second.container.kill();
+        }
+        half.doc.insert(
+            "companion".into(),
+            last_json(&second.out.rest()).unwrap_or(Value::Null),
+        );
+        Ok(())
+    }
+
+    /// The then-companion's spec: the first container's, running the
+    /// companion probe, on a fresh address when bridged.
+    pub(super) fn companion_spec(
+        &mut self,
+        half: &mut Half,
+        spec: &ContainerSpec,
+        net: &mut NetHalf,
+    ) -> Result<ContainerSpec, ObserveError> {
         let argv = half.s.run.companion.as_ref().ok_or(ObserveError::Needs {
             interaction: "then-companion",
             what: "a companion probe",
@@ -182,17 +302,7 @@ impl Runner {
             net.attachments.push(fresh.clone());
             spec.network = NetworkMode::Bridge(fresh);
         }
-        let name = format!("{}-{}-companion", half.which.name(), self.counter);
-        let mut second = self.spawn(&spec, &name)?;
-        let status = wait_until(&mut second.container, half.deadline, &self.interrupt);
-        if !matches!(status, Ok(Some(_))) {
-            let _ = second.container.kill();
-        }
-        half.doc.insert(
-            "companion".into(),
-            last_json(&second.out.rest()).unwrap_or(Value::Null),
-        );
-        Ok(())
+        Ok(spec)
     }
 }
 
@@ -242,5 +352,68 @@ fn usage_window_start(half: &mut Half, c: &mut Spawned) -> Result<(), ObserveErr
     let before = usage_usec(&c.container)?;
     half.host.insert("usage_usec_before".into(), json!(before));
     say_go(&mut c.stdin);
+    Ok(())
+}
+
+/// `exec` of the companion probe through the runtime, after noting PID 1's
+/// namespaces (read by the host before start).
+fn oci_exec_companion(half: &mut Half, c: &mut OciSpawned) -> Result<(), ObserveError> {
+    c.out.wait_ready(half.deadline)?;
+    let inodes = c.running.namespaces.clone();
+    if !["mnt", "pid", "net"]
+        .iter()
+        .all(|ns| inodes.contains_key(*ns))
+    {
+        return Err(ObserveError::Namespaces {
+            pid: c.running.pid() as i32,
+            inodes,
+        });
+    }
+    half.host.insert("container_ns".into(), json!(inodes));
+    let companion = half.s.run.companion.as_ref().ok_or(ObserveError::Needs {
+        interaction: "exec",
+        what: "a companion probe",
+    })?;
+    let mut argv = vec!["/probe".to_string()];
+    argv.extend(expand_all(companion, &half.vars));
+    let exec = c.running.exec(&argv).map_err(super::half::oci_error)?;
+    let seen = last_json(&exec.stdout);
+    if seen.is_none() && exec.code != Some(0) {
+        return Err(ObserveError::Oci(format!(
+            "exec {argv:?} exited {:?}: {}",
+            exec.code,
+            tail(&exec.stderr, 400)
+        )));
+    }
+    half.doc
+        .insert("companion".into(), seen.unwrap_or(Value::Null));
+    say_go(&mut c.stdin);
+    Ok(())
+}
+
+/// As `kill_after_output`, with the runtime's `kill --all` (every task of
+/// the container) or, with group kill switched off, its `kill` (the init
+/// only).
+fn oci_kill_after_output(
+    half: &mut Half,
+    c: &mut OciSpawned,
+    spec: &ContainerSpec,
+) -> Result<(), ObserveError> {
+    let first = c.out.next_json(half.deadline)?;
+    half.doc.insert("probe".into(), first);
+    half.doc
+        .insert("cgroup_before_kill".into(), c.running.cgroup());
+    let before = c.running.cgroup_procs().map_err(super::half::oci_error)?;
+    half.host
+        .insert("tasks_before_kill".into(), json!(before.len()));
+    c.running
+        .kill(spec.hardening.group_kill)
+        .map_err(super::half::oci_error)?;
+    c.running
+        .wait_exit(Instant::now() + Duration::from_secs(5), &|| false);
+    std::thread::sleep(Duration::from_millis(300));
+    let left = c.running.cgroup_procs().map_err(super::half::oci_error)?;
+    half.host
+        .insert("tasks_after_kill".into(), json!(left.len()));
     Ok(())
 }

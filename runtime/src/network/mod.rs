@@ -41,7 +41,7 @@ mod veth;
 
 pub use bridge::{enable_forwarding, forwarding_enabled, Bridge};
 pub use nat::{Nat, PublishedRule, TABLE};
-pub use netns::Netns;
+pub use netns::{Netns, NetnsFile};
 pub use outside::{OutsideWorld, OUTSIDE_IFNAME};
 pub use plan::{overlaps, veth_host_name, OutsidePlan, SubnetPlan};
 pub use veth::{
@@ -58,6 +58,12 @@ pub const LINK_PREFIX: &str = "isoc-";
 pub enum NetworkError {
     #[error("opening network namespace {path}: {source}")]
     OpenNetns {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("network namespace file {path}: {step}: {source}")]
+    NetnsFile {
+        step: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },

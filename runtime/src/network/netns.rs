@@ -2,10 +2,11 @@
 //! on a short-lived scoped thread switched into it, so the caller's thread
 //! never changes namespace (a netns is a per-thread property).
 
-use super::NetworkError;
+use super::{NetworkError, TeardownErrors};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,6 +110,106 @@ impl Netns {
                 source: source.into(),
             })?;
         Ok((stat.st_dev, stat.st_ino))
+    }
+}
+
+/// A new network namespace bound to a file (as `ip netns add` does), so a
+/// process that is not ours can be told its path: an OCI runtime joins it
+/// through config.json's `linux.namespaces[].path`. The namespace lives as
+/// long as the bind mount or a process inside it; [`NetnsFile::remove`]
+/// (or drop) unmounts and deletes the file.
+#[derive(Debug)]
+pub struct NetnsFile {
+    ns: Netns,
+    path: PathBuf,
+    removed: bool,
+}
+
+impl NetnsFile {
+    /// Makes an empty namespace (only a down `lo`) and binds it at `path`,
+    /// a file that must not exist yet (its directory must).
+    pub fn create(path: &Path) -> Result<NetnsFile, NetworkError> {
+        let ns = Netns::new_anonymous()?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| NetworkError::NetnsFile {
+                step: "create the mount point",
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let fd_path = format!("/proc/self/fd/{}", ns.as_fd().as_raw_fd());
+        if let Err(e) = mount(
+            Some(fd_path.as_str()),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            let _ = std::fs::remove_file(path);
+            return Err(NetworkError::NetnsFile {
+                step: "bind the namespace",
+                path: path.to_path_buf(),
+                source: e.into(),
+            });
+        }
+        Ok(NetnsFile {
+            ns,
+            path: path.to_path_buf(),
+            removed: false,
+        })
+    }
+
+    /// The file the namespace is bound at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A handle on the namespace (to attach a veth to it).
+    pub fn netns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// Unmounts and deletes the file; keeps going past an error and
+    /// returns them all. The namespace goes once nothing else holds it.
+    pub fn remove(mut self) -> Result<(), TeardownErrors> {
+        self.removed = true;
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), TeardownErrors> {
+        let mut errors = Vec::new();
+        match umount2(&self.path, MntFlags::MNT_DETACH) {
+            // Not mounted (any more): only the file is left.
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => errors.push(NetworkError::NetnsFile {
+                step: "unmount",
+                path: self.path.clone(),
+                source: e.into(),
+            }),
+        }
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                errors.push(NetworkError::NetnsFile {
+                    step: "remove the file",
+                    path: self.path.clone(),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+        TeardownErrors::from_vec(errors)
+    }
+}
+
+impl Drop for NetnsFile {
+    fn drop(&mut self) {
+        if !self.removed {
+            if let Err(e) = self.teardown() {
+                tracing::warn!(path = %self.path.display(), error = %e, "dropping NetnsFile");
+            }
+        }
     }
 }
 

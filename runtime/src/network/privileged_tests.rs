@@ -541,3 +541,31 @@ fn attach_refuses_bad_addresses_before_creating_anything() {
     }
     assert_eq!(leftovers(&host), vec!["link isoc-brbad"]);
 }
+
+/// A bound namespace is found again by its path (the same namespace, not
+/// the caller's), and `remove` leaves neither the mount nor the file.
+#[test]
+fn a_netns_file_names_its_namespace_until_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("isocheck-netns");
+    let file = NetnsFile::create(&path).unwrap();
+    let by_path = Netns::from_path(&path).unwrap();
+    assert_eq!(by_path.id().unwrap(), file.netns().id().unwrap());
+    assert_ne!(
+        by_path.id().unwrap(),
+        Netns::current().unwrap().id().unwrap()
+    );
+    let mounted = |p: &std::path::Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+    };
+    assert!(mounted(&path));
+    // A second one at the same path is refused, naming the path.
+    let e = NetnsFile::create(&path).unwrap_err().to_string();
+    assert!(e.contains("isocheck-netns"), "{e}");
+    file.remove().unwrap();
+    assert!(!mounted(&path));
+    assert!(!path.exists());
+}
