@@ -147,7 +147,11 @@ fn runtime_trials(
         // Not installed, or `--version` would not run: every trial of this
         // runtime is ignored, saying which.
         let runtime = trials::find_installed(name)
-            .ok_or_else(|| format!("{name} is not installed (not on PATH nor in ~/.cargo/bin)"))
+            .ok_or_else(|| {
+                format!(
+                    "{name} is not installed (not on PATH nor in $CARGO_HOME/bin or ~/.cargo/bin)"
+                )
+            })
             .and_then(|p| OciRuntime::resolve(&p.to_string_lossy()).map_err(|e| e.to_string()));
         for s in scenarios.iter().cloned() {
             let (runner, findings, runtime) =

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// the runtime's own stderr: a config it will not run is `unsupported`.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("runtime {0:?}: not found on PATH nor in ~/.cargo/bin")]
+    #[error("runtime {0:?}: not found on PATH nor in $CARGO_HOME/bin or ~/.cargo/bin")]
     NotFound(String),
     #[error("{step}: running {path}: {source}")]
     Spawn {

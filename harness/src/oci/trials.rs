@@ -132,16 +132,20 @@ pub fn find_on_path(program: &str) -> Option<PathBuf> {
     find_in(program, std::env::var_os("PATH"), None)
 }
 
-/// Where a runtime is installed: PATH first, then `~/.cargo/bin` (where
-/// `cargo install youki` puts it, often not on root's PATH under sudo).
+/// Where a runtime is installed: PATH first, then cargo's bin directory
+/// (`$CARGO_HOME/bin`, else `~/.cargo/bin`), where `cargo install youki`
+/// puts it, often not on root's PATH under sudo.
 pub fn find_installed(program: &str) -> Option<PathBuf> {
-    find_in(program, std::env::var_os("PATH"), std::env::var_os("HOME"))
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    find_in(program, std::env::var_os("PATH"), cargo_home)
 }
 
-/// `program` in `path`'s directories, then in `home`/.cargo/bin.
-fn find_in(program: &str, path: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+/// `program` in `path`'s directories, then in `cargo_home`/bin.
+fn find_in(program: &str, path: Option<OsString>, cargo_home: Option<PathBuf>) -> Option<PathBuf> {
     let dirs = path.iter().flat_map(std::env::split_paths);
-    let cargo_bin = home.map(|h| Path::new(&h).join(".cargo/bin"));
+    let cargo_bin = cargo_home.map(|h| h.join("bin"));
     dirs.chain(cargo_bin)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
@@ -253,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn a_runtime_is_found_on_path_first_then_in_cargo_bin() {
+    fn a_runtime_is_found_on_path_first_then_in_cargos_bin() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (bin, home) = (tmp.path().join("bin"), tmp.path().join("home"));
         let cargo_bin = home.join(".cargo/bin");
@@ -261,7 +265,7 @@ mod tests {
         std::fs::create_dir_all(&cargo_bin).expect("cargo bin");
         std::fs::write(cargo_bin.join("youki"), "").expect("youki");
         let path = Some(bin.clone().into_os_string());
-        let home = Some(home.into_os_string());
+        let home = Some(home.join(".cargo"));
         assert_eq!(
             find_in("youki", path.clone(), home.clone()),
             Some(cargo_bin.join("youki"))
