@@ -212,7 +212,7 @@ mod tests {
         InitConfig {
             mode,
             modules: vec!["00-virtio_pci.ko".into(), "01-9pnet.ko".into()],
-            command: suite_command(None),
+            command: suite_command(None, None),
         }
     }
 
