@@ -54,9 +54,14 @@ pub fn bench_limits() -> Limits {
 /// over the minimal rootfs, pivot_root, no capabilities, no_new_privs,
 /// hostname, `argv` in the rootfs.
 pub fn full_spec(root: &MinimalRootfs, argv: &[&str]) -> ContainerSpec {
+    full_spec_in(root.path(), argv)
+}
+
+/// [`full_spec`] over any directory rootfs.
+pub fn full_spec_in(root: &std::path::Path, argv: &[&str]) -> ContainerSpec {
     ContainerSpec {
         rootfs: Rootfs {
-            source: RootfsSource::Dir(root.path().to_path_buf()),
+            source: RootfsSource::Dir(root.to_path_buf()),
             overlay: true,
             entry: RootEntry::PivotRoot,
         },

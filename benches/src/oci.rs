@@ -1,9 +1,14 @@
-//! The OCI bundle the OCI peers (runc, crun, youki) run: the same rootfs,
-//! namespaces, limits and no-op as `start/full`, as far as the runtime spec
-//! can say it.
+//! The OCI bundle the OCI peers (runc, crun, youki) run. There is one OCI
+//! code path: config.json is built by the harness's bundle builder
+//! (`isocheck_harness::oci::build_config`, the one `isocheck run --runtime`
+//! uses) from the same `ContainerSpec` as `start/full`, so a peer is asked
+//! for exactly the container ours starts, as far as the runtime spec can
+//! say it.
 
-use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use isocheck_harness::oci::{build_config, Bundle, BundleInputs, ConfigError};
+use isocheck_runtime::spec::RootfsSource;
+use isocheck_runtime::ContainerSpec;
+use std::path::PathBuf;
 
 /// The limits every bench container gets (the full start and the peers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,96 +30,63 @@ pub const BENCH_LIMITS: BenchLimits = BenchLimits {
 pub enum OciError {
     #[error("creating temp dir isocheck-bench-bundle-*: {0}")]
     TempDir(std::io::Error),
-    #[error("writing {path}: {source}")]
-    WriteConfig {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("the peers run a directory rootfs; the spec's is {0:?}")]
+    Rootfs(RootfsSource),
+    #[error("config.json: {0}")]
+    Config(#[from] ConfigError),
+    #[error("bundle: {0}")]
+    Bundle(String),
 }
 
-/// config.json: namespaces pid, mount, uts, ipc, network, cgroup; memory,
-/// pids and cpu limits in `cgroups_path`; no capabilities at all;
-/// no_new_privs; /proc, a tmpfs /dev, a read-only /sys and a tmpfs /tmp;
-/// argv `/probe noop`.
-pub fn config(rootfs: &Path, cgroups_path: &str, limits: BenchLimits, args: &[&str]) -> Value {
-    let no_caps: [&str; 0] = [];
-    json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": { "uid": 0, "gid": 0 },
-            "args": args,
-            "env": ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": no_caps, "effective": no_caps, "inheritable": no_caps,
-                "permitted": no_caps, "ambient": no_caps
-            },
-            "noNewPrivileges": true
+/// A bundle directory (isocheck-bench-bundle-*) holding config.json for
+/// `spec`, with `linux.cgroupsPath` `cgroups_path`. The rootfs is the
+/// spec's directory as it is, named by absolute path: an overlay of ours
+/// would be mounted once per bundle, not per start, so it would not be part
+/// of what a peer's start costs. Removed on drop (the harness's [`Bundle`]).
+pub fn bundle(spec: &ContainerSpec, cgroups_path: &str) -> Result<Bundle, OciError> {
+    let rootfs = match &spec.rootfs.source {
+        RootfsSource::Dir(dir) => dir.clone(),
+        other => return Err(OciError::Rootfs(other.clone())),
+    };
+    let dir: PathBuf = tempfile::Builder::new()
+        .prefix("isocheck-bench-bundle-")
+        .tempdir()
+        .map_err(OciError::TempDir)?
+        .keep();
+    // From here the harness's Bundle owns the directory and removes it.
+    let bundle = Bundle::create(&dir, &rootfs, false).map_err(OciError::Bundle)?;
+    let config = build_config(
+        spec,
+        &BundleInputs {
+            rootfs: bundle.rootfs(&rootfs),
+            netns: None,
+            cgroups_path: cgroups_path.to_string(),
         },
-        "root": { "path": rootfs, "readonly": false },
-        "hostname": "isocheck",
-        "mounts": [
-            { "destination": "/proc", "type": "proc", "source": "proc",
-              "options": ["nosuid", "noexec", "nodev"] },
-            { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-              "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-            { "destination": "/sys", "type": "sysfs", "source": "sysfs",
-              "options": ["nosuid", "noexec", "nodev", "ro"] },
-            { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-              "options": ["nosuid", "nodev", "mode=1777"] }
-        ],
-        "linux": {
-            "namespaces": [
-                { "type": "pid" }, { "type": "mount" }, { "type": "uts" },
-                { "type": "ipc" }, { "type": "network" }, { "type": "cgroup" }
-            ],
-            "cgroupsPath": cgroups_path,
-            "resources": {
-                "memory": { "limit": limits.memory_bytes },
-                "pids": { "limit": limits.pids },
-                "cpu": { "quota": limits.cpu_quota_us, "period": limits.cpu_period_us }
-            }
-        }
-    })
-}
-
-/// A bundle directory (isocheck-bench-bundle-*) holding only config.json;
-/// the rootfs stays where it is (`root.path` is absolute). Removed on drop.
-#[derive(Debug)]
-pub struct Bundle {
-    dir: tempfile::TempDir,
-}
-
-impl Bundle {
-    pub fn write(config: &Value) -> Result<Self, OciError> {
-        let dir = tempfile::Builder::new()
-            .prefix("isocheck-bench-bundle-")
-            .tempdir()
-            .map_err(OciError::TempDir)?;
-        let path = dir.path().join("config.json");
-        std::fs::write(&path, config.to_string())
-            .map_err(|source| OciError::WriteConfig { path, source })?;
-        Ok(Bundle { dir })
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
+    )?;
+    bundle.write_config(&config).map_err(OciError::Bundle)?;
+    Ok(bundle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+    use std::path::Path;
+
+    fn spec(root: &Path) -> ContainerSpec {
+        let mut spec = crate::full::full_spec_in(root, &["/probe", "noop"]);
+        spec.rootfs.overlay = false;
+        spec
+    }
 
     #[test]
     fn config_carries_namespaces_limits_and_the_noop() {
-        let cfg = config(
-            Path::new("/r"),
-            "/isocheck/b/runc",
-            BENCH_LIMITS,
-            &["/probe", "noop"],
-        );
+        let root = tempfile::tempdir().expect("root");
+        let bundle = bundle(&spec(root.path()), "/isocheck/b/runc").expect("bundle");
+        let cfg: Value = serde_json::from_slice(
+            &std::fs::read(bundle.dir.join("config.json")).expect("read config.json"),
+        )
+        .expect("parse");
         let ns: Vec<&str> = cfg["linux"]["namespaces"]
             .as_array()
             .expect("namespaces array")
@@ -130,20 +102,27 @@ mod tests {
         assert_eq!(cfg["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(cfg["linux"]["cgroupsPath"], "/isocheck/b/runc");
         assert_eq!(cfg["process"]["args"], json!(["/probe", "noop"]));
-        assert_eq!(cfg["root"]["path"], "/r");
-        assert_eq!(cfg["process"]["capabilities"]["bounding"], json!([]));
+        assert_eq!(cfg["process"]["noNewPrivileges"], true);
+        assert_eq!(cfg["root"]["path"], json!(root.path()));
+        assert_eq!(cfg["hostname"], "isocheck");
+        let bounding = &cfg["process"]["capabilities"]["bounding"];
+        assert!(
+            bounding.is_null() || bounding == &json!([]),
+            "no capability kept: {bounding}"
+        );
     }
 
     #[test]
-    fn bundle_writes_config_json_and_is_removed_on_drop() {
-        let cfg = config(Path::new("/r"), "/isocheck/b/x", BENCH_LIMITS, &["/probe"]);
-        let bundle = Bundle::write(&cfg).expect("bundle");
-        let dir = bundle.path().to_path_buf();
-        let back: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("read"))
-                .expect("parse");
-        assert_eq!(back, cfg);
-        drop(bundle);
+    fn the_bundle_is_removed_on_drop_and_a_non_directory_rootfs_is_refused() {
+        let root = tempfile::tempdir().expect("root");
+        let b = bundle(&spec(root.path()), "/isocheck/b/x").expect("bundle");
+        let dir = b.dir.clone();
+        assert!(dir.join("config.json").is_file());
+        drop(b);
         assert!(!dir.exists());
+        let mut tar = spec(root.path());
+        tar.rootfs.source = RootfsSource::Tar("/r.tar".into());
+        let err = bundle(&tar, "/isocheck/b/x").expect_err("tar rootfs");
+        assert!(err.to_string().contains("r.tar"), "{err}");
     }
 }

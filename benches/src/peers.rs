@@ -3,9 +3,11 @@
 //! missing or refuses this host is skipped with its reason, never silently.
 
 use crate::cgroup_tree::BenchCgroups;
-use crate::oci::{self, Bundle, BENCH_LIMITS};
+use crate::full::full_spec;
+use crate::oci;
 use crate::probe::NOOP_ARG;
 use crate::rootfs::{MinimalRootfs, PROBE_IN_ROOT};
+use isocheck_harness::oci::Bundle;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,10 +62,7 @@ pub struct Peer {
 
 /// Where `program` is in PATH, if anywhere.
 pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    isocheck_harness::oci::trials::find_on_path(program)
 }
 
 impl Peer {
@@ -74,14 +73,15 @@ impl Peer {
         root: &MinimalRootfs,
         cgroups: &BenchCgroups,
     ) -> Result<Peer, PeerError> {
-        let binary = which(program).ok_or(PeerError::NotInstalled { program })?;
-        let config = oci::config(
-            root.path(),
-            &cgroups.oci_path(program),
-            BENCH_LIMITS,
-            &[PROBE_IN_ROOT, NOOP_ARG],
-        );
-        let bundle = Bundle::write(&config)?;
+        // PATH, then cargo's bin dir (`cargo install youki`), as the
+        // per-runtime trials look.
+        let binary = isocheck_harness::oci::trials::find_installed(program)
+            .ok_or(PeerError::NotInstalled { program })?;
+        // `start/full`'s own container, said in config.json by the
+        // harness's builder; the rootfs as is (no overlay).
+        let mut spec = full_spec(root, &[PROBE_IN_ROOT, NOOP_ARG]);
+        spec.rootfs.overlay = false;
+        let bundle = oci::bundle(&spec, &cgroups.oci_path(program))?;
         let state = tempfile::Builder::new()
             .prefix("isocheck-bench-state-")
             .tempdir()
@@ -89,9 +89,11 @@ impl Peer {
         Ok(Peer {
             id,
             asked: format!(
-                "`{program} --root STATE run --bundle B id-N`: bundle with pid/mount/uts/ipc/net/cgroup \
+                "`{program} --root STATE run --bundle B id-N`: config.json built by the harness \
+                 (isocheck_harness::oci::build_config) from start/full's spec: pid/mount/uts/ipc/net/cgroup \
                  namespaces, memory 64M + pids 32 + cpu 0.5 limits, no capabilities, no_new_privs, \
-                 /proc + tmpfs /dev + ro /sys + tmpfs /tmp, /probe noop; rootfs bound as is (no overlay), \
+                 seccomp deny list, masked and read-only paths, device allowlist, /proc /dev /dev/pts \
+                 /dev/shm /dev/mqueue ro /sys /tmp, /probe noop; rootfs as is (no overlay), \
                  then `delete --force` if state remains"
             ),
             program: binary,
@@ -201,7 +203,7 @@ impl Peer {
                         .arg("--root")
                         .arg(state.path())
                         .args(["run", "--bundle"])
-                        .arg(bundle.path())
+                        .arg(&bundle.dir)
                         .arg(&id),
                 );
                 // A foreground `run` deletes the container when it exits;

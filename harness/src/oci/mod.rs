@@ -6,6 +6,7 @@ pub mod half;
 
 pub use config::{build_config, oci_meaning, BundleInputs, ConfigError};
 pub mod runtime;
+pub mod trials;
 
 pub use half::{run_half, start_half, Finished, HalfError, HalfRequest, HalfSeen, RunningHalf};
 pub use runtime::{ContainerIo, Exec, OciContainer, OciRuntime, RuntimeError};

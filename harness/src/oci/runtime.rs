@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// the runtime's own stderr: a config it will not run is `unsupported`.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("runtime {0:?}: not found on PATH")]
+    #[error("runtime {0:?}: not found on PATH nor in $CARGO_HOME/bin or ~/.cargo/bin")]
     NotFound(String),
     #[error("{step}: running {path}: {source}")]
     Spawn {
@@ -40,16 +40,13 @@ pub struct OciRuntime {
 pub const KNOWN: &[&str] = &["runc", "crun", "youki"];
 
 impl OciRuntime {
-    /// `runc`, `crun`, `youki` looked up on PATH, or a path to a binary.
+    /// `runc`, `crun`, `youki` looked up on PATH (then ~/.cargo/bin), or a
+    /// path to a binary.
     pub fn resolve(name_or_path: &str) -> Result<OciRuntime, RuntimeError> {
         let path = if name_or_path.contains('/') {
             PathBuf::from(name_or_path)
         } else {
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths)
-                .map(|d| d.join(name_or_path))
-                .find(|p| p.is_file())
+            super::trials::find_installed(name_or_path)
                 .ok_or_else(|| RuntimeError::NotFound(name_or_path.into()))?
         };
         if !path.is_file() {

@@ -134,6 +134,12 @@ impl Runner {
         self.oci = Some(runtime);
     }
 
+    /// `Some`: as [`Runner::set_runtime`]; `None`: our runtime again (the
+    /// per-runtime trials of `cargo test` share one runner).
+    pub fn use_runtime(&mut self, runtime: Option<OciRuntime>) {
+        self.oci = runtime;
+    }
+
     /// The runtime that starts the containers, for the report.
     pub fn runtime_info(&self) -> RuntimeInfo {
         match &self.oci {

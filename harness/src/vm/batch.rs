@@ -27,6 +27,11 @@ pub struct VmRunArgs {
     /// Only these scenario ids (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// The runtime that starts the containers: `isocheck` (ours), `runc`,
+    /// `crun`, `youki` (looked up on this host) or a host path; carried into
+    /// each guest (runc and crun always are, when this host has them).
+    #[arg(long, value_name = "NAME|PATH", default_value = "isocheck")]
+    pub runtime: String,
     /// Whole-boot deadline per leg, in seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -67,6 +72,7 @@ pub fn run(args: &VmRunArgs) -> Result<ExitCode, BatchError> {
         cache_dir: super::default_cache_dir(),
         timeout: Duration::from_secs(args.timeout),
         only: (!args.only.is_empty()).then(|| args.only.clone()),
+        runtime: (args.runtime != "isocheck").then(|| args.runtime.clone()),
     };
     let mut failed = false;
     let mut reports = Vec::new();
@@ -81,7 +87,7 @@ pub fn run(args: &VmRunArgs) -> Result<ExitCode, BatchError> {
         eprintln!("isocheck vm: {name} ...");
         let report = match run_leg(name, &opts) {
             Err(VmError::HostLeg) => {
-                let (ok, report) = run_host_leg(&exe, &target, &args.only)?;
+                let (ok, report) = run_host_leg(&exe, &target, &args.only, &args.runtime)?;
                 failed |= !ok;
                 report
             }
@@ -122,9 +128,12 @@ fn run_host_leg(
     exe: &Path,
     target: &Path,
     only: &[String],
+    runtime: &str,
 ) -> Result<(bool, Option<Report>), BatchError> {
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["run", "--json"]).arg(target);
+    cmd.args(["run", "--json"])
+        .arg(target)
+        .args(["--runtime", runtime]);
     if !only.is_empty() {
         cmd.args(["--only", &only.join(",")]);
     }

@@ -49,9 +49,15 @@ pub struct InitConfig {
     pub command: String,
 }
 
-/// The suite command for the guest: the lead's CLI contract.
-pub fn suite_command(only: Option<&[String]>) -> String {
+/// The suite command for the guest: the lead's CLI contract. `runtime`:
+/// the guest path of the OCI runtime that starts the containers (`None`:
+/// ours).
+pub fn suite_command(only: Option<&[String]>, runtime: Option<&str>) -> String {
     let mut cmd = String::from("/isocheck run --scenarios /scenarios --json /tmp/report.json");
+    if let Some(runtime) = runtime {
+        cmd.push_str(" --runtime ");
+        cmd.push_str(runtime);
+    }
     if let Some(ids) = only.filter(|ids| !ids.is_empty()) {
         cmd.push_str(" --only ");
         cmd.push_str(&ids.join(","));
@@ -206,7 +212,7 @@ mod tests {
         InitConfig {
             mode,
             modules: vec!["00-virtio_pci.ko".into(), "01-9pnet.ko".into()],
-            command: suite_command(None),
+            command: suite_command(None, None),
         }
     }
 
@@ -305,11 +311,20 @@ mod tests {
     fn suite_command_passes_only() {
         let ids = vec!["memory-oom-kill".to_owned(), "pids-fork-bomb".to_owned()];
         assert_eq!(
-            suite_command(Some(&ids)),
+            suite_command(Some(&ids), None),
             "/isocheck run --scenarios /scenarios --json /tmp/report.json \
              --only memory-oom-kill,pids-fork-bomb"
         );
-        assert!(!suite_command(Some(&[])).contains("--only"));
+        assert!(!suite_command(Some(&[]), None).contains("--only"));
+    }
+
+    #[test]
+    fn suite_command_passes_the_runtime() {
+        assert_eq!(
+            suite_command(None, Some("/sbin/crun")),
+            "/isocheck run --scenarios /scenarios --json /tmp/report.json --runtime /sbin/crun"
+        );
+        assert!(!suite_command(None, None).contains("--runtime"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ use crate::report::Report;
 /// and fall back to TCG. Stock kernels reach /init in 1-3 s under working KVM.
 pub const KVM_PROBE_DEADLINE: Duration = Duration::from_secs(20);
 
+/// The OCI runtimes every guest carries when the host has them.
+pub const GUEST_RUNTIMES: &[&str] = &["runc", "crun"];
+
 /// Options the CLI passes for a qemu leg.
 #[derive(Debug, Clone)]
 pub struct VmRunOptions {
@@ -42,6 +45,10 @@ pub struct VmRunOptions {
     pub timeout: Duration,
     /// Passed to the guest's `isocheck run --only`.
     pub only: Option<Vec<String>>,
+    /// The OCI runtime the guest's suite runs through (`isocheck run
+    /// --runtime`): a name looked up on this host or a host path; carried
+    /// into the guest's /sbin with its libraries. `None`: ours.
+    pub runtime: Option<String>,
 }
 
 /// `~/.cache/isocheck/vm` (or `$XDG_CACHE_HOME/isocheck/vm`).
@@ -83,6 +90,8 @@ pub enum VmError {
     HostLeg,
     #[error("{what} not found at {path}")]
     MissingInput { what: &'static str, path: PathBuf },
+    #[error("--runtime {0:?}: not on this host's PATH nor in cargo's bin dir, so it cannot be carried into the guest")]
+    RuntimeNotFound(String),
     #[error("create work directory: {0}")]
     WorkDir(std::io::Error),
     #[error("kernel: {0}")]
@@ -116,22 +125,55 @@ fn require(what: &'static str, path: &Path) -> Result<(), VmError> {
 
 /// Host programs the guest needs beside busybox: nft, for the NAT and port
 /// forwarding scenarios. Without it those scenarios say unsupported.
-fn guest_programs(notes: &mut Vec<String>) -> Vec<initramfs::HostProgram> {
-    let Some(nft) = ["/usr/sbin/nft", "/sbin/nft"]
+fn guest_programs(
+    notes: &mut Vec<String>,
+    runtime: Option<&str>,
+) -> Result<(Vec<initramfs::HostProgram>, Option<String>), VmError> {
+    let mut programs = Vec::new();
+    match ["/usr/sbin/nft", "/sbin/nft"]
         .iter()
         .map(Path::new)
         .find(|p| p.is_file())
-    else {
-        notes.push("no nft on this host: the guest's NAT scenarios are unsupported".into());
-        return Vec::new();
-    };
-    match initramfs::HostProgram::resolve(nft) {
-        Ok(p) => vec![p],
-        Err(e) => {
-            notes.push(format!("nft left out of the guest: {e}"));
-            Vec::new()
+    {
+        None => notes.push("no nft on this host: the guest's NAT scenarios are unsupported".into()),
+        Some(nft) => match initramfs::HostProgram::resolve(nft) {
+            Ok(p) => programs.push(p),
+            Err(e) => notes.push(format!("nft left out of the guest: {e}")),
+        },
+    }
+    // The runtimes every guest carries when this host has them, so `vm run
+    // LEG --runtime runc|crun` works on every leg (crun, which refuses this
+    // hybrid host, runs on the v2 legs); any other is carried when asked.
+    for name in GUEST_RUNTIMES {
+        let Some(path) = crate::oci::trials::find_installed(name) else {
+            notes.push(format!("no {name} on this host: not in the guest"));
+            continue;
+        };
+        match initramfs::HostProgram::resolve(&path) {
+            Ok(p) => programs.push(p),
+            Err(e) => notes.push(format!("{name} left out of the guest: {e}")),
         }
     }
+    let Some(asked) = runtime.filter(|r| *r != "isocheck") else {
+        return Ok((programs, None));
+    };
+    let path = if asked.contains('/') {
+        Some(PathBuf::from(asked)).filter(|p| p.is_file())
+    } else {
+        crate::oci::trials::find_installed(asked)
+    }
+    .ok_or_else(|| VmError::RuntimeNotFound(asked.to_owned()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| VmError::RuntimeNotFound(asked.to_owned()))?;
+    // Asked for: it takes its name's place in /sbin (a wrapper called runc
+    // wins over the host's runc), and one that cannot be carried stops the
+    // leg.
+    let asked_program = initramfs::HostProgram::resolve(&path)?;
+    programs.retain(|p| p.path.file_name() != path.file_name());
+    programs.push(asked_program);
+    Ok((programs, Some(format!("/sbin/{name}"))))
 }
 
 /// Which accelerations to try, in order. `ISOCHECK_VM_ACCEL=tcg|kvm` pins
@@ -204,7 +246,7 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
         notes.push(format!("not in this kernel: {}", plan.missing.join(" ")));
     }
 
-    let programs = guest_programs(&mut notes);
+    let (programs, guest_runtime) = guest_programs(&mut notes, opts.runtime.as_deref())?;
 
     let work = tempfile::Builder::new()
         .prefix(&format!("isocheck-vm-{leg_name}-"))
@@ -221,7 +263,7 @@ pub fn run_leg(leg_name: &str, opts: &VmRunOptions) -> Result<LegOutcome, VmErro
             .enumerate()
             .map(|(i, rel)| initramfs::guest_module_name(i, rel))
             .collect(),
-        command: guest::suite_command(opts.only.as_deref()),
+        command: guest::suite_command(opts.only.as_deref(), guest_runtime.as_deref()),
     });
     initramfs::build(
         &initramfs::GuestFiles {
