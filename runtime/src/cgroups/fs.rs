@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::CgroupError;
 
@@ -194,23 +195,23 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// How long rmdir is retried while the kernel still counts the cgroup
-/// populated.
-const UNPOPULATED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long tasks get to exit after SIGKILL (exit of a large process frees
+/// its memory first; a loaded machine may be slow): the bound of the kill's
+/// wait for an empty cgroup and of rmdir's wait for an unpopulated one.
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(10);
+/// The interval of those waits.
+pub(crate) const POLL: Duration = Duration::from_millis(5);
 
 /// rmdir, retried on EBUSY: a task that was SIGKILLed has left cgroup.procs
 /// as soon as it started exiting, but on cgroup2 the cgroup stays populated
 /// until its exit is done, and rmdir refuses until then (runc retries the
 /// same way). Any other error, or EBUSY past the bound, is returned.
 fn remove_dir_when_unpopulated(path: &Path) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + UNPOPULATED_WAIT;
+    let deadline = Instant::now() + KILL_WAIT;
     loop {
         match fs::remove_dir(path) {
-            Err(e)
-                if e.raw_os_error() == Some(libc::EBUSY)
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5));
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(POLL);
             }
             done => return done,
         }

@@ -10,19 +10,15 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::freezer::{freeze, thaw};
+use super::fs::{KILL_WAIT, POLL};
 use super::{fs, CgroupError, Nodes};
-
-/// How long tasks get to exit after SIGKILL (exit of a large process frees
-/// its memory first; a loaded machine may be slow).
-const KILL_WAIT: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(5);
 
 pub(crate) fn kill_all(nodes: &Nodes) -> Result<(), CgroupError> {
     if let Some(node) = nodes

@@ -8,10 +8,8 @@
 // boxing it, as this lint suggests, would defeat it.
 #![allow(clippy::result_large_err)]
 
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use nix::sys::wait::waitpid;
@@ -20,7 +18,7 @@ use super::child::{confine, set_ids, step, Confinement, ExecArgs, Ids};
 use super::handshake::{self, receive, seqpacket_pair, FromChild, HANDSHAKE_TIMEOUT};
 use super::options::{stdio, StdioMode};
 use super::pidfd::{ExitStatus, PidfdChild};
-use super::{libc_flags, Container};
+use super::{libc_flags, open_path, CgroupEntry, Container};
 use crate::error::Error;
 use crate::step::{Step, StepFailure};
 use crate::sys::{self, Forked, RealSyscalls, Syscalls};
@@ -50,31 +48,23 @@ impl Container {
     pub fn exec(&self, argv: &[String], stdout: StdioMode) -> Result<ExecChild, Error> {
         let args = ExecArgs::new(argv, &self.env)?;
         let pid = self.init.pid();
-        let root_path = CString::new(format!("/proc/{pid}/root")).unwrap_or_default();
-        let root = sys::open(&root_path, libc_flags::PATH_DIR).map_err(|e| {
-            Error::os_path("open the container's root", format!("/proc/{pid}/root"), e)
-        })?;
+        let root = open_path(
+            std::path::Path::new(&format!("/proc/{pid}/root")),
+            libc_flags::PATH_DIR,
+            "open the container's root",
+        )?;
         let stdin = stdio(StdioMode::Null, true)?;
         let out = stdio(stdout, false)?;
         let (parent_sock, child_sock) = seqpacket_pair()?;
         // The helper joins by itself: v1 through `tasks`, the v2 node
         // through cgroup.procs (see `Cgroup::self_attach`).
-        let join: Vec<std::path::PathBuf> = match &self.cgroup {
-            Some(cgroup) => {
-                let attach = cgroup.self_attach();
-                let v2 = attach.v2_node.map(|n| n.join("cgroup.procs"));
-                attach.v1_tasks.into_iter().chain(v2).collect()
-            }
-            None => Vec::new(),
-        };
-        let procs: Vec<OwnedFd> = join
-            .into_iter()
-            .map(|path| {
-                let c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
-                sys::open(&c, libc_flags::WRONLY)
-                    .map_err(|e| Error::os_path("open the container's cgroup file", path, e))
-            })
-            .collect::<Result<_, _>>()?;
+        let mut procs: Vec<OwnedFd> = Vec::new();
+        if let Some(cgroup) = &self.cgroup {
+            let entry = CgroupEntry::open(cgroup)?;
+            let v2 = entry.open_v2_procs()?;
+            procs.extend(entry.tasks);
+            procs.extend(v2);
+        }
         let helper = ExecHelper {
             sock: child_sock.as_raw_fd(),
             cgroup_procs: procs.iter().map(AsRawFd::as_raw_fd).collect(),

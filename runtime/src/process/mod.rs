@@ -84,34 +84,44 @@ struct CgroupEntry {
 impl CgroupEntry {
     fn open(cgroup: &Cgroup) -> Result<CgroupEntry, Error> {
         let attach = cgroup.self_attach();
-        let open = |path: &std::path::Path, flags: i32, step: &'static str| {
-            let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Nul {
-                what: "cgroup path",
-                value: path.display().to_string(),
-            })?;
-            sys::open(&c, flags).map_err(|e| Error::os_path(step, path, e))
-        };
         Ok(CgroupEntry {
             tasks: attach
                 .v1_tasks
                 .iter()
-                .map(|t| open(t, libc_flags::WRONLY, "open the cgroup's tasks file"))
+                .map(|t| open_path(t, libc_flags::WRONLY, "open the cgroup's tasks file"))
                 .collect::<Result<_, _>>()?,
             v2_node: match &attach.v2_node {
-                Some(n) => Some(open(n, libc_flags::PATH_DIR, "open the cgroup2 node")?),
+                Some(n) => Some(open_path(n, libc_flags::PATH_DIR, "open the cgroup2 node")?),
                 None => None,
             },
             v2_path: attach.v2_node,
         })
     }
 
-    fn open_v2_procs(&self) -> Result<OwnedFd, Error> {
-        let node = self.v2_path.as_deref().unwrap_or(std::path::Path::new("/"));
-        let path = node.join("cgroup.procs");
-        let c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
-        sys::open(&c, libc_flags::WRONLY)
-            .map_err(|e| Error::os_path("open the cgroup2 node's cgroup.procs", path, e))
+    /// The v2 node's cgroup.procs, for a process that joins it by writing
+    /// "0" there (the slower way in; see `Cgroup::self_attach`); `None`
+    /// without a v2 node.
+    fn open_v2_procs(&self) -> Result<Option<OwnedFd>, Error> {
+        self.v2_path
+            .as_deref()
+            .map(|node| {
+                open_path(
+                    &node.join("cgroup.procs"),
+                    libc_flags::WRONLY,
+                    "open the cgroup2 node's cgroup.procs",
+                )
+            })
+            .transpose()
     }
+}
+
+/// open(2) of a path of ours; the error names `step` and the path.
+fn open_path(path: &std::path::Path, flags: i32, step: &'static str) -> Result<OwnedFd, Error> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Nul {
+        what: "path",
+        value: path.display().to_string(),
+    })?;
+    sys::open(&c, flags).map_err(|e| Error::os_path(step, path, e))
 }
 
 /// The clone flags for the namespaces made at clone time (cgroup and time
@@ -338,9 +348,9 @@ impl Container {
             {
                 // A kernel (before 5.7) or cgroup that refuses to clone into
                 // it: the child writes "0" to the node's cgroup.procs instead.
-                let procs = entry.open_v2_procs()?;
-                plan.join_cgroup.push(procs.as_raw_fd());
-                fallback_procs = Some(procs);
+                fallback_procs = entry.open_v2_procs()?;
+                plan.join_cgroup
+                    .extend(fallback_procs.as_ref().map(AsRawFd::as_raw_fd));
                 // SAFETY: as above.
                 unsafe { sys::clone3(clone_flags(spec), true) }
             }
