@@ -1,9 +1,6 @@
 //! Entering the new root: pivot_root and detaching the old root, or chroot
 //! (controls and specs without pivot_root).
 
-#![allow(clippy::result_large_err)]
-
-#[allow(unused_imports)]
 use super::*;
 
 /// pivot_root into the new root and detach the old one, so no path leads

@@ -2,9 +2,6 @@
 //! read-only paths bound read-only and its masked paths covered, /sys, /tmp,
 //! and the host's cgroupfs kept out.
 
-#![allow(clippy::result_large_err)]
-
-#[allow(unused_imports)]
 use super::*;
 
 pub(super) const DEV_NODES: [&[u8]; 6] = [b"null", b"zero", b"full", b"random", b"urandom", b"tty"];

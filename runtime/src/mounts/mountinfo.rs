@@ -2,9 +2,6 @@
 //! a scratch buffer, octal escapes decoded in place), and in the parent to
 //! detach what a control without rslave let propagate.
 
-#![allow(clippy::result_large_err)]
-
-#[allow(unused_imports)]
 use super::*;
 
 /// The mountinfo lines whose mount id is one of `ids`.

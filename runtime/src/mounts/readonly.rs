@@ -2,9 +2,6 @@
 //! remounts (recursive with mount_setattr, each submount on older kernels),
 //! and the read-back from mountinfo that proves it.
 
-#![allow(clippy::result_large_err)]
-
-#[allow(unused_imports)]
 use super::*;
 
 /// One bind from the spec: the target resolved in the root and created

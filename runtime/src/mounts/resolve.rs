@@ -2,9 +2,6 @@
 //! the root, missing parts made relative to the resolved parent, and the mount
 //! going onto the resolved fd through its /proc/self/fd path.
 
-#![allow(clippy::result_large_err)]
-
-#[allow(unused_imports)]
 use super::*;
 
 /// The new root, open. Every target below it is resolved from this fd,

@@ -1,6 +1,5 @@
 //! A minimal rootfs built on the spot from host binaries.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// Creates the skeleton of a rootfs in `dir` (bin, dev, proc, sys, tmp, mnt,

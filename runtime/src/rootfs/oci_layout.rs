@@ -1,7 +1,6 @@
 //! OCI image layouts: index, manifest and layers, each blob checked against
 //! its digest while it is read, layers unpacked in order as overlay lowerdirs.
 
-#[allow(unused_imports)]
 use super::*;
 
 #[derive(serde::Deserialize)]

@@ -2,7 +2,6 @@
 //! destination (no absolute or `..` names, no write through a symlink, no
 //! hard link to outside), with size and entry limits, and OCI whiteouts.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// Unpacks a tar or tar.gz (sniffed by its magic) into `dest`, refusing

@@ -1,6 +1,5 @@
 //! The CLI's parsers for sizes, CPU quotas and sets, device rates and binds.
 
-#[allow(unused_imports)]
 use super::*;
 use std::path::Path;
 

@@ -1,7 +1,6 @@
 //! Validation: a spec is checked once, up front, before any kernel object is
 //! created; every refusal names the field and the value.
 
-#[allow(unused_imports)]
 use super::*;
 
 use std::collections::BTreeSet;
