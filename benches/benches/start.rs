@@ -18,6 +18,7 @@ use isocheck_benches::stages;
 use isocheck_benches::{summary, workspace_root};
 use isocheck_runtime::caps::CapPlan;
 use isocheck_runtime::cgroups::CgroupManager;
+use isocheck_runtime::cgroups::ParentHold;
 use isocheck_runtime::network::{attach_netns, Bridge, Netns};
 use isocheck_runtime::spec::BridgeAttachment;
 use isocheck_runtime::standin;
@@ -54,6 +55,9 @@ struct Run {
     run_id: String,
     /// (id, reason) for every id not measured in this run.
     skipped: Vec<(String, String)>,
+    /// The runtime's `isocheck` parents stay for the whole run instead of
+    /// being made and removed around every container (dropped last).
+    _parents: Option<ParentHold>,
 }
 
 impl Drop for Run {
@@ -470,6 +474,7 @@ fn main() {
         net: None,
         run_id: format!("bench{}", std::process::id()),
         skipped: Vec::new(),
+        _parents: CgroupManager::detect().ok().map(|m| m.hold_parents()),
     };
     match make_bridge() {
         Ok(net) => run.net = Some(net),

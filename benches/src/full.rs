@@ -174,7 +174,7 @@ pub fn leftovers(run_id: &str, prefix: &str) -> Vec<std::path::PathBuf> {
     }
     // `isocheck-<run_id>-<name>-*` (rootfs::temp_prefix, with a partial name).
     let temp = format!("isocheck-{run_id}-{prefix}");
-    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+    if let Ok(entries) = std::fs::read_dir(isocheck_runtime::rootfs::temp_base()) {
         left.extend(
             entries
                 .filter_map(Result::ok)

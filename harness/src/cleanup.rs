@@ -112,9 +112,10 @@ fn temp_dirs(tmp: &Path) -> Vec<PathBuf> {
 
 /// The temp dirs of `tmp` and the cgroups of `manager`, sorted by their
 /// owner records.
-fn find_in(tmp: &Path, manager: Option<&CgroupManager>) -> Found {
+/// `tmps`: the directories our temp dirs may be in.
+fn find_in(tmps: &[PathBuf], manager: Option<&CgroupManager>) -> Found {
     let mut found = Found::default();
-    for dir in temp_dirs(tmp) {
+    for dir in tmps.iter().flat_map(|tmp| temp_dirs(tmp)) {
         let record = owner::dir_owner(&dir);
         found.sort(dir, record, Leftover::RunDir);
     }
@@ -137,7 +138,7 @@ fn find_in(tmp: &Path, manager: Option<&CgroupManager>) -> Found {
 /// what only looks like ours.
 pub fn find() -> Found {
     let manager = CgroupManager::detect().ok();
-    let mut found = find_in(&std::env::temp_dir(), manager.as_ref());
+    let mut found = find_in(&isocheck_runtime::rootfs::temp_bases(), manager.as_ref());
     if let Ok(host) = isocheck_runtime::network::Netns::current() {
         found.leftovers.extend(
             isocheck_runtime::network::leftovers(&host)
@@ -254,7 +255,7 @@ mod tests {
         )
         .unwrap();
 
-        let found = find_in(tmp.path(), None);
+        let found = find_in(&[tmp.path().to_path_buf()], None);
         assert_eq!(found.leftovers, vec![Leftover::RunDir(dead)]);
         let not_ours: Vec<_> = found.not_ours.iter().map(|n| n.path.clone()).collect();
         assert_eq!(not_ours, vec![copied, notes, old_style]);

@@ -121,7 +121,7 @@ impl Requirement {
             Requirement::Swap => (host.swap_kib == 0)
                 .then(|| "no swap on this host (/proc/swaps lists none)".to_string()),
             Requirement::ReclaimablePageCache => (host.tmp_on_ram && host.swap_kib == 0).then(|| {
-                "the run directory is on a RAM filesystem and there is no swap: written file pages cannot be reclaimed".to_string()
+                "the overlay's upper layer is on a RAM filesystem (set TMPDIR to a disk directory to change that) and there is no swap: written file pages cannot be reclaimed".to_string()
             }),
         }
     }
@@ -140,8 +140,8 @@ pub struct HostFacts {
     pub overlay_in_userns: Option<String>,
     /// Swap on, in KiB (/proc/swaps).
     pub swap_kib: u64,
-    /// /tmp (where run directories and overlay uppers live) is tmpfs or
-    /// ramfs.
+    /// Where containers' overlay uppers live (`rootfs::temp_base`: /dev/shm
+    /// unless TMPDIR says otherwise) is tmpfs or ramfs.
     pub tmp_on_ram: bool,
 }
 
@@ -172,11 +172,13 @@ impl HostFacts {
             swap_kib: isocheck_runtime::cgroups::memory::swap_kib(
                 &std::fs::read_to_string("/proc/swaps").unwrap_or_default(),
             ),
-            tmp_on_ram: nix::sys::statfs::statfs(&std::env::temp_dir()).is_ok_and(|st| {
-                let kind = st.filesystem_type();
-                // ramfs has no nix constant: its magic, from linux/magic.h.
-                kind == nix::sys::statfs::TMPFS_MAGIC || kind.0 as u64 == 0x8584_58f6
-            }),
+            tmp_on_ram: nix::sys::statfs::statfs(&isocheck_runtime::rootfs::temp_base()).is_ok_and(
+                |st| {
+                    let kind = st.filesystem_type();
+                    // ramfs has no nix constant: its magic, from linux/magic.h.
+                    kind == nix::sys::statfs::TMPFS_MAGIC || kind.0 as u64 == 0x8584_58f6
+                },
+            ),
         }
     }
 }

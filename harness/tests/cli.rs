@@ -17,8 +17,9 @@ static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 /// on beside ours; their dirs are none of this test's business.)
 fn our_temp_dirs() -> Vec<PathBuf> {
     let started = STARTED.lock().unwrap().clone();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
+    let mut dirs: Vec<PathBuf> = isocheck_runtime::rootfs::temp_bases()
+        .into_iter()
+        .flat_map(|base| std::fs::read_dir(base).unwrap())
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()

@@ -195,9 +195,10 @@ fn kill_mid_run(id: &str, delay_ms: u64) -> Option<Killed> {
     }
     std::thread::sleep(Duration::from_millis(delay_ms));
     let owned = resources_of(child.id());
+    let temp_bases = isocheck_runtime::rootfs::temp_bases();
     let dirs: Vec<PathBuf> = owned
         .iter()
-        .filter(|p| p.starts_with(std::env::temp_dir()))
+        .filter(|p| temp_bases.iter().any(|b| p.starts_with(b)))
         .cloned()
         .collect();
     let mounts_before = mounts_under(&dirs);
@@ -274,10 +275,11 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
         );
         // The stand-in's mounts went with its namespace: nowhere on the
         // machine is one of the run's dirs still a mount point.
+        let temp_bases = isocheck_runtime::rootfs::temp_bases();
         let dirs: Vec<PathBuf> = killed
             .owned
             .iter()
-            .filter(|p| p.starts_with(std::env::temp_dir()))
+            .filter(|p| temp_bases.iter().any(|b| p.starts_with(b)))
             .cloned()
             .collect();
         let mounts = mounts_under(&dirs);

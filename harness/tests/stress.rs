@@ -155,7 +155,7 @@ fn fifty() -> Result<(), String> {
         return Err(format!("cgroups left: {cgroups:?}"));
     }
     let prefix = format!("isocheck-{}-", run.run_id);
-    let dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+    let dirs: Vec<_> = std::fs::read_dir(isocheck_runtime::rootfs::temp_base())
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))

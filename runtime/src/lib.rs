@@ -22,6 +22,7 @@ pub mod spec;
 pub mod standin;
 pub mod step;
 pub mod sys;
+pub mod timeline;
 
 pub use error::Error;
 pub use process::{Container, ExecChild, ExitStatus, ParentSetup, SpawnOptions, StdioMode};

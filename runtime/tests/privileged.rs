@@ -110,7 +110,7 @@ fn spec(rootfs: &Path, args: &[&str]) -> ContainerSpec {
 }
 
 fn temp_dirs(run_id: &str) -> Vec<PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
+    std::fs::read_dir(isocheck_runtime::rootfs::temp_base())
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 pub fn resources_of(pid: u32) -> Vec<PathBuf> {
     let pid = pid as i32;
     let mut found = Vec::new();
-    for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+    let entries = isocheck_runtime::rootfs::temp_bases()
+        .into_iter()
+        .flat_map(|base| std::fs::read_dir(base).unwrap().flatten());
+    for e in entries {
         let p = e.path();
         if e.file_name().to_string_lossy().starts_with("isocheck-")
             && owner::dir_owner(&p).is_ok_and(|o| o.pid == pid)

@@ -195,6 +195,21 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// rmdir each of `dirs` in order, stopping at the first refusal: true
+/// when every one is gone. The kernel refuses a cgroup that still has a
+/// task (EBUSY) or a sub-cgroup (EBUSY on v1, ENOTEMPTY on v2), so this is
+/// also the cheapest test that nothing is left in it. Plain directories
+/// (a unit test's fake tree) are never taken this way.
+pub(crate) fn remove_if_empty(dirs: &[PathBuf]) -> bool {
+    dirs.iter().all(|dir| {
+        is_cgroupfs(dir)
+            && match fs::remove_dir(dir) {
+                Ok(()) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            }
+    })
+}
+
 /// How long tasks get to exit after SIGKILL (exit of a large process frees
 /// its memory first; a loaded machine may be slow): the bound of the kill's
 /// wait for an empty cgroup and of rmdir's wait for an unpopulated one.

@@ -205,6 +205,20 @@ pub(crate) struct Nodes {
 }
 
 impl Nodes {
+    /// `dirs` with the ones a kill goes through (freezer, v2 node) at the
+    /// end, for an rmdir sweep that may stop part way: what is left can
+    /// still be killed.
+    fn kill_dirs_last(&self) -> Vec<PathBuf> {
+        let kills = |d: &PathBuf| {
+            self.freezer.as_ref().is_some_and(|f| &f.path == d) || self.unified.as_ref() == Some(d)
+        };
+        let (last, first): (Vec<PathBuf>, Vec<PathBuf>) =
+            self.dirs.iter().cloned().partition(kills);
+        first.into_iter().chain(last).collect()
+    }
+}
+
+impl Nodes {
     fn stats(&self) -> Result<CgroupStats, CgroupError> {
         let mut stats = CgroupStats::default();
         if let Some(dir) = &self.memory {
@@ -614,14 +628,20 @@ impl Cgroup {
 
     fn teardown(&mut self) -> Result<(), CgroupError> {
         let mut errors = Vec::new();
-        if let Err(e) = self.kill_all() {
-            errors.push(e);
-        }
-        for dir in self.nodes.dirs.iter().rev() {
-            if let Err(e) = fs::remove_tree(dir) {
+        // An empty cgroup without sub-cgroups goes with one rmdir per
+        // hierarchy; the kernel refuses that (EBUSY) while a task is left,
+        // and only then is the group killed and its tree removed.
+        if !fs::remove_if_empty(&self.nodes.kill_dirs_last()) {
+            if let Err(e) = self.kill_all() {
                 errors.push(e);
             }
+            for dir in self.nodes.dirs.iter().rev() {
+                if let Err(e) = fs::remove_tree(dir) {
+                    errors.push(e);
+                }
+            }
         }
+        crate::timeline::point(crate::timeline::Point::CgroupRemoved);
         for dir in &self.nodes.dirs {
             if let Some(parent) = dir.parent() {
                 remove_parent_if_empty(parent);
@@ -804,10 +824,47 @@ pub(crate) fn make_child(
     }
 }
 
+/// How many [`ParentHold`]s this process has alive.
+static PARENT_HOLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Keeps the `isocheck` parents in place while it lives, so a run of many
+/// containers in a row does not make and remove them around each one
+/// (making a v1 parent, cpuset's with its cpus and mems copied, and
+/// removing it again cost more than the container's own cgroup). Dropping
+/// the last hold removes every parent that is empty by then, as dropping a
+/// cgroup does without one.
+#[derive(Debug)]
+#[must_use = "the parents are kept only while the hold lives"]
+pub struct ParentHold {
+    parents: Vec<PathBuf>,
+}
+
+impl CgroupManager {
+    /// See [`ParentHold`].
+    pub fn hold_parents(&self) -> ParentHold {
+        PARENT_HOLDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ParentHold {
+            parents: self.backend.get().parents(),
+        }
+    }
+}
+
+impl Drop for ParentHold {
+    fn drop(&mut self) {
+        if PARENT_HOLDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            for parent in &self.parents {
+                remove_parent_if_empty(parent);
+            }
+        }
+    }
+}
+
 /// rmdir our `isocheck` parent; fails harmlessly (EBUSY, ENOTEMPTY) while
-/// another cgroup of ours is still under it.
+/// another cgroup of ours is still under it, and is not tried while a
+/// [`ParentHold`] lives.
 fn remove_parent_if_empty(parent: &Path) {
-    if parent.file_name() == Some(PARENT.as_ref())
+    if PARENT_HOLDS.load(std::sync::atomic::Ordering::SeqCst) == 0
+        && parent.file_name() == Some(PARENT.as_ref())
         && fs::child_dirs(parent).is_ok_and(|c| c.is_empty())
     {
         let _ = std::fs::remove_dir(parent);

@@ -429,3 +429,33 @@ fn cgroup_privileged_freeze_stops_usage_and_thaw_resumes_it() {
     cgroup.remove().expect("remove");
     assert_gone(&manager, &name, &paths);
 }
+
+/// Dropping a cgroup that still holds a task: the rmdir sweep is refused,
+/// so the drop kills the task and then removes every directory. With a
+/// `ParentHold` alive, the `isocheck` parents stay.
+#[test]
+fn cgroup_privileged_drop_kills_what_is_left_and_a_hold_keeps_the_parents() {
+    use std::os::unix::process::ExitStatusExt;
+    let _serial = serial();
+    let manager = CgroupManager::detect().expect("detect");
+    let hold = manager.hold_parents();
+    let name = format!("test-{}-drop", std::process::id());
+    let limits = Limits {
+        pids: Some(8),
+        ..Limits::default()
+    };
+    let cgroup = manager.create(&name, &limits).expect("create");
+    let paths = cgroup.paths();
+    // Never released: it sits in `read` until the drop's kill.
+    let mut child = spawn_held("exec sleep 60");
+    cgroup.add_process(child.id() as i32).expect("add_process");
+    drop(cgroup);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_gone(&manager, &name, &paths);
+    for p in &paths {
+        let parent = p.parent().expect("parent");
+        assert!(parent.is_dir(), "{} removed under a hold", parent.display());
+    }
+    drop(hold);
+}

@@ -177,17 +177,26 @@ pub fn build_root<S: Syscalls>(
     plan: &RootPlan,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
+    crate::timeline::point(crate::timeline::Point::RootStart);
     if plan.hardening.rslave_root {
         make_host_root_slave(sys)?;
     }
+    crate::timeline::point(crate::timeline::Point::HostRootSlave);
     mount_image(sys, plan)?;
+    crate::timeline::point(crate::timeline::Point::ImageMounted);
     let root = open_root(sys, plan)?;
     mount_dev(sys, plan, &root)?;
+    crate::timeline::point(crate::timeline::Point::DevMounted);
     mount_proc(sys, plan, &root, scratch)?;
+    crate::timeline::point(crate::timeline::Point::ProcMounted);
     mount_sys(sys, plan, &root, scratch)?;
+    crate::timeline::point(crate::timeline::Point::SysMounted);
     readonly_kernel_paths(sys, plan, &root, scratch)?;
+    crate::timeline::point(crate::timeline::Point::KernelPathsReadonly);
     mask_kernel_paths(sys, plan, &root)?;
+    crate::timeline::point(crate::timeline::Point::KernelPathsMasked);
     mount_tmp(sys, plan, &root)?;
+    crate::timeline::point(crate::timeline::Point::TmpMounted);
     if plan.kernel_files.host_cgroupfs_rw {
         bind_host_cgroupfs(sys, &root)?;
     }
@@ -199,7 +208,10 @@ pub fn build_root<S: Syscalls>(
         // the host by now; pivot_root still needs a non-shared parent.
         make_host_root_slave(sys)?;
     }
-    enter_root(sys, plan, &root)
+    crate::timeline::point(crate::timeline::Point::BindsMounted);
+    enter_root(sys, plan, &root)?;
+    crate::timeline::point(crate::timeline::Point::RootEntered);
+    Ok(())
 }
 
 /// MS_REC|MS_SLAVE on `/`: our mounts must never propagate back to the host,

@@ -130,7 +130,7 @@ pub(crate) struct ChildPlan {
     pub hostname: Option<CString>,
     pub loopback_up: bool,
     pub root: Option<RootPlan>,
-    pub scratch: Vec<u8>,
+    pub scratch: crate::sys::AnonBuf,
     pub cwd: CString,
     /// Set when the container has a user namespace and locked mounts.
     pub lock_mounts: Option<NestedMaps>,
@@ -157,6 +157,7 @@ pub(crate) enum Proceed {
 }
 
 pub(crate) fn step<T>(step: Step, path: &[u8], r: Result<T, Errno>) -> Result<T, StepFailure> {
+    crate::timeline::step(step);
     r.map_err(|e| StepFailure::new(step, e, path))
 }
 
@@ -222,7 +223,9 @@ pub(crate) fn child_steps<S: ChildSyscalls>(
     if let Some(maps) = &plan.lock_mounts {
         sys.lock_mounts(maps)?;
     }
+
     confine(sys, &plan.confinement)?;
+    crate::timeline::point(crate::timeline::Point::Confined);
     Err(plan.exec.exec(sys))
 }
 
@@ -320,7 +323,7 @@ mod tests {
             hostname: Some(c"box".into()),
             loopback_up: true,
             root: Some(root),
-            scratch: vec![0; 4096],
+            scratch: crate::sys::AnonBuf::new(4096).expect("mmap"),
             cwd: c"/".into(),
             lock_mounts: Some(NestedMaps::identity_of(&map, &map)),
             confinement: Confinement {

@@ -203,6 +203,7 @@ impl Container {
     /// PR_SET_PDEATHSIG ties the container to the *thread* that calls
     /// spawn: if that thread exits, PID 1 is killed.
     pub fn spawn(spec: &ContainerSpec, mut opts: SpawnOptions) -> Result<Container, Error> {
+        crate::timeline::point(crate::timeline::Point::SpawnStart);
         spec.validate()?;
         check_name("run_id", &opts.run_id)?;
         check_name("name", &opts.name)?;
@@ -246,6 +247,7 @@ impl Container {
             .as_ref()
             .and_then(|m| Some((outside_of(&m.uid_map, 0)?, outside_of(&m.gid_map, 0)?)));
 
+        crate::timeline::point(crate::timeline::Point::ConfinementCompiled);
         let rootfs = if spec.namespaces.mount {
             Some(rootfs::prepare(spec, &opts.run_id, &opts.name, owner)?)
         } else {
@@ -263,6 +265,7 @@ impl Container {
 
         // Every container gets its own cgroup (limits, evidence, group kill),
         // made before the clone so a refusal creates no process.
+        crate::timeline::point(crate::timeline::Point::RootfsPrepared);
         let manager = cgroup_manager()?;
         let mut cgroup = manager.create(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?;
         if spec.hardening.device_allowlist {
@@ -270,6 +273,7 @@ impl Container {
         }
         let entry = CgroupEntry::open(&cgroup)?;
         let cgroup = Some(cgroup);
+        crate::timeline::point(crate::timeline::Point::CgroupMade);
 
         let stdin = stdio(opts.stdin, true)?;
         let stdout = stdio(opts.stdout, false)?;
@@ -325,11 +329,8 @@ impl Container {
             time_offsets,
             hostname,
             loopback_up: spec.namespaces.net,
-            scratch: if root.is_some() {
-                vec![0u8; MOUNTINFO_SCRATCH]
-            } else {
-                Vec::new()
-            },
+            scratch: sys::AnonBuf::new(if root.is_some() { MOUNTINFO_SCRATCH } else { 0 })
+                .map_err(|e| Error::os("mmap the child's scratch buffer", e))?,
             root,
             cwd,
             confinement: confinement.clone(),
@@ -337,6 +338,7 @@ impl Container {
             exec: ExecArgs::new(&spec.command, &spec.env)?,
         };
 
+        crate::timeline::point(crate::timeline::Point::ChildPlanBuilt);
         let into = entry.v2_node.as_ref().map(AsFd::as_fd);
         let mut fallback_procs = None;
         // SAFETY: the child runs only `child_main`, which uses what `plan`
@@ -365,6 +367,7 @@ impl Container {
         drop((entry, fallback_procs));
         drop(child_sock);
         drop((stdin.child, stdout.child, stderr.child));
+        crate::timeline::point(crate::timeline::Point::Cloned);
         let pidfd = pidfd.ok_or_else(|| Error::Handshake("clone3 returned no pidfd".into()))?;
         let init = PidfdChild::new(pid, pidfd);
 
@@ -412,6 +415,7 @@ impl Container {
             Some(other) => return Err(self.child_failed(other.into_error("ready"))),
             None => return Err(self.child_vanished("ready")),
         }
+        crate::timeline::point(crate::timeline::Point::ChildReady);
         // In its cgroup by now: born into the v2 node, and into the v1
         // directories by its own first step (see `CgroupEntry`).
         let pid = self.init.pid();
@@ -435,12 +439,16 @@ impl Container {
         if let Some(m) = mapping {
             write_id_maps(pid, m)?;
         }
+        crate::timeline::point(crate::timeline::Point::ParentSetupDone);
         sys::write_all(sock, &[GO]).map_err(|e| Error::os("send go", e))?;
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match receive(sock, deadline, "exec")? {
             // The socket is close-on-exec: EOF means execve succeeded (or
             // the child died, which `wait` will show).
-            None => Ok(()),
+            None => {
+                crate::timeline::point(crate::timeline::Point::Execed);
+                Ok(())
+            }
             Some(other) => Err(self.child_failed(other.into_error("exec"))),
         }
     }
@@ -583,13 +591,17 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        // The whole group first: without a pid namespace, strays would
-        // outlive PID 1.
-        if let Some(cgroup) = &self.cgroup {
+        // The whole group first while PID 1 runs: without a pid namespace,
+        // strays would outlive it. Once it is reaped, the cgroup's own
+        // teardown kills whatever is left (it finds out by its rmdir).
+        crate::timeline::point(crate::timeline::Point::DropStart);
+        if let Some(cgroup) = self.cgroup.as_ref().filter(|_| !self.init.reaped()) {
             let _ = cgroup.kill_all();
         }
+
         let _ = self.init.kill();
         let _ = self.init.wait();
+        crate::timeline::point(crate::timeline::Point::InitReaped);
         // Every task is gone, so the network namespace is dying and takes
         // the veth pair with it; only the published ports are ours to undo.
         if let Some(net) = self.network.take() {

@@ -113,6 +113,11 @@ impl PidfdChild {
     pub(crate) fn kill(&self) -> Result<(), Error> {
         self.signal(Signal::SIGKILL)
     }
+
+    /// Whether it has been reaped already.
+    pub(crate) fn reaped(&self) -> bool {
+        self.status.is_some()
+    }
 }
 
 impl Drop for PidfdChild {

@@ -10,11 +10,13 @@ use nix::errno::Errno;
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+mod anon;
 mod bpf;
 mod loopdev;
 mod recording;
 mod seam;
 
+pub use anon::{map_anonymous, AnonBuf};
 pub use bpf::{bpf_attach_cgroup_device, bpf_load_cgroup_device, BpfInsn};
 pub use loopdev::{loop_attach, loop_detach, loop_get_free};
 pub use recording::{Call, CapModel, FakeFd, RecordingSyscalls};

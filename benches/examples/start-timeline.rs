@@ -1,0 +1,91 @@
+//! Where a full start's time goes: `start/full`'s container started N times
+//! (default 200) with the runtime's timeline on, then the median of each
+//! interval between consecutive marks, parent's and child's together, and
+//! the median whole start beside the floor (clone3 with the same
+//! namespaces, exec, wait) measured in the same run.
+//!
+//! `cargo run --release -p isocheck-benches --features timeline --example
+//! start-timeline [N]` (as root; it enters a stand-in host first, as the
+//! benches do).
+
+use isocheck_benches::full::{self, FullStarter};
+use isocheck_benches::probe;
+use isocheck_benches::rootfs::MinimalRootfs;
+use isocheck_benches::spawn::{all_container_flags, PreparedExec};
+use isocheck_runtime::cgroups::CgroupManager;
+use isocheck_runtime::{standin, timeline, StdioMode};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    standin::enter()?;
+    let n: usize = match std::env::args().nth(1) {
+        Some(a) => a.parse().map_err(|e| format!("N: {a:?}: {e}"))?,
+        None => 200,
+    };
+    if n == 0 {
+        return Err("N: give 1 or more".into());
+    }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace dir")?;
+    let root = MinimalRootfs::new(&probe::find_or_build(workspace)?)?;
+    let _parents = CgroupManager::detect()?.hold_parents();
+    timeline::enable()?;
+
+    let run_id = format!("timeline{}", std::process::id());
+    let spec = full::full_spec(&root, &full::noop_argv());
+    let mut starter = FullStarter::new(spec, &run_id, "t", None);
+    // (position, from -> to) -> interval in ms, over every start.
+    let mut intervals: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
+    let mut starts = Vec::with_capacity(n);
+    for _ in 0..n {
+        timeline::take();
+        let t = Instant::now();
+        let mut started = starter.start(StdioMode::Null)?;
+        started.container.wait()?;
+        drop(started);
+        starts.push(t.elapsed().as_secs_f64() * 1e3);
+        let marks = timeline::take();
+        for (i, pair) in marks.windows(2).enumerate() {
+            let key = format!(
+                "{} -> {}",
+                timeline::name(pair[0].0),
+                timeline::name(pair[1].0)
+            );
+            let ms = pair[1].1.saturating_sub(pair[0].1) as f64 / 1e6;
+            intervals.entry((i, key)).or_default().push(ms);
+        }
+    }
+    // Parent and child interleave a little differently from start to
+    // start; an interval seen in fewer than half of them is left out.
+    println!("median ms  interval (in {n} starts)");
+    for ((_, key), v) in intervals.into_iter().filter(|(_, v)| v.len() * 2 >= n) {
+        println!("{:9.3}  {key}", median(v));
+    }
+
+    let exec = PreparedExec::new(&root.probe(), &[isocheck_benches::probe::NOOP_ARG])?;
+    let flags = all_container_flags();
+    let floor: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            exec.clone_exec_wait(flags)
+                .map(|()| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_, _>>()?;
+    let (full, floor) = (median(starts), median(floor));
+    println!(
+        "start {full:.3} ms, floor {floor:.3} ms, start / floor {:.2}",
+        full / floor
+    );
+    let left = full::leftovers(&run_id, "");
+    if !left.is_empty() {
+        return Err(format!("left behind: {left:?}").into());
+    }
+    Ok(())
+}
