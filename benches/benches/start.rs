@@ -20,30 +20,8 @@ use isocheck_runtime::caps::CapPlan;
 use isocheck_runtime::cgroups::CgroupManager;
 use isocheck_runtime::cgroups::ParentHold;
 use isocheck_runtime::network::{attach_netns, Bridge, Netns};
-use isocheck_runtime::spec::BridgeAttachment;
 use isocheck_runtime::standin;
 use std::time::Duration;
-
-/// The bridge of the networked benches, in the stand-in host.
-const BENCH_BRIDGE_GATEWAY: &str = "10.213.0.1/24";
-const BENCH_CONTAINER_ADDRESS: &str = "10.213.0.2/24";
-
-fn bench_bridge_name() -> String {
-    // isoc-br + pid keeps concurrent runs apart (IFNAMSIZ: 15 bytes).
-    format!("isoc-br{}", std::process::id() % 100_000_000)
-}
-
-fn bench_attachment(bridge: &Bridge) -> BridgeAttachment {
-    BridgeAttachment {
-        bridge: bridge.name().to_string(),
-        address: BENCH_CONTAINER_ADDRESS.to_string(),
-        gateway: Some(bridge.gateway().addr().to_string()),
-        address6: None,
-        gateway6: None,
-        publish: Vec::new(),
-        detached: false,
-    }
-}
 
 /// What every bench shares; dropping it removes what the run created.
 struct Run {
@@ -170,16 +148,6 @@ fn bench_cgroup(c: &mut Criterion, run: &mut Run) {
     group.finish();
 }
 
-/// The bench bridge in the stand-in host, made once.
-fn make_bridge() -> Result<(Netns, Bridge), String> {
-    let host = Netns::current().map_err(|e| e.to_string())?;
-    let gateway = BENCH_BRIDGE_GATEWAY
-        .parse()
-        .map_err(|e| format!("{BENCH_BRIDGE_GATEWAY}: {e}"))?;
-    let bridge = Bridge::create(&host, &bench_bridge_name(), gateway).map_err(|e| e.to_string())?;
-    Ok((host, bridge))
-}
-
 /// `net/attach`: a veth pair to the bench bridge with its peer made inside a
 /// fresh netns, addressed, up, routed. The netns is made before the timer
 /// and the pair torn down after it.
@@ -187,7 +155,7 @@ fn bench_net_attach(c: &mut Criterion, run: &mut Run) {
     let Some((host, bridge)) = &run.net else {
         return run.skip("net/attach", "no bench bridge (see above)".into());
     };
-    let attachment = bench_attachment(bridge);
+    let attachment = full::bench_attachment(bridge);
     let mut counter = 0u64;
     let mut group = slow_group(c, "net");
     group.bench_function("attach", |b| {
@@ -271,7 +239,7 @@ fn starter(run: &Run, prefix: &str, argv: &[&str], with_net: bool) -> Result<Ful
         let (host, bridge) = run.net.as_ref().ok_or("no bench bridge (see above)")?;
         Some(NetPlan {
             host: host.try_clone().map_err(|e| e.to_string())?,
-            attachment: bench_attachment(bridge),
+            attachment: full::bench_attachment(bridge),
         })
     } else {
         None
@@ -476,7 +444,7 @@ fn main() {
         skipped: Vec::new(),
         _parents: CgroupManager::detect().ok().map(|m| m.hold_parents()),
     };
-    match make_bridge() {
+    match full::make_bridge() {
         Ok(net) => run.net = Some(net),
         Err(e) => eprintln!("isocheck-benches: bench bridge in the stand-in: {e}"),
     }

@@ -5,10 +5,11 @@
 //! namespaces, exec, wait) measured in the same run.
 //!
 //! `cargo run --release -p isocheck-benches --features timeline --example
-//! start-timeline [N]` (as root; it enters a stand-in host first, as the
-//! benches do).
+//! start-timeline [N] [--net]` (as root; it enters a stand-in host first,
+//! as the benches do). `--net` times `start/full-net`'s container: a veth
+//! to a bridge made in the stand-in.
 
-use isocheck_benches::full::{self, FullStarter};
+use isocheck_benches::full::{self, FullStarter, NetPlan};
 use isocheck_benches::probe;
 use isocheck_benches::rootfs::MinimalRootfs;
 use isocheck_benches::spawn::{all_container_flags, PreparedExec};
@@ -24,7 +25,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     standin::enter()?;
-    let n: usize = match std::env::args().nth(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let with_net = args.iter().any(|a| a == "--net");
+    let n: usize = match args.iter().find(|a| *a != "--net") {
         Some(a) => a.parse().map_err(|e| format!("N: {a:?}: {e}"))?,
         None => 200,
     };
@@ -40,7 +43,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let run_id = format!("timeline{}", std::process::id());
     let spec = full::full_spec(&root, &full::noop_argv());
-    let mut starter = FullStarter::new(spec, &run_id, "t", None);
+    let bridge = with_net.then(full::make_bridge).transpose()?;
+    let net = match &bridge {
+        Some((host, bridge)) => Some(NetPlan {
+            host: host.try_clone()?,
+            attachment: full::bench_attachment(bridge),
+        }),
+        None => None,
+    };
+    let mut starter = FullStarter::new(spec, &run_id, "t", net);
     // (position, from -> to) -> interval in ms, over every start.
     let mut intervals: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
     let mut starts = Vec::with_capacity(n);
@@ -83,6 +94,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "start {full:.3} ms, floor {floor:.3} ms, start / floor {:.2}",
         full / floor
     );
+    if let Some((_, bridge)) = bridge {
+        bridge.delete()?;
+    }
     let left = full::leftovers(&run_id, "");
     if !left.is_empty() {
         return Err(format!("left behind: {left:?}").into());

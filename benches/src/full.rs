@@ -7,7 +7,7 @@
 use crate::oci::BENCH_LIMITS;
 use crate::probe::NOOP_ARG;
 use crate::rootfs::{MinimalRootfs, PROBE_IN_ROOT};
-use isocheck_runtime::network::{Netns, NetworkError};
+use isocheck_runtime::network::{Bridge, Netns, NetworkError};
 use isocheck_runtime::spec::{
     BridgeAttachment, CpuQuota, Limits, NetworkMode, RootEntry, Rootfs, RootfsSource,
 };
@@ -73,6 +73,37 @@ pub fn full_spec_in(root: &std::path::Path, argv: &[&str]) -> ContainerSpec {
         command: argv.iter().map(|a| a.to_string()).collect(),
         ..ContainerSpec::default()
     }
+}
+
+/// The bridge of the networked benches, in the stand-in host.
+pub const BENCH_BRIDGE_GATEWAY: &str = "10.213.0.1/24";
+pub const BENCH_CONTAINER_ADDRESS: &str = "10.213.0.2/24";
+
+pub fn bench_bridge_name() -> String {
+    // isoc-br + pid keeps concurrent runs apart (IFNAMSIZ: 15 bytes).
+    format!("isoc-br{}", std::process::id() % 100_000_000)
+}
+
+pub fn bench_attachment(bridge: &Bridge) -> BridgeAttachment {
+    BridgeAttachment {
+        bridge: bridge.name().to_string(),
+        address: BENCH_CONTAINER_ADDRESS.to_string(),
+        gateway: Some(bridge.gateway().addr().to_string()),
+        address6: None,
+        gateway6: None,
+        publish: Vec::new(),
+        detached: false,
+    }
+}
+
+/// The bench bridge in the stand-in host, made once.
+pub fn make_bridge() -> Result<(Netns, Bridge), String> {
+    let host = Netns::current().map_err(|e| e.to_string())?;
+    let gateway = BENCH_BRIDGE_GATEWAY
+        .parse()
+        .map_err(|e| format!("{BENCH_BRIDGE_GATEWAY}: {e}"))?;
+    let bridge = Bridge::create(&host, &bench_bridge_name(), gateway).map_err(|e| e.to_string())?;
+    Ok((host, bridge))
 }
 
 /// The veth side of `start/full-net`: the host (stand-in) namespace the
