@@ -147,7 +147,9 @@ pub fn run(args: &ContainerRunArgs) -> Result<ExitCode, ContainerRunError> {
     // this fd, whatever thread or child is made.
     let signals = signals::forwarding_fd()?;
     // Registers the run so `isocheck cleanup` leaves its resources alone.
-    let run = RunDir::create()?;
+    // Beside the container's temp dir (tmpfs where there is one): it holds
+    // only the owner record and, without --rootfs, the small default image.
+    let run = RunDir::create_in(&isocheck_runtime::rootfs::temp_base())?;
     spec.rootfs.source = match &args.rootfs {
         Some(p) if p.is_dir() && p.join("index.json").is_file() => {
             RootfsSource::OciLayout(p.clone())

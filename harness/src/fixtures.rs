@@ -90,7 +90,14 @@ pub struct RunDir {
 pub const RUN_DIR_PREFIX: &str = "isocheck-";
 
 impl RunDir {
+    /// In the system's temp dir (fixtures may be large: loop device files).
     pub fn create() -> Result<RunDir, FixtureError> {
+        RunDir::create_in(&std::env::temp_dir())
+    }
+
+    /// In `base`, one of `isocheck_runtime::rootfs::temp_bases()` (where
+    /// `isocheck cleanup` looks).
+    pub fn create_in(base: &Path) -> Result<RunDir, FixtureError> {
         let pid = std::process::id();
         let mut tries = 0u32;
         loop {
@@ -100,7 +107,7 @@ impl RunDir {
                 .unwrap_or(0);
             // Short: interface names (isoc-br<run_id>) have 15 bytes at most.
             let run_id = format!("{:x}{:02x}", pid % 0x10_0000, (nanos + tries) % 256);
-            let path = std::env::temp_dir().join(format!("{RUN_DIR_PREFIX}{run_id}"));
+            let path = base.join(format!("{RUN_DIR_PREFIX}{run_id}"));
             // Made new, never reused: a directory of that name may be
             // someone else's, and a RunDir removes its tree when dropped.
             match fs::create_dir(&path) {
