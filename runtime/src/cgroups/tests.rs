@@ -485,3 +485,28 @@ fn cgroup_hybrid_refuses_memory_high_and_leaves_nothing() {
         assert!(manager.leftovers().is_empty(), "{:?}", manager.leftovers());
     }
 }
+
+/// The teardown's rmdir sweep may stop part way; the directories a kill
+/// goes through (v1 freezer, v2 node) come last so they are still there.
+#[test]
+fn the_rmdir_sweep_takes_the_kill_directories_last() {
+    let dir = |s: &str| PathBuf::from(format!("/sys/fs/cgroup/{s}/isocheck/x"));
+    let nodes = Nodes {
+        freezer: Some(ControllerDir {
+            path: dir("freezer"),
+            version: Version::V1,
+        }),
+        unified: Some(dir("unified")),
+        dirs: ["memory", "freezer", "unified", "pids", "devices"]
+            .into_iter()
+            .map(dir)
+            .collect(),
+        ..Nodes::default()
+    };
+    let order: Vec<PathBuf> = nodes.kill_dirs_last();
+    let expected: Vec<PathBuf> = ["memory", "pids", "devices", "freezer", "unified"]
+        .into_iter()
+        .map(dir)
+        .collect();
+    assert_eq!(order, expected);
+}
