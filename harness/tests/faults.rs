@@ -282,10 +282,20 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
             .filter(|p| temp_bases.iter().any(|b| p.starts_with(b)))
             .cloned()
             .collect();
-        let mounts = mounts_under(&dirs);
+        // A container started just before the kill may still be exiting
+        // (its parent-death signal is on its way): its mount namespace goes
+        // when it has. Bounded like the wait for processes above.
+        let mut mounts = mounts_under(&dirs);
+        for _ in 0..50 {
+            if mounts.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            mounts = mounts_under(&dirs);
+        }
         assert!(
             mounts.is_empty(),
-            "{id}: mounts of the killed run outlived it: {mounts:?}"
+            "{id}: mounts of the killed run outlived it by 5 s: {mounts:?}"
         );
 
         let out = Command::new(ISOCHECK).arg("cleanup").output().unwrap();
