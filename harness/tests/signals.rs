@@ -202,3 +202,79 @@ fn a_second_sigint_exits_at_once_and_cleanup_finds_the_rest() {
     }
     panic!("in 5 attempts the second SIGINT never landed before the teardown ended");
 }
+
+/// The `isocheck lane` processes of the run `pid`, as they are now.
+fn lanes_of(pid: u32) -> Vec<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .filter(|c| {
+            std::fs::read(format!("/proc/{c}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == b"lane"))
+        })
+        .collect()
+}
+
+#[test]
+fn run_stops_its_lanes_too_and_nothing_of_theirs_is_left() {
+    use isocheck_harness::lanes::{place, Place};
+    let _g = SERIAL.lock();
+    let all =
+        isocheck_harness::scenario::load_dir(&isocheck_harness::scenario::default_dir()).unwrap();
+    // Every general scenario (the lanes' share) and one of the network
+    // lane's, so both kinds of lane are in flight.
+    let mut ids: Vec<&str> = all
+        .iter()
+        .filter(|s| place(s) == Place::Any)
+        .map(|s| s.id.as_str())
+        .collect();
+    ids.push("net-container-to-container");
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("r.json");
+    let mut child = Command::new(ISOCHECK)
+        .args(["run", "--only", &ids.join(","), "--json"])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A lane with a container of its own running: the lanes are at work.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (lanes, seen) = loop {
+        let lanes = lanes_of(child.id());
+        let seen: Vec<PathBuf> = lanes.iter().flat_map(|&l| resources_of(l)).collect();
+        if seen.iter().any(|p| p.to_string_lossy().contains("-run-")) {
+            break (lanes, seen);
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before a lane's container appeared"
+        );
+        assert!(Instant::now() < deadline, "no lane container within 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let main_seen = resources_of(child.id());
+    signal(&child, Signal::SIGINT);
+    assert_eq!(wait_exit(&mut child), 130);
+    assert_nothing_left(child.id(), &main_seen, "SIGINT, the run");
+    for lane in &lanes {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{lane}")).exists(),
+            "lane {lane} outlived the run"
+        );
+        let left = resources_of(*lane);
+        assert!(left.is_empty(), "lane {lane} left behind: {left:?}");
+    }
+    let left: Vec<_> = seen.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "the lanes left behind: {left:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], true, "{report}");
+    eprintln!(
+        "run with {} lanes, SIGINT: exit 130, {} results kept, nothing left",
+        lanes.len(),
+        report["results"].as_array().map_or(0, |r| r.len())
+    );
+}
