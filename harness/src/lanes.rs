@@ -11,7 +11,9 @@
 //! - **Network lane**: the run's own process, one scenario at a time, on
 //!   the one network testbed (bridges, the `inet isocheck` nft table, the
 //!   outside world).
-//! - **General lanes**: the rest, each lane a process of its own
+//! - **General lanes**: the rest (when there are at least [`LANE_MIN`];
+//!   fewer run in the run's own process after the network ones), each lane
+//!   a process of its own
 //!   (`isocheck lane`, hidden) in a stand-in host of its own nested in the
 //!   run's: its own network, mount, UTS and IPC namespaces, run dir,
 //!   image, decoy process, SysV segment and escape cgroup. A control that
@@ -292,6 +294,12 @@ pub fn run_round(
     };
     let (alone, network, any) = (of(Place::Alone), of(Place::Network), of(Place::Any));
     run_here(runner, selected, &alone, &mut [], &mut round);
+    let (network, any) = if any.len() < LANE_MIN {
+        // Too few to pay for lane processes: here, after the network ones.
+        ([network, any].concat(), Vec::new())
+    } else {
+        (network, any)
+    };
     let mut lanes = Vec::new();
     if !interrupt.is_set() {
         // Dealt round-robin: the lanes get alike shares in file order.
@@ -311,6 +319,10 @@ pub fn run_round(
     done.sort_by_key(|(i, _)| *i);
     Ok(done)
 }
+
+/// The fewest general scenarios worth lane processes: one starts in about
+/// 60 ms (exec, its stand-in, its runner), two or three scenarios' time.
+const LANE_MIN: usize = 8;
 
 /// How long one wait for the lanes' output lasts before the interrupt is
 /// looked at again.

@@ -272,6 +272,14 @@ fn run_stops_its_lanes_too_and_nothing_of_theirs_is_left() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["interrupted"], true, "{report}");
+    // The lanes stopped part way (the run passed its signal on) rather
+    // than running their whole share out.
+    let kept = report["results"].as_array().map_or(0, |r| r.len());
+    assert!(
+        kept < ids.len() - 1,
+        "{kept} of {} results: the lanes ran to the end",
+        ids.len()
+    );
     eprintln!(
         "run with {} lanes, SIGINT: exit 130, {} results kept, nothing left",
         lanes.len(),
