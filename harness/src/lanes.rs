@@ -35,13 +35,14 @@
 //! tear down and exit; if the run dies, its parent-death signal kills them
 //! and `isocheck cleanup` finds what they left, by its owner records.
 
-use crate::fixtures::{self, FixtureError};
+use crate::fixtures;
 use crate::report::{ScenarioResult, Verdict};
-use crate::requirements::{require_root, NotRoot};
+use crate::requirements::require_root;
 use crate::runner::Runner;
-use crate::scenario::{self, Fixture, Interaction, Scenario, ScenarioError};
-use crate::signals::{self, Interrupt, SignalError};
+use crate::scenario::{self, Fixture, Interaction, Scenario};
+use crate::signals::{self, Interrupt};
 use crate::standin;
+use crate::suite::SuiteError;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -85,22 +86,11 @@ pub fn place(s: &Scenario) -> Place {
     }
 }
 
+/// What only lanes can fail at; the rest is `isocheck run`'s own.
 #[derive(Debug, thiserror::Error)]
 pub enum LaneError {
     #[error("start a lane process: {0}")]
     Spawn(std::io::Error),
-    #[error("a lane's runner: {0}")]
-    Runner(#[from] FixtureError),
-    #[error(transparent)]
-    Scenario(#[from] ScenarioError),
-    #[error("lane: no scenario has id {0:?}")]
-    UnknownId(String),
-    #[error(transparent)]
-    NotRoot(#[from] NotRoot),
-    #[error(transparent)]
-    Signal(#[from] SignalError),
-    #[error(transparent)]
-    Standin(#[from] standin::StandinError),
     #[error("lane: write a result: {0}")]
     Write(std::io::Error),
 }
@@ -121,12 +111,12 @@ pub struct LaneArgs {
 /// order, each result one JSON line on stdout as it finishes; stops when
 /// signalled (the run forwards its own signal), tears down and exits as
 /// `isocheck run` would.
-pub fn lane_main(args: &LaneArgs) -> Result<ExitCode, LaneError> {
+pub fn lane_main(args: &LaneArgs) -> Result<ExitCode, SuiteError> {
     let all = scenario::load_dir(&args.scenarios)?;
     let mut selected = Vec::new();
     for id in &args.only {
         let s = all.iter().find(|s| &s.id == id);
-        selected.push(s.ok_or_else(|| LaneError::UnknownId(id.clone()))?);
+        selected.push(s.ok_or_else(|| SuiteError::UnknownId(id.clone()))?);
     }
     require_root("lane")?;
     signals::block(&signals::STOPPING)?;
