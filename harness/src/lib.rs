@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod container;
 pub mod expect;
 pub mod fixtures;
+pub mod lanes;
 pub mod loopdev;
 pub mod matrix;
 pub mod measure;

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use isocheck_harness::catalog::{self, ListArgs};
 use isocheck_harness::container::{self, ContainerRunArgs};
+use isocheck_harness::lanes::{self, LaneArgs};
 use isocheck_harness::suite::{self, RunArgs};
 use isocheck_harness::vm::batch::{self, VmRunArgs};
 use isocheck_harness::{cleanup, matrix, vm};
@@ -44,6 +45,9 @@ enum Command {
     /// The kernel matrix: the suite in qemu guests with Debian kernels.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// A general lane of `isocheck run` (started by it, not by hand).
+    #[command(hide = true)]
+    Lane(LaneArgs),
     /// Merge JSON reports into one kernel x guarantee table.
     Matrix {
         /// Reports written by `isocheck run --json` or `isocheck vm run`.
@@ -86,6 +90,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::List(args) => catalog::list(&args).map(|()| ExitCode::SUCCESS)?,
         Command::Run(args) => suite::run(&args)?,
         Command::Cleanup => cleanup::run()?,
+        Command::Lane(args) => lanes::lane_main(&args)?,
         Command::Container(ContainerCommand::Run(args)) => container::run(&args)?,
         Command::Vm(VmCommand::List) => {
             vm::legs::print_list();

@@ -209,7 +209,8 @@ impl NetTestbed {
         .map_err(TestbedError::Nat)
     }
 
-    /// Starts the probe in the outside namespace (stdout piped).
+    /// Starts the probe in the outside namespace (stdin and stdout piped:
+    /// closing stdin tells a server `--until stdin-eof` to stop).
     pub fn spawn_outside(
         &self,
         probe: &std::path::Path,
@@ -217,7 +218,7 @@ impl NetTestbed {
     ) -> Result<Child, TestbedError> {
         let mut cmd = Command::new(probe);
         cmd.args(argv)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         crate::fixtures::die_with_parent(&mut cmd);

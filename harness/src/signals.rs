@@ -108,6 +108,22 @@ impl Interrupt {
     /// Starts the thread that waits for [`STOPPING`]; they must already be
     /// blocked ([`block`]) in every thread, this one included.
     pub fn watch() -> Result<Interrupt, SignalError> {
+        Self::watch_with(|seen, sig| seen.on_signal(sig))
+    }
+
+    /// As [`watch`](Self::watch) for a lane of `isocheck run`, which gets
+    /// the run's signal forwarded once: the first signal is kept, nothing
+    /// is printed (the run says it), and none exits at once (the run does,
+    /// and its parent-death signal then ends the lane).
+    pub fn watch_quietly() -> Result<Interrupt, SignalError> {
+        Self::watch_with(|seen, sig| {
+            let _ = seen
+                .signal
+                .compare_exchange(0, sig as i32, Ordering::SeqCst, Ordering::SeqCst);
+        })
+    }
+
+    fn watch_with(on_signal: fn(&Interrupt, Signal)) -> Result<Interrupt, SignalError> {
         let interrupt = Interrupt::default();
         let seen = interrupt.clone();
         let set = set_of(&STOPPING);
@@ -115,7 +131,7 @@ impl Interrupt {
             .name("isocheck-signals".into())
             .spawn(move || loop {
                 let Ok(sig) = set.wait() else { continue };
-                seen.on_signal(sig);
+                on_signal(&seen, sig);
             })
             .map_err(SignalError::Thread)?;
         Ok(interrupt)

@@ -3,15 +3,15 @@
 //! scenario on stderr, the table on stdout, the report's files at the end.
 
 use crate::fixtures::FixtureError;
+use crate::lanes::{self, LaneError, Progress};
 use crate::oci::OciRuntime;
-use crate::report::{Environment, Report, ScenarioResult, Verdict};
+use crate::report::{Environment, Report, RuntimeInfo, Verdict};
 use crate::requirements::{require_root, NotRoot};
 use crate::runner::Runner;
 use crate::scenario::{self, Scenario, ScenarioError};
 use crate::signals::{self, Interrupt, SignalError};
 use crate::{cleanup, standin};
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -68,6 +68,8 @@ pub enum SuiteError {
     Fixture(#[from] FixtureError),
     #[error("--runtime: {0}")]
     Runtime(#[from] crate::oci::RuntimeError),
+    #[error(transparent)]
+    Lane(#[from] LaneError),
 }
 
 /// Runs the suite as `isocheck run` asks; the exit code says whether every
@@ -113,11 +115,19 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, SuiteError> {
         wall_ms: 0,
     };
     let started = Instant::now();
-    let history = run_rounds(&mut runner, &selected, args.repeat, &interrupt, &mut report);
+    let history = run_rounds(
+        &mut runner,
+        &dir,
+        &selected,
+        args.repeat,
+        &interrupt,
+        &mut report,
+    )?;
     if let Some(sig) = interrupt.signal() {
         report.interrupted = true;
-        // Every container of the run is gone with its half; the rest (the
-        // decoys, the network testbed, the run dir) goes with the runner.
+        // Every container of the run is gone with its half, and each lane
+        // with its own; the rest (the decoys, the network testbed, the run
+        // dir) goes with the runner.
         drop(runner);
         print!("{}", report.to_table());
         println!("interrupted by {sig}: the report holds the scenarios that finished");
@@ -163,64 +173,38 @@ fn select(all: Vec<Scenario>, only: &[String]) -> Result<Vec<Scenario>, SuiteErr
 }
 
 /// Runs `repeat` rounds until done or interrupted; `report` holds the last
-/// round's results. Gives each scenario's verdicts, one per round.
+/// round's results, in the selection's order. Gives each scenario's
+/// verdicts, one per round. Our runtime gets a general lane per CPU (see
+/// `lanes`); another runtime runs everything on `runner`, in order.
 fn run_rounds(
     runner: &mut Runner,
+    dir: &Path,
     selected: &[Scenario],
     repeat: u32,
     interrupt: &Interrupt,
     report: &mut Report,
-) -> Vec<Vec<Verdict>> {
+) -> Result<Vec<Vec<Verdict>>, SuiteError> {
+    let general = if runner.runtime_info() != RuntimeInfo::default() {
+        0
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
     let mut history: Vec<Vec<Verdict>> = vec![Vec::new(); selected.len()];
-    let total = selected.len() * repeat as usize;
-    // On a terminal the "running" line is overwritten by the result; in a
-    // log each result is one plain line.
-    let tty = std::io::stderr().is_terminal();
-    let clear = if tty { "\r\x1b[K" } else { "" };
-    for round in 0..repeat {
+    let mut progress = Progress::new(selected.len() * repeat as usize);
+    for _ in 0..repeat {
         if interrupt.is_set() {
             break;
         }
-        report.results.clear();
         let round_started = Instant::now();
-        for (i, s) in selected.iter().enumerate() {
-            if interrupt.is_set() {
-                return history;
-            }
-            let n = round as usize * selected.len() + i + 1;
-            if tty {
-                eprint!("{clear}[{n}/{total}] {} ...", s.id);
-                let _ = std::io::stderr().flush();
-            }
-            let result = runner.run_scenario(s);
-            if interrupt.is_set() {
-                // Stopped part way: its verdict would be noise. The
-                // report holds only what finished.
-                eprintln!("{clear}[{n}/{total}] {:<32} interrupted", s.id);
-                return history;
-            }
-            eprintln!("{clear}[{n}/{total}] {}", progress_line(&result));
+        let done = lanes::run_round(runner, general, dir, selected, &mut progress, interrupt)?;
+        report.results.clear();
+        for (i, result) in done {
             history[i].push(result.verdict);
             report.results.push(result);
-            report.wall_ms = round_started.elapsed().as_millis() as u64;
         }
+        report.wall_ms = round_started.elapsed().as_millis() as u64;
     }
-    history
-}
-
-/// A finished scenario as its progress line shows it (after `[n/total] `).
-fn progress_line(result: &ScenarioResult) -> String {
-    format!(
-        "{:<32} {:<11} control {:<8} {:>6} ms",
-        result.id,
-        result.verdict.label(),
-        if result.control_violation_observed {
-            "seen"
-        } else {
-            "NOT seen"
-        },
-        result.duration_ms
-    )
+    Ok(history)
 }
 
 /// `id (pass,fail,...)` for each scenario whose verdict changed between rounds.

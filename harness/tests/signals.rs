@@ -205,3 +205,154 @@ fn a_second_sigint_exits_at_once_and_cleanup_finds_the_rest() {
     }
     panic!("in 5 attempts the second SIGINT never landed before the teardown ended");
 }
+
+/// The `isocheck lane` processes of the run `pid`, as they are now.
+fn lanes_of(pid: u32) -> Vec<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .filter(|c| {
+            std::fs::read(format!("/proc/{c}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == b"lane"))
+        })
+        .collect()
+}
+
+/// A run of every general scenario (the lanes' share) and one of the
+/// network lane's, caught once a lane has a container of its own: the
+/// run, its lanes, what the lanes owned then, the number of ids, and the
+/// report's path (in the temp dir, kept alive by the last item).
+fn run_with_lanes_at_work() -> (
+    Child,
+    Vec<u32>,
+    Vec<PathBuf>,
+    usize,
+    PathBuf,
+    tempfile::TempDir,
+) {
+    use isocheck_harness::lanes::{place, Place};
+    let all =
+        isocheck_harness::scenario::load_dir(&isocheck_harness::scenario::default_dir()).unwrap();
+    let mut ids: Vec<&str> = all
+        .iter()
+        .filter(|s| place(s) == Place::Any)
+        .map(|s| s.id.as_str())
+        .collect();
+    ids.push("net-container-to-container");
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("r.json");
+    let mut child = Command::new(ISOCHECK)
+        .args(["run", "--only", &ids.join(","), "--json"])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lanes = lanes_of(child.id());
+        let seen: Vec<PathBuf> = lanes.iter().flat_map(|&l| resources_of(l)).collect();
+        if seen.iter().any(|p| p.to_string_lossy().contains("-run-")) {
+            return (child, lanes, seen, ids.len(), json, out);
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before a lane's container appeared"
+        );
+        assert!(Instant::now() < deadline, "no lane container within 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (up to 20 s: a killed process on a loaded machine can take that
+/// long to go) until none of `pids` is left.
+fn wait_gone(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{pids:?} outlived the run by 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_stops_its_lanes_too_and_nothing_of_theirs_is_left() {
+    let _g = SERIAL.lock();
+    let (mut child, lanes, seen, n_ids, json, _out) = run_with_lanes_at_work();
+    let main_seen = resources_of(child.id());
+    signal(&child, Signal::SIGINT);
+    assert_eq!(wait_exit(&mut child), 130);
+    assert_nothing_left(child.id(), &main_seen, "SIGINT, the run");
+    for lane in &lanes {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{lane}")).exists(),
+            "lane {lane} outlived the run"
+        );
+        let left = resources_of(*lane);
+        assert!(left.is_empty(), "lane {lane} left behind: {left:?}");
+    }
+    let left: Vec<_> = seen.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "the lanes left behind: {left:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], true, "{report}");
+    // The lanes stopped part way (the run passed its signal on) rather
+    // than running their whole share out.
+    let kept = report["results"].as_array().map_or(0, |r| r.len());
+    assert!(
+        kept < n_ids - 1,
+        "{kept} of {n_ids} results: the lanes ran to the end"
+    );
+    eprintln!(
+        "run with {} lanes, SIGINT: exit 130, {kept} results kept, nothing left",
+        lanes.len()
+    );
+}
+
+#[test]
+fn a_second_sigint_kills_the_lanes_too_and_cleanup_finds_what_they_left() {
+    let _g = SERIAL.lock();
+    for attempt in 1..=5 {
+        let (mut child, lanes, seen, _, json, _out) = run_with_lanes_at_work();
+        let main_seen = resources_of(child.id());
+        signal(&child, Signal::SIGINT);
+        std::thread::sleep(Duration::from_millis(5 * attempt));
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+        assert_eq!(wait_exit(&mut child), 130);
+        if json.exists() {
+            eprintln!("attempt {attempt}: the teardown finished before the second SIGINT");
+            continue;
+        }
+        // The lanes die with the run (parent-death signal), without their
+        // teardown: their run dirs are still there for cleanup (a lane
+        // that lived on would have removed its own).
+        wait_gone(&lanes);
+        let before: Vec<_> = seen.iter().filter(|p| p.exists()).collect();
+        assert!(
+            !before.is_empty(),
+            "the lanes left nothing: did they outlive the run and tear down?"
+        );
+        let out = Command::new(ISOCHECK).arg("cleanup").output().unwrap();
+        assert!(
+            out.status.success(),
+            "cleanup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let left: Vec<_> = seen.iter().filter(|p| p.exists()).collect();
+        assert!(left.is_empty(), "the lanes left, after cleanup: {left:?}");
+        for lane in &lanes {
+            let left = resources_of(*lane);
+            assert!(left.is_empty(), "lane {lane} left, after cleanup: {left:?}");
+        }
+        assert_nothing_left(child.id(), &main_seen, "second SIGINT, then cleanup");
+        return;
+    }
+    panic!("in 5 attempts the second SIGINT never landed before the teardown ended");
+}

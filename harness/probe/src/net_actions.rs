@@ -335,7 +335,12 @@ pub fn tcp_connect(mut args: Args) -> Result<Observation, ProbeError> {
     // A zero timeout is refused by std; treat it as the shortest one.
     let timeout = timeout.max(Duration::from_millis(1));
     let mut observation = Observation::new();
-    let exchange = TcpStream::connect_timeout(&addr, timeout).map(|mut stream| {
+    let started = Instant::now();
+    let connected = TcpStream::connect_timeout(&addr, timeout);
+    // How long the handshake (or its failure) took: the evidence that a
+    // timeout is far above what a reachable peer needs.
+    observation = observation.with("connect_ms", started.elapsed().as_secs_f64() * 1e3);
+    let exchange = connected.map(|mut stream| {
         let local = stream.local_addr().ok().map(|a| a.to_string());
         let talked = stream
             .set_read_timeout(Some(timeout))
@@ -375,14 +380,36 @@ fn echo_once(mut stream: TcpStream, deadline: Instant) -> io::Result<()> {
     stream.write_all(&buf[..n])
 }
 
-/// Waits until `listener` has a connection to accept or `deadline` passes.
-fn wait_readable(listener: &TcpListener, deadline: Instant) -> Result<bool, Errno> {
+/// What ended a wait for a connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Woken {
+    /// A connection to accept.
+    Connection,
+    /// The harness closed stdin: no client is coming any more.
+    StdinClosed,
+    /// Nothing yet (a signal, or poll's own timeout).
+    Nothing,
+}
+
+/// Waits until `listener` has a connection to accept, stdin reaches EOF
+/// (when `watch_stdin`), or `deadline` passes.
+fn wait_readable(
+    listener: &TcpListener,
+    watch_stdin: bool,
+    deadline: Instant,
+) -> Result<Woken, Errno> {
     let left = deadline.saturating_duration_since(Instant::now());
     let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let stdin = io::stdin();
+    let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    if watch_stdin {
+        fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+    }
     match poll(&mut fds, PollTimeout::from(millis)) {
-        Ok(n) => Ok(n > 0),
-        Err(Errno::EINTR) => Ok(false),
+        Ok(0) | Err(Errno::EINTR) => Ok(Woken::Nothing),
+        Ok(_) if fds[0].any().unwrap_or(false) => Ok(Woken::Connection),
+        // stdin readable or hung up: the harness only ever closes it.
+        Ok(_) => Ok(Woken::StdinClosed),
         Err(errno) => Err(errno),
     }
 }
@@ -402,6 +429,21 @@ pub fn tcp_serve(mut args: Args) -> Result<Observation, ProbeError> {
         .into());
     }
     let timeout = args.millis("timeout-ms")?;
+    // `--until stdin-eof`: also stop, before `count`, once the harness
+    // closes stdin (its clients are done), instead of waiting out the
+    // timeout for a client that cannot come.
+    let watch_stdin = match args.optional::<String>("until")?.as_deref() {
+        None => false,
+        Some("stdin-eof") => true,
+        Some(other) => {
+            return Err(UsageError::Invalid {
+                key: "until",
+                value: other.to_owned(),
+                why: "must be stdin-eof".into(),
+            }
+            .into())
+        }
+    };
     args.finish()?;
 
     let listener = match TcpListener::bind(SocketAddr::new(bind, port)) {
@@ -418,6 +460,7 @@ pub fn tcp_serve(mut args: Args) -> Result<Observation, ProbeError> {
     let deadline = Instant::now() + timeout;
     let mut peers: Vec<String> = Vec::new();
     let mut first_errno: Option<Errno> = None;
+    let mut stopped_by_stdin = false;
     listener
         .set_nonblocking(true)
         .map_err(|e| ProbeError::internal("make the listener non-blocking", e))?;
@@ -426,9 +469,13 @@ pub fn tcp_serve(mut args: Args) -> Result<Observation, ProbeError> {
             first_errno.get_or_insert(Errno::ETIMEDOUT);
             break;
         }
-        match wait_readable(&listener, deadline) {
-            Ok(true) => {}
-            Ok(false) => continue,
+        match wait_readable(&listener, watch_stdin, deadline) {
+            Ok(Woken::Connection) => {}
+            Ok(Woken::Nothing) => continue,
+            Ok(Woken::StdinClosed) => {
+                stopped_by_stdin = true;
+                break;
+            }
             Err(errno) => {
                 first_errno.get_or_insert(errno);
                 break;
@@ -450,7 +497,8 @@ pub fn tcp_serve(mut args: Args) -> Result<Observation, ProbeError> {
     Ok(Observation::new()
         .with("accepted", peers.len())
         .with("peers", peers)
-        .with("errno", first_errno.map(output::errno_name)))
+        .with("errno", first_errno.map(output::errno_name))
+        .with("stopped_by_stdin", stopped_by_stdin))
 }
 
 #[cfg(test)]

@@ -80,18 +80,23 @@ pub fn forkbomb(mut args: Args) -> Result<Observation, ProbeError> {
         .with("forks_ok", bomb.forks_ok)
         .with("first_errno", bomb.first_errno)
         .with("tasks_peak", bomb.forks_ok + 1)
+        .with("fork_loop_ms", bomb.loop_ms)
         .then(Afterwards::SleepThenReap(hold)))
 }
 
 struct Bomb {
     forks_ok: u32,
     first_errno: Value,
+    /// How long the forking took: the children must outlive it (`hold`),
+    /// or the peak would undercount.
+    loop_ms: f64,
 }
 
 /// Forks children that sleep `hold`, until a fork fails or `max` did.
 fn forkbomb_loop(max: u32, hold: Duration) -> Bomb {
     let mut forks_ok: u32 = 0;
     let mut first_errno = Value::Null;
+    let started = Instant::now();
     while forks_ok < max {
         // SAFETY: the probe is single-threaded here, and the child calls
         // only async-signal-safe functions (nanosleep, _exit).
@@ -110,6 +115,7 @@ fn forkbomb_loop(max: u32, hold: Duration) -> Bomb {
     Bomb {
         forks_ok,
         first_errno,
+        loop_ms: started.elapsed().as_secs_f64() * 1e3,
     }
 }
 
@@ -340,6 +346,7 @@ pub fn nproc(mut args: Args) -> Result<Observation, ProbeError> {
         .with("forks_ok", bomb.forks_ok)
         .with("first_errno", bomb.first_errno)
         .with("tasks_peak", bomb.forks_ok + 1)
+        .with("fork_loop_ms", bomb.loop_ms)
         .then(Afterwards::SleepThenReap(hold)))
 }
 

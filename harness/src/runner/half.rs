@@ -506,9 +506,12 @@ pub(super) fn oci_error(e: HalfError) -> ObserveError {
 }
 
 /// The peer's and the outside server's last words, once the half's own
-/// container is done: each gets a moment to finish, then is stopped.
+/// container is done: their stdin is closed (no client comes any more; a
+/// server started `--until stdin-eof` prints and exits), each gets a
+/// moment to finish, then is stopped.
 fn collect_net_half(half: &mut Half, net: &mut NetHalf) {
     if let Some(mut peer) = net.peer.take() {
+        drop(peer.stdin.take());
         if !matches!(
             peer.container.wait_timeout(Duration::from_secs(3)),
             Ok(Some(_))
@@ -521,6 +524,7 @@ fn collect_net_half(half: &mut Half, net: &mut NetHalf) {
         );
     }
     if let Some((mut child, mut reader)) = net.outside_server.take() {
+        drop(child.stdin.take());
         let _ = reader.next_json(Instant::now() + Duration::from_secs(3));
         let _ = child.kill();
         let _ = child.wait();

@@ -36,7 +36,7 @@ impl Runner {
             Interaction::PauseResume => pause_resume(half, c),
             Interaction::CpuTwin => self.cpu_twin(half, c, spec),
             Interaction::UsageWindow => usage_window_start(half, c),
-            Interaction::OutsideClient => self.outside_client(half, &mut c.out),
+            Interaction::OutsideClient => self.outside_client(half, &mut c.out, &mut c.stdin),
         }
     }
 
@@ -68,7 +68,7 @@ impl Runner {
                 say_go(&mut c.stdin);
                 Ok(())
             }
-            Interaction::OutsideClient => self.outside_client(half, &mut c.out),
+            Interaction::OutsideClient => self.outside_client(half, &mut c.out, &mut c.stdin),
             Interaction::CpuTwin => self.oci_cpu_twin(half, c, spec),
             Interaction::PauseResume => {
                 c.out.wait_ready(half.deadline)?;
@@ -234,11 +234,15 @@ impl Runner {
         Ok(())
     }
 
-    /// A client in the outside namespace, once the container's server is up.
+    /// A client in the outside namespace, once the container's server is
+    /// up; then the server's stdin is closed, since no other client comes
+    /// (a server started `--until stdin-eof` stops instead of waiting out
+    /// its timeout).
     fn outside_client(
         &mut self,
         half: &mut Half,
         out: &mut LineReader,
+        stdin: &mut Option<File>,
     ) -> Result<(), ObserveError> {
         out.wait_ready_or_output(half.deadline)?;
         let argv = half.s.outside.as_ref().ok_or(ObserveError::Needs {
@@ -254,6 +258,7 @@ impl Runner {
             "outside".into(),
             last_json(&String::from_utf8_lossy(&output.stdout)).unwrap_or(Value::Null),
         );
+        drop(stdin.take());
         Ok(())
     }
 
@@ -325,13 +330,37 @@ fn kill_after_output(half: &mut Half, c: &mut Spawned) -> Result<(), ObserveErro
         .kill()
         .map_err(ObserveError::container("kill the container"))?;
     let _ = container.wait_timeout(Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(300));
-    let left = container
-        .cgroup_procs()
-        .map_err(ObserveError::container(tasks))?;
-    half.host
-        .insert("tasks_after_kill".into(), json!(left.len()));
+    let left = tasks_left_after_kill(|| {
+        container
+            .cgroup_procs()
+            .map(|p| p.len())
+            .map_err(ObserveError::container(tasks))
+    })?;
+    half.host.insert("tasks_after_kill".into(), json!(left));
     Ok(())
+}
+
+/// How long tasks get to die after a kill (and PID 1's exit) before the
+/// ones left count as survivors.
+const KILL_GRACE: Duration = Duration::from_millis(300);
+/// How often the cgroup is looked at meanwhile.
+const KILL_POLL: Duration = Duration::from_millis(10);
+
+/// The tasks left in the cgroup once it is empty or [`KILL_GRACE`] has
+/// passed, whichever comes first: an empty cgroup stays empty, so a kill
+/// that took everything is seen at once, and a survivor is counted only
+/// after the whole grace, as before.
+fn tasks_left_after_kill(
+    count: impl Fn() -> Result<usize, ObserveError>,
+) -> Result<usize, ObserveError> {
+    let until = Instant::now() + KILL_GRACE;
+    loop {
+        let left = count()?;
+        if left == 0 || Instant::now() >= until {
+            return Ok(left);
+        }
+        std::thread::sleep(KILL_POLL);
+    }
 }
 
 /// CPU usage over windows running, paused and resumed.
@@ -411,9 +440,12 @@ fn oci_kill_after_output(
         .map_err(super::half::oci_error)?;
     c.running
         .wait_exit(Instant::now() + Duration::from_secs(5), &|| false);
-    std::thread::sleep(Duration::from_millis(300));
-    let left = c.running.cgroup_procs().map_err(super::half::oci_error)?;
-    half.host
-        .insert("tasks_after_kill".into(), json!(left.len()));
+    let left = tasks_left_after_kill(|| {
+        c.running
+            .cgroup_procs()
+            .map(|p| p.len())
+            .map_err(super::half::oci_error)
+    })?;
+    half.host.insert("tasks_after_kill".into(), json!(left));
     Ok(())
 }

@@ -90,7 +90,10 @@ impl Runner {
         fixtures::build_image(&image, &probe)?;
         fixtures::join_secret_group()?;
         let decoy = DecoyProcess::start(&run, &probe)?;
-        let shm_key = 0x1500_0000 | (std::process::id() as i32 & 0xffff);
+        // From the run id, not the pid: unique per runner, whichever
+        // process holds it.
+        let shm_key =
+            0x1500_0000 | (u32::from_str_radix(&run.run_id, 16).unwrap_or(0) & 0x00ff_ffff) as i32;
         let shm = DecoyShm::create(shm_key)?;
         let marker = run.join("escape-marker");
         let marker_token = fixtures::token();
