@@ -63,8 +63,8 @@ pids-limit|runtime/src/cgroups/mod.rs|if let Some(max) = limits.pids {|if let So
 cpu-quota|runtime/src/cgroups/mod.rs|if let Some(quota) = &limits.cpu {|if let Some(quota) = &limits.cpu.clone().and(None) {|cpu-quota-throttle
 cpu-weight|runtime/src/cgroups/mod.rs|if let Some(weight) = limits.cpu_weight {|if let Some(weight) = limits.cpu_weight.and(None::<u64>) {|cpu-weight
 io-limit|runtime/src/cgroups/mod.rs|if !limits.io_write_bps.is_empty() {|if false {|io-write-limit
-nofile-limit|runtime/src/rlimits.rs|("limits.nofile", Rlimit::Nofile, limits.nofile),|("limits.nofile", Rlimit::Nofile, None),|rlimit-nofile
-nproc-limit|runtime/src/rlimits.rs|("limits.nproc", Rlimit::Nproc, limits.nproc),|("limits.nproc", Rlimit::Nproc, None),|rlimit-nproc
+nofile-limit|runtime/src/process/mod.rs|spec.limits.nofile.map(|None::<u64>.map(|rlimit-nofile
+nproc-limit|runtime/src/process/mod.rs|spec.limits.nproc.map(|None::<u64>.map(|rlimit-nproc
 oom-score-adj|runtime/src/rlimits.rs|set_oom_score_adj(pid, adj)?;|let _ = adj;|oom-score-adj
 locked-mounts|runtime/src/process/child.rs|        sys.lock_mounts(maps)?;|        let _ = maps;|userns-locked-mounts
 group-freeze|runtime/src/process/mod.rs|Some(cgroup) => Ok(cgroup.freeze()?),|Some(_) => Ok(()),|pause-freezes-all

@@ -1,40 +1,20 @@
-//! Limits of the first process that are not cgroups: RLIMIT_NOFILE,
-//! RLIMIT_NPROC and oom_score_adj. The parent sets them on the child's pid
-//! during the handshake (prlimit(2) and /proc/PID/oom_score_adj), while the
-//! child waits for `Go`, so the child's path stays allocation-free; each is
-//! read back and a difference is an error. Children inherit all three.
+//! Limits of the first process that are not cgroups. RLIMIT_NOFILE and
+//! RLIMIT_NPROC are set by the child itself, after its root is built and
+//! before its confinement (`process::child`, step `setrlimit`, read back);
+//! oom_score_adj is set here by the parent during the handshake, through
+//! /proc/PID/oom_score_adj while the child waits for `Go`, and read back.
+//! Children inherit all three.
 //!
-//! Without CAP_SYS_RESOURCE the parent can lower a hard limit but not raise
-//! it above its own, nor set an oom_score_adj below its own minimum: such a
-//! spec fails here with the value named, before the command runs.
+//! Without CAP_SYS_RESOURCE a hard limit can be lowered but not raised
+//! above the runtime's own, nor an oom_score_adj set below its own minimum:
+//! such a spec fails with the value named, before the command runs.
 
 use crate::error::Error;
 use crate::spec::Limits;
-use crate::sys::{self, Rlimit};
 
-/// Applies the process limits of `limits` to `pid` and checks them.
+/// Applies the parent's part of `limits` (oom_score_adj) to `pid` and
+/// checks it.
 pub(crate) fn apply(pid: i32, limits: &Limits) -> Result<(), Error> {
-    for (field, resource, value) in [
-        ("limits.nofile", Rlimit::Nofile, limits.nofile),
-        ("limits.nproc", Rlimit::Nproc, limits.nproc),
-    ] {
-        let Some(value) = value else { continue };
-        let held =
-            sys::set_rlimit_of(pid, resource, value).map_err(|errno| Error::ProcessLimit {
-                field,
-                value: value.to_string(),
-                pid,
-                reason: format!("prlimit: {errno}"),
-            })?;
-        if held != (value, value) {
-            return Err(Error::ProcessLimit {
-                field,
-                value: value.to_string(),
-                pid,
-                reason: format!("the kernel holds soft {} / hard {}", held.0, held.1),
-            });
-        }
-    }
     if let Some(adj) = limits.oom_score_adj {
         set_oom_score_adj(pid, adj)?;
     }
@@ -61,28 +41,17 @@ fn set_oom_score_adj(pid: i32, adj: i32) -> Result<(), Error> {
 mod tests {
     use super::*;
 
-    /// On ourselves, with values we may set without privilege: the current
-    /// limits and oom_score_adj (re-setting them changes nothing).
+    /// On ourselves, with a value we may set without privilege: the
+    /// current oom_score_adj (re-setting it changes nothing).
     #[test]
-    fn applying_the_current_values_to_ourselves_reads_them_back() {
+    fn applying_the_current_value_to_ourselves_reads_it_back() {
         let pid = std::process::id() as i32;
-        let (_, nofile_hard) =
-            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-                .expect("getrlimit");
-        let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .expect("getrlimit");
-        if soft != nofile_hard {
-            // Setting soft = hard would raise the soft limit of the test
-            // process: harmless, but only check the read-back when equal.
-            return;
-        }
         let adj: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
             .expect("read")
             .trim()
             .parse()
             .expect("a number");
         let limits = Limits {
-            nofile: Some(nofile_hard),
             oom_score_adj: Some(adj),
             ..Limits::default()
         };
@@ -91,17 +60,6 @@ mod tests {
 
     #[test]
     fn a_refused_limit_names_field_value_and_pid() {
-        // pid 0 is "ourselves" for prlimit; use a pid that cannot exist.
-        let limits = Limits {
-            nofile: Some(64),
-            ..Limits::default()
-        };
-        let e = apply(i32::MAX, &limits).expect_err("no such process");
-        let text = e.to_string();
-        assert!(
-            text.starts_with("limits.nofile 64 on pid 2147483647: prlimit: ESRCH"),
-            "{text}"
-        );
         let limits = Limits {
             oom_score_adj: Some(5),
             ..Limits::default()

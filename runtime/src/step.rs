@@ -79,6 +79,8 @@ pub enum Step {
     Seccomp,
     ReadonlyPath,
     LockMounts,
+    #[strum(serialize = "setrlimit")]
+    SetRlimit,
 }
 
 impl Step {

@@ -79,6 +79,10 @@ pub struct Runner {
     interrupt: Interrupt,
     // Last: dropped after the fixtures that live inside it.
     run: RunDir,
+    /// The runtime's `isocheck` cgroup parents stay while the runner lives
+    /// instead of being made and removed around every container; empty
+    /// ones go when it is dropped (after every container of the run).
+    _parents: Option<isocheck_runtime::cgroups::ParentHold>,
 }
 
 impl Runner {
@@ -119,6 +123,9 @@ impl Runner {
             oci: None,
             interrupt: Interrupt::none(),
             run,
+            _parents: isocheck_runtime::cgroups::CgroupManager::detect()
+                .ok()
+                .map(|m| m.hold_parents()),
         })
     }
 

@@ -134,6 +134,11 @@ pub(crate) struct ChildPlan {
     pub cwd: CString,
     /// Set when the container has a user namespace and locked mounts.
     pub lock_mounts: Option<NestedMaps>,
+    /// RLIMIT_NOFILE / RLIMIT_NPROC (soft = hard), set by the child itself
+    /// once its root is built: a low nofile set any earlier would count
+    /// the fds the runtime still holds (the caller's, not yet closed, and
+    /// the root's) and refuse the root's opens with EMFILE.
+    pub rlimits: [Option<(crate::sys::Rlimit, u64)>; 2],
     pub confinement: Confinement,
     pub exec: ExecArgs,
 }
@@ -224,9 +229,27 @@ pub(crate) fn child_steps<S: ChildSyscalls>(
         sys.lock_mounts(maps)?;
     }
 
+    for (resource, value) in plan.rlimits.iter().flatten() {
+        set_rlimit(sys, *resource, *value)?;
+    }
     confine(sys, &plan.confinement)?;
     crate::timeline::point(crate::timeline::Point::Confined);
     Err(plan.exec.exec(sys))
+}
+
+/// One limit, soft = hard = `value`, read back: a kernel that holds
+/// anything else fails the step (errno 0: the check failed).
+fn set_rlimit<S: Syscalls>(
+    sys: &mut S,
+    resource: crate::sys::Rlimit,
+    value: u64,
+) -> Result<(), StepFailure> {
+    let name = resource.name().as_bytes();
+    let held = step(Step::SetRlimit, name, sys.set_rlimit(resource, value))?;
+    if held != (value, value) {
+        return Err(StepFailure::new(Step::SetRlimit, Errno::UnknownErrno, name));
+    }
+    Ok(())
 }
 
 /// setgroups (empty), setresgid, setresuid.
@@ -326,6 +349,10 @@ mod tests {
             scratch: crate::sys::AnonBuf::new(4096).expect("mmap"),
             cwd: c"/".into(),
             lock_mounts: Some(NestedMaps::identity_of(&map, &map)),
+            rlimits: [
+                Some((crate::sys::Rlimit::Nofile, 32)),
+                Some((crate::sys::Rlimit::Nproc, 16)),
+            ],
             confinement: Confinement {
                 caps: CapPlan::new(&["CAP_CHOWN".into()]).expect("caps"),
                 no_new_privs: true,
@@ -410,6 +437,8 @@ mod tests {
                 "chdir", // to "/" after pivot_root, the root's last step
                 "chdir", // to the spec's cwd
                 "lock_mounts",
+                "setrlimit", // nofile: after the root's opens
+                "setrlimit", // nproc
                 "capbset_drop*",
                 "capset",
                 "ambient_clear",

@@ -335,6 +335,10 @@ impl Container {
             cwd,
             confinement: confinement.clone(),
             lock_mounts,
+            rlimits: [
+                spec.limits.nofile.map(|v| (sys::Rlimit::Nofile, v)),
+                spec.limits.nproc.map(|v| (sys::Rlimit::Nproc, v)),
+            ],
             exec: ExecArgs::new(&spec.command, &spec.env)?,
         };
 
@@ -419,7 +423,8 @@ impl Container {
         // In its cgroup by now: born into the v2 node, and into the v1
         // directories by its own first step (see `CgroupEntry`).
         let pid = self.init.pid();
-        // rlimits and oom_score_adj, before it can run anything of its own.
+        // oom_score_adj before it can run anything of its own (the rlimits
+        // are the child's own last step before its confinement).
         crate::rlimits::apply(pid, limits)?;
         // The veth is created with its peer already in the child's netns.
         if let Some((att, host)) = bridge {

@@ -175,6 +175,14 @@ pub enum Rlimit {
 }
 
 impl Rlimit {
+    /// The limit's name in messages (`nofile`, `nproc`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rlimit::Nofile => "nofile",
+            Rlimit::Nproc => "nproc",
+        }
+    }
+
     fn raw(self) -> libc::__rlimit_resource_t {
         match self {
             Rlimit::Nofile => libc::RLIMIT_NOFILE,
@@ -183,7 +191,7 @@ impl Rlimit {
     }
 }
 
-/// prlimit(2) on another process: sets both the soft and the hard limit of
+/// prlimit(2) on a process (0: this one): sets both the soft and the hard limit of
 /// `resource` to `value` and returns what the kernel then holds (soft,
 /// hard), read back in a second call.
 pub fn set_rlimit_of(pid: i32, resource: Rlimit, value: u64) -> Result<(u64, u64), Errno> {

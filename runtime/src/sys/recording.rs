@@ -380,6 +380,10 @@ impl Syscalls for RecordingSyscalls {
     fn set_no_new_privs(&mut self) -> Result<(), Errno> {
         self.process("no_new_privs", "")
     }
+    fn set_rlimit(&mut self, resource: super::Rlimit, value: u64) -> Result<(u64, u64), Errno> {
+        self.process("setrlimit", format!("{}={value}", resource.name()))?;
+        Ok((value, value))
+    }
     fn seccomp_set_filter(&mut self, program: &[seccompiler::sock_filter]) -> Result<(), Errno> {
         self.process("seccomp", program.len())
     }

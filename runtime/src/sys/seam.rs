@@ -65,6 +65,9 @@ pub trait Syscalls {
     fn cap_ambient_has(&mut self, cap: u8) -> Result<bool, Errno>;
     /// PR_SET_NO_NEW_PRIVS.
     fn set_no_new_privs(&mut self) -> Result<(), Errno>;
+    /// Soft and hard limit of `resource` set to `value` for this process;
+    /// returns what the kernel then holds (soft, hard).
+    fn set_rlimit(&mut self, resource: super::Rlimit, value: u64) -> Result<(u64, u64), Errno>;
     /// SECCOMP_SET_MODE_FILTER with a program compiled by the parent.
     fn seccomp_set_filter(&mut self, program: &[seccompiler::sock_filter]) -> Result<(), Errno>;
     /// Every fd from `first` up close-on-exec.
@@ -312,17 +315,27 @@ impl Syscalls for RealSyscalls {
         // SAFETY: an fd the caller holds open for the call.
         read(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
     }
+    // The id calls are raw syscalls, never glibc's wrappers: those apply
+    // the change to every thread of the process (setxid signals each one
+    // and waits for it), and a child forked by a raw clone3 inherits the
+    // parent's thread list while having one thread; if another thread of
+    // the parent was starting or ending at the clone, the child waited
+    // forever (seen with the suite's runners in threads). The kernel calls
+    // change only the calling thread, the child's only one.
     fn clear_groups(&mut self) -> Result<(), Errno> {
         // SAFETY: zero-length list, null pointer allowed.
-        Errno::result(unsafe { libc::setgroups(0, std::ptr::null()) }).map(drop)
+        Errno::result(unsafe {
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>())
+        })
+        .map(drop)
     }
     fn setresgid(&mut self, gid: u32) -> Result<(), Errno> {
         // SAFETY: plain syscall with integer arguments.
-        Errno::result(unsafe { libc::setresgid(gid, gid, gid) }).map(drop)
+        Errno::result(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
     }
     fn setresuid(&mut self, uid: u32) -> Result<(), Errno> {
         // SAFETY: plain syscall with integer arguments.
-        Errno::result(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+        Errno::result(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
     }
     fn unshare(&mut self, flags: i32) -> Result<(), Errno> {
         super::unshare(flags)
@@ -394,6 +407,10 @@ impl Syscalls for RealSyscalls {
     }
     fn set_no_new_privs(&mut self) -> Result<(), Errno> {
         super::set_no_new_privs()
+    }
+    fn set_rlimit(&mut self, resource: super::Rlimit, value: u64) -> Result<(u64, u64), Errno> {
+        // pid 0: this process (prlimit64 is a plain syscall, no allocation).
+        super::set_rlimit_of(0, resource, value)
     }
     fn seccomp_set_filter(&mut self, program: &[seccompiler::sock_filter]) -> Result<(), Errno> {
         super::seccomp_set_filter(program)
