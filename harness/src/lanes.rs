@@ -20,13 +20,13 @@
 //!   changes a hostname, mounts in its host or looks at its decoys cannot
 //!   reach another lane.
 //!
-//! Lanes are processes, not threads: a container's first process is
-//! cloned (clone3, a fork) from the caller, and a fork taken while
-//! another thread of the caller is creating or ending a thread (which the
-//! runtime's network code does, one scoped thread per netns step) can
-//! leave the child waiting forever on glibc's thread list (its setgroups
-//! and set*id wrappers signal every thread the parent had). One thread
-//! per process spawning keeps that as it is in a serial run.
+//! Lanes are processes, not threads: each needs a stand-in host of its
+//! own, entered with unshare, which a process does before it has other
+//! threads. (Threads also hung once: a container's first process, forked
+//! by clone3 while another thread of the caller was starting or ending,
+//! waited forever in glibc's setgroups/set*id wrappers, which signal every
+//! thread the parent had. The runtime makes those calls as raw syscalls
+//! now.)
 //!
 //! A lane prints each result as one JSON line on its stdout; the run
 //! prints the progress lines and keeps the report in the selection's
