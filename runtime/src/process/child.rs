@@ -115,6 +115,11 @@ pub(crate) struct Confinement {
 /// Everything the first process does between clone and execve.
 pub(crate) struct ChildPlan {
     pub sock: RawFd,
+    /// The parent's end of the socket pair, inherited by the fork: closed
+    /// first, so that a parent that dies before the death signal is set
+    /// leaves the child reading EOF, not waiting forever on an end it holds
+    /// itself.
+    pub parent_sock: RawFd,
     /// fds to dup2 onto 0, 1, 2.
     pub stdio: [Option<RawFd>; 3],
     /// Without a pid namespace, getppid() tells whether the parent already
@@ -174,6 +179,11 @@ pub(crate) fn child_steps<S: ChildSyscalls>(
 ) -> Result<Proceed, StepFailure> {
     sys.reset_signals();
     step(Step::ParentDeathSignal, b"", sys.set_parent_death_kill())?;
+    step(
+        Step::WaitForParent,
+        b"parent's end",
+        sys.close(plan.parent_sock),
+    )?;
     if let Some(ppid) = plan.expected_ppid {
         if sys.getppid() != ppid {
             return Ok(Proceed::ParentGone);
@@ -333,6 +343,7 @@ mod tests {
         .expect("plan");
         ChildPlan {
             sock: 5,
+            parent_sock: 6,
             stdio: [None, Some(7), Some(8)],
             expected_ppid: None,
             join_cgroup: vec![11, 12],
@@ -418,6 +429,7 @@ mod tests {
             [
                 "reset_signals",
                 "prctl_pdeathsig",
+                "close", // the parent's end of the socket pair
                 "write", // "0" to a v1 tasks file: into its cgroup
                 "write",
                 "dup2",

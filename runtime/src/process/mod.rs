@@ -317,6 +317,7 @@ impl Container {
         };
         let mut plan = ChildPlan {
             sock: child_sock.as_raw_fd(),
+            parent_sock: parent_sock.as_raw_fd(),
             stdio: [
                 stdin.child.as_ref().map(AsRawFd::as_raw_fd),
                 stdout.child.as_ref().map(AsRawFd::as_raw_fd),

@@ -390,6 +390,9 @@ impl Syscalls for RecordingSyscalls {
     fn cloexec_from(&mut self, first: u32) -> Result<(), Errno> {
         self.process("close_range_cloexec", first)
     }
+    fn close(&mut self, fd: RawFd) -> Result<(), Errno> {
+        self.process("close", fd)
+    }
     fn execve(
         &mut self,
         path: &CStr,

@@ -72,6 +72,8 @@ pub trait Syscalls {
     fn seccomp_set_filter(&mut self, program: &[seccompiler::sock_filter]) -> Result<(), Errno>;
     /// Every fd from `first` up close-on-exec.
     fn cloexec_from(&mut self, first: u32) -> Result<(), Errno>;
+    /// close(2) of one inherited fd.
+    fn close(&mut self, fd: RawFd) -> Result<(), Errno>;
     /// execve(2); returns only on failure.
     fn execve(
         &mut self,
@@ -417,6 +419,11 @@ impl Syscalls for RealSyscalls {
     }
     fn cloexec_from(&mut self, first: u32) -> Result<(), Errno> {
         super::cloexec_from(first)
+    }
+    fn close(&mut self, fd: RawFd) -> Result<(), Errno> {
+        // SAFETY: closes an fd number the child inherited and never uses
+        // again; nothing in the child holds it as an OwnedFd.
+        Errno::result(unsafe { libc::close(fd) }).map(drop)
     }
     fn execve(
         &mut self,
