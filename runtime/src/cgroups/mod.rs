@@ -852,11 +852,28 @@ impl CgroupManager {
 impl Drop for ParentHold {
     fn drop(&mut self) {
         if PARENT_HOLDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            for parent in &self.parents {
+            for parent in self.parents.iter().chain(&parents_in_every_hierarchy()) {
                 remove_parent_if_empty(parent);
             }
         }
     }
+}
+
+/// `isocheck` under every cgroup filesystem mounted, named v1 hierarchies
+/// (name=systemd) included: an OCI runtime given a cgroupsPath under it
+/// makes it in each of them, and leaves it when it deletes its container.
+fn parents_in_every_hierarchy() -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let fstype = fs.split_whitespace().next()?;
+            matches!(fstype, "cgroup" | "cgroup2")
+                .then(|| mount.split_whitespace().nth(4))
+                .flatten()
+                .map(|point| Path::new(point).join(PARENT))
+        })
+        .collect()
 }
 
 /// rmdir our `isocheck` parent; fails harmlessly (EBUSY, ENOTEMPTY) while
