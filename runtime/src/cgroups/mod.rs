@@ -864,15 +864,10 @@ impl Drop for ParentHold {
 /// makes it in each of them, and leaves it when it deletes its container.
 fn parents_in_every_hierarchy() -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|line| {
-            let (mount, fs) = line.split_once(" - ")?;
-            let fstype = fs.split_whitespace().next()?;
-            matches!(fstype, "cgroup" | "cgroup2")
-                .then(|| mount.split_whitespace().nth(4))
-                .flatten()
-                .map(|point| Path::new(point).join(PARENT))
-        })
+    mountinfo::parse(&info, Path::new("/"))
+        .all
+        .into_iter()
+        .map(|point| point.join(PARENT))
         .collect()
 }
 

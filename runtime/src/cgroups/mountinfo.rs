@@ -23,6 +23,9 @@ pub(crate) struct CgroupMounts {
     pub v1: BTreeMap<String, PathBuf>,
     /// The cgroup2 mount point, if any.
     pub unified: Option<PathBuf>,
+    /// Every cgroup and cgroup2 mount point, in table order, named v1
+    /// hierarchies (name=systemd) and repeats included.
+    pub all: Vec<PathBuf>,
 }
 
 impl CgroupMounts {
@@ -53,6 +56,9 @@ pub(crate) fn parse(mountinfo: &str, fs_root: &Path) -> CgroupMounts {
             continue;
         };
         let path = fs_root.join(unescape(mount_point).trim_start_matches('/'));
+        if matches!(*fstype, "cgroup" | "cgroup2") {
+            mounts.all.push(path.clone());
+        }
         match *fstype {
             "cgroup2" => {
                 mounts.unified.get_or_insert(path);
@@ -166,6 +172,11 @@ mod tests {
         assert_eq!(m.v1["blkio"], Path::new("/sys/fs/cgroup/blkio"));
         // name=systemd is not ours.
         assert_eq!(m.v1.len(), 8);
+        // ...but a runtime given a path under our parent makes it there
+        // too, so it is among all the cgroup mounts.
+        assert_eq!(m.all.len(), 10);
+        assert!(m.all.contains(&PathBuf::from("/sys/fs/cgroup/systemd")));
+        assert_eq!(m.all.last(), m.unified.as_ref());
     }
 
     #[test]
