@@ -22,6 +22,7 @@ pub enum Point {
     CgroupMade,
     ChildPlanBuilt,
     Cloned,
+    CgroupCompleted,
     ChildReady,
     ParentSetupDone,
     Execed,

@@ -386,11 +386,14 @@ fn tar_rootfs_and_hooks_run_before_exec() {
     let seen2 = seen.clone();
     let mut opts = SpawnOptions::new(&f.run_id, "tar");
     opts.stdout = StdioMode::Piped;
+    s.no_new_privs = true;
     opts.parent_setup.push(Box::new(move |pid| {
-        // The child is still waiting: its root is the host's.
-        let root = std::fs::read_link(format!("/proc/{pid}/root")).map_err(|e| e.to_string())?;
-        if root != Path::new("/") {
-            return Err(format!("root already changed: {}", root.display()));
+        // The child is still waiting: not yet in its cgroup's v1
+        // directories (they arrive with GO) nor confined.
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+        if !status.lines().any(|l| l == "NoNewPrivs:\t0") {
+            return Err(format!("already confined:\n{status}"));
         }
         seen2.store(pid, std::sync::atomic::Ordering::SeqCst);
         Ok(())

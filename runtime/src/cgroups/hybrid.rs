@@ -54,11 +54,26 @@ impl CgroupBackend for HybridBackend {
         parents
     }
 
-    fn create(&self, name: &str, limits: &Limits, nodes: &mut Nodes) -> Result<(), CgroupError> {
-        self.v1.create(name, limits, nodes)?;
+    /// The bare v2 node (no controllers there: kill, freeze, events).
+    fn create_birth(
+        &self,
+        name: &str,
+        limits: &Limits,
+        nodes: &mut Nodes,
+    ) -> Result<(), CgroupError> {
+        self.v1.create_birth(name, limits, nodes)?;
         let node = self.unified.create_bare_node(name, nodes)?;
         nodes.unified = Some(node);
         Ok(())
+    }
+
+    fn create_rest(
+        &self,
+        name: &str,
+        limits: &Limits,
+        nodes: &mut Nodes,
+    ) -> Result<(), CgroupError> {
+        self.v1.create_rest(name, limits, nodes)
     }
 
     fn locate(&self, name: &str, nodes: &mut Nodes) {

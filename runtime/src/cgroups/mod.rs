@@ -267,10 +267,26 @@ pub(crate) trait CgroupBackend {
     /// The `isocheck` parent in every hierarchy used (made or not yet), in
     /// the order cleanup should empty them.
     fn parents(&self) -> Vec<PathBuf>;
-    /// Make `isocheck/<name>` wherever needed and apply the limits. Every
+    /// The part of `isocheck/<name>` a process must exist in from birth
+    /// (clone3 with CLONE_INTO_CGROUP): the v2 node. A limit the host
+    /// cannot hold is refused here, before any process exists. Every
     /// directory made is pushed to `nodes.dirs` at once, so a failure part
     /// way is undone by the caller.
-    fn create(&self, name: &str, limits: &Limits, nodes: &mut Nodes) -> Result<(), CgroupError>;
+    fn create_birth(
+        &self,
+        name: &str,
+        limits: &Limits,
+        nodes: &mut Nodes,
+    ) -> Result<(), CgroupError>;
+    /// The rest: the v1 directories and the limits, made while the first
+    /// process may already be in the v2 node (it joins the v1 directories
+    /// itself once they exist).
+    fn create_rest(
+        &self,
+        name: &str,
+        limits: &Limits,
+        nodes: &mut Nodes,
+    ) -> Result<(), CgroupError>;
     /// The directories of an existing `isocheck/<name>` (made by another
     /// runtime told that path), without making or changing anything.
     fn locate(&self, name: &str, nodes: &mut Nodes);
@@ -346,6 +362,17 @@ impl CgroupManager {
     /// whatever was made is removed again. The owner record (this process,
     /// run id = the name up to its first `-`) is written first.
     pub fn create(&self, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        let mut cgroup = self.create_for_birth(name, limits)?;
+        self.complete(&mut cgroup, limits)?;
+        Ok(cgroup)
+    }
+
+    /// [`CgroupManager::create`] in two halves, for a runtime that makes
+    /// the cgroup while its first process builds its root: this one (owner
+    /// record, the v2 node to clone into, limits checked) before clone,
+    /// [`CgroupManager::complete`] after. Dropping the half-made cgroup
+    /// removes what was made.
+    pub fn create_for_birth(&self, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         validate_name(name)?;
         let record = self.records.join(name);
         let run_id = name.split('-').next().unwrap_or(name);
@@ -371,8 +398,20 @@ impl CgroupManager {
             record: Some(record),
         };
         // On error `cgroup` is dropped here, which removes what was made.
-        self.backend.get().create(name, limits, &mut cgroup.nodes)?;
+        self.backend
+            .get()
+            .create_birth(name, limits, &mut cgroup.nodes)?;
         Ok(cgroup)
+    }
+
+    /// The second half of [`CgroupManager::create`]: the v1 directories
+    /// and the limits. The caller's first process joins those directories
+    /// afterwards, through [`Cgroup::self_attach`]'s `tasks` files.
+    pub fn complete(&self, cgroup: &mut Cgroup, limits: &Limits) -> Result<(), CgroupError> {
+        let name = cgroup.name.clone();
+        self.backend
+            .get()
+            .create_rest(&name, limits, &mut cgroup.nodes)
     }
 
     /// The existing cgroup `isocheck/<name>` made by someone else; an error

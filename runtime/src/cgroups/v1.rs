@@ -79,7 +79,18 @@ impl CgroupBackend for V1Backend {
         mounts.into_iter().map(|m| m.join(PARENT)).collect()
     }
 
-    fn create(&self, name: &str, limits: &Limits, nodes: &mut Nodes) -> Result<(), CgroupError> {
+    /// Nothing to be born into: the first process joins the v1
+    /// directories by itself once they exist.
+    fn create_birth(&self, _: &str, limits: &Limits, _: &mut Nodes) -> Result<(), CgroupError> {
+        super::require_controllers(&self.available_controllers(), limits)
+    }
+
+    fn create_rest(
+        &self,
+        name: &str,
+        limits: &Limits,
+        nodes: &mut Nodes,
+    ) -> Result<(), CgroupError> {
         super::require_controllers(&self.available_controllers(), limits)?;
 
         // One directory per distinct mount (cpu,cpuacct may be one).

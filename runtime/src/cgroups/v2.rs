@@ -84,7 +84,17 @@ impl CgroupBackend for V2Backend {
         vec![self.root.join(PARENT)]
     }
 
-    fn create(&self, name: &str, limits: &Limits, nodes: &mut Nodes) -> Result<(), CgroupError> {
+    /// v2 has one node, with the limits: made whole before clone.
+    fn create_rest(&self, _: &str, _: &Limits, _: &mut Nodes) -> Result<(), CgroupError> {
+        Ok(())
+    }
+
+    fn create_birth(
+        &self,
+        name: &str,
+        limits: &Limits,
+        nodes: &mut Nodes,
+    ) -> Result<(), CgroupError> {
         let available = self.available_controllers();
         super::require_controllers(&available, limits)?;
         let wanted: Vec<Controller> = available

@@ -125,9 +125,11 @@ pub(crate) struct ChildPlan {
     /// Without a pid namespace, getppid() tells whether the parent already
     /// died before PR_SET_PDEATHSIG took effect.
     pub expected_ppid: Option<i32>,
-    /// The cgroup files to write "0" to, joining by itself (the v1 `tasks`
-    /// files; see `Cgroup::self_attach`).
-    pub join_cgroup: Vec<RawFd>,
+    /// Build the root before `Ready` rather than after `GO`, while the
+    /// parent makes the cgroup and the veth: without a user namespace
+    /// nothing of the root waits on the parent. With one, the root waits
+    /// for the id maps.
+    pub root_before_go: bool,
     pub ids: Option<Ids>,
     pub unshare_cgroup: bool,
     /// Contents for /proc/self/timens_offsets.
@@ -189,14 +191,14 @@ pub(crate) fn child_steps<S: ChildSyscalls>(
             return Ok(Proceed::ParentGone);
         }
     }
-    // Into its cgroup before anything of its own runs (and before it
-    // unshares its cgroup namespace, whose root is where it is then).
-    for fd in &plan.join_cgroup {
-        step(Step::JoinCgroup, b"tasks", sys.write_all(*fd, b"0"))?;
-    }
     for (target, fd) in plan.stdio.iter().enumerate() {
         if let Some(fd) = fd {
             step(Step::Stdio, b"", sys.dup2(*fd, target as RawFd))?;
+        }
+    }
+    if plan.root_before_go {
+        if let Some(root) = &plan.root {
+            mounts::build_root(sys, root, &mut plan.scratch)?;
         }
     }
     step(
@@ -205,13 +207,25 @@ pub(crate) fn child_steps<S: ChildSyscalls>(
         handshake::send(sys, plan.sock, &FromChild::Ready),
     )?;
     let mut go = [0u8; 8];
-    let n = step(Step::WaitForParent, b"go", sys.read(plan.sock, &mut go))?;
+    let mut joins = [-1; sys::MAX_PASSED_FDS];
+    let (n, fds) = step(
+        Step::WaitForParent,
+        b"go",
+        sys.recv_with_fds(plan.sock, &mut go, &mut joins),
+    )?;
     if n == 0 {
         // The parent died or gave up: nothing to report to.
         return Ok(Proceed::ParentGone);
     }
     if n != 1 || go[0] != GO {
         return Err(StepFailure::new(Step::WaitForParent, Errno::EPROTO, b"go"));
+    }
+    // Into its cgroup (the `tasks` files the parent opened once it made
+    // the v1 directories) before anything of its own runs, and before it
+    // unshares its cgroup namespace, whose root is where it is then.
+    for fd in &joins[..fds] {
+        step(Step::JoinCgroup, b"tasks", sys.write_all(*fd, b"0"))?;
+        step(Step::JoinCgroup, b"tasks", sys.close(*fd))?;
     }
 
     if let Some(ids) = plan.ids {
@@ -231,8 +245,10 @@ pub(crate) fn child_steps<S: ChildSyscalls>(
     if plan.loopback_up {
         step(Step::LoopbackUp, b"lo", sys.loopback_up())?;
     }
-    if let Some(root) = &plan.root {
-        mounts::build_root(sys, root, &mut plan.scratch)?;
+    if !plan.root_before_go {
+        if let Some(root) = &plan.root {
+            mounts::build_root(sys, root, &mut plan.scratch)?;
+        }
     }
     step(Step::Chdir, plan.cwd.to_bytes(), sys.chdir(&plan.cwd))?;
     if let Some(maps) = &plan.lock_mounts {
@@ -346,7 +362,7 @@ mod tests {
             parent_sock: 6,
             stdio: [None, Some(7), Some(8)],
             expected_ppid: None,
-            join_cgroup: vec![11, 12],
+            root_before_go: false,
             ids: Some(Ids {
                 uid: 0,
                 gid: 0,
@@ -393,6 +409,7 @@ mod tests {
         }
         RecordingSyscalls {
             mountinfo,
+            passed_fds: vec![11, 12],
             ..RecordingSyscalls::default()
         }
     }
@@ -430,12 +447,14 @@ mod tests {
                 "reset_signals",
                 "prctl_pdeathsig",
                 "close", // the parent's end of the socket pair
-                "write", // "0" to a v1 tasks file: into its cgroup
+                "dup2",
+                "dup2",
+                "write",   // Ready
+                "recvmsg", // GO, with two v1 tasks files
+                "write",   // "0" to a v1 tasks file: into its cgroup
+                "close",
                 "write",
-                "dup2",
-                "dup2",
-                "write", // Ready
-                "read",
+                "close",
                 "setgroups",
                 "setresgid",
                 "setresuid",
@@ -464,6 +483,36 @@ mod tests {
     }
 
     #[test]
+    fn without_a_user_namespace_the_root_is_built_before_ready() {
+        let mut plan = full_plan();
+        plan.root_before_go = true;
+        plan.lock_mounts = None;
+        let mut sys = recording();
+        let failure = child_steps(&mut sys, &mut plan).expect_err("the double's execve fails");
+        assert_eq!(failure.step, Step::Execve, "{:?}", sys.calls);
+        let calls = order(&sys);
+        assert_eq!(
+            calls[..9],
+            [
+                "reset_signals",
+                "prctl_pdeathsig",
+                "close",
+                "dup2",
+                "dup2",
+                "build_root",
+                "chdir", // to "/" after pivot_root
+                "write", // Ready: the parent makes the cgroup meanwhile
+                "recvmsg",
+            ],
+            "{calls:?}"
+        );
+        // Into its cgroup after GO, before its cgroup namespace.
+        let at = |name: &str| calls.iter().position(|c| c == name).expect(name);
+        assert!(at("recvmsg") < at("unshare(0x2000000)"), "{calls:?}");
+        assert_eq!(calls.iter().filter(|c| *c == "build_root").count(), 1);
+    }
+
+    #[test]
     fn without_no_new_privs_the_filter_goes_in_before_the_caps_drop() {
         let mut plan = full_plan();
         plan.confinement.no_new_privs = false;
@@ -485,7 +534,7 @@ mod tests {
         assert_eq!(child_steps(&mut sys, &mut plan), Ok(Proceed::ParentGone));
         assert_eq!(
             sys.process_calls().last().map(String::as_str),
-            Some("read()")
+            Some("recvmsg()")
         );
     }
 

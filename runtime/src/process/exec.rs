@@ -61,9 +61,8 @@ impl Container {
         let mut procs: Vec<OwnedFd> = Vec::new();
         if let Some(cgroup) = &self.cgroup {
             let entry = CgroupEntry::open(cgroup)?;
-            let v2 = entry.open_v2_procs()?;
-            procs.extend(entry.tasks);
-            procs.extend(v2);
+            procs.extend(CgroupEntry::open_v1_tasks(cgroup)?);
+            procs.extend(entry.open_v2_procs()?);
         }
         let helper = ExecHelper {
             sock: child_sock.as_raw_fd(),

@@ -2,9 +2,12 @@
 //! one packet, its boundaries kept): typed messages with a fixed-size
 //! encoding, so the child sends one without allocating.
 //!
-//! 1. child → parent: `Ready` (in its cgroup, stdio in place,
-//!    PR_SET_PDEATHSIG set);
-//! 2. parent → child: `GO` (rlimits, veth, hooks, id maps done);
+//! 1. child → parent: `Ready` (stdio in place, PR_SET_PDEATHSIG set, its
+//!    root built when it has no user namespace); meanwhile the parent
+//!    completes the cgroup and makes the veth;
+//! 2. parent → child: `GO` (oom_score_adj, veth, hooks, id maps done),
+//!    carrying the cgroup's v1 `tasks` files (SCM_RIGHTS), which the
+//!    child joins through at once;
 //! 3. child → parent: nothing when execve succeeded (the socket is
 //!    close-on-exec, so the parent reads EOF exactly then), or `Failed`.
 //!

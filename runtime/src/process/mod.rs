@@ -59,6 +59,17 @@ mod libc_flags {
         nix::fcntl::OFlag::O_PATH.bits() | nix::fcntl::OFlag::O_DIRECTORY.bits();
 }
 
+/// What the parent does for the child between clone and `GO`.
+struct ParentSetupPlan<'a> {
+    manager: &'static CgroupManager,
+    device_allowlist: bool,
+    /// The v2 node's cgroup.procs when clone3 refused to clone into it.
+    fallback_procs: Option<OwnedFd>,
+    mapping: Option<&'a UserMapping>,
+    bridge: Option<(&'a BridgeAttachment, Option<Netns>)>,
+    limits: &'a Limits,
+}
+
 /// The host's cgroup layout, probed once per process (mountinfo does not
 /// change under a running harness).
 fn cgroup_manager() -> Result<&'static CgroupManager, CgroupError> {
@@ -70,32 +81,37 @@ fn cgroup_manager() -> Result<&'static CgroupManager, CgroupError> {
     Ok(MANAGER.get_or_init(|| m))
 }
 
-/// What the first process joins its cgroup through, opened before clone
-/// (see [`Cgroup::self_attach`]): each v1 directory's `tasks` file, which
-/// the child writes "0" to as its first step, and the v2 node it is born
-/// into. Cheaper than the parent writing its pid to cgroup.procs, and the
-/// child is in place before it sends `Ready`.
+/// The files the first process joins its cgroup through (see
+/// [`Cgroup::self_attach`]): the v2 node it is born into, opened before
+/// clone, and each v1 directory's `tasks` file, opened once those are made
+/// (after clone, while the child builds its root) and handed to it with
+/// `GO`; it writes "0" to each. Cheaper than the parent writing its pid
+/// to cgroup.procs.
 struct CgroupEntry {
-    tasks: Vec<OwnedFd>,
     v2_node: Option<OwnedFd>,
     v2_path: Option<std::path::PathBuf>,
 }
 
 impl CgroupEntry {
     fn open(cgroup: &Cgroup) -> Result<CgroupEntry, Error> {
-        let attach = cgroup.self_attach();
+        let v2_path = cgroup.self_attach().v2_node;
         Ok(CgroupEntry {
-            tasks: attach
-                .v1_tasks
-                .iter()
-                .map(|t| open_path(t, libc_flags::WRONLY, "open the cgroup's tasks file"))
-                .collect::<Result<_, _>>()?,
-            v2_node: match &attach.v2_node {
+            v2_node: match &v2_path {
                 Some(n) => Some(open_path(n, libc_flags::PATH_DIR, "open the cgroup2 node")?),
                 None => None,
             },
-            v2_path: attach.v2_node,
+            v2_path,
         })
+    }
+
+    /// The v1 `tasks` files of the completed cgroup.
+    fn open_v1_tasks(cgroup: &Cgroup) -> Result<Vec<OwnedFd>, Error> {
+        cgroup
+            .self_attach()
+            .v1_tasks
+            .iter()
+            .map(|t| open_path(t, libc_flags::WRONLY, "open the cgroup's tasks file"))
+            .collect()
     }
 
     /// The v2 node's cgroup.procs, for a process that joins it by writing
@@ -263,14 +279,14 @@ impl Container {
             None => None,
         };
 
-        // Every container gets its own cgroup (limits, evidence, group kill),
-        // made before the clone so a refusal creates no process.
+        // Every container gets its own cgroup (limits, evidence, group kill).
+        // Before the clone: the v2 node it is born into, and the check that
+        // the host can hold the limits, so a refusal creates no process.
+        // The rest is made after it, while the child builds its root.
         crate::timeline::point(crate::timeline::Point::RootfsPrepared);
         let manager = cgroup_manager()?;
-        let mut cgroup = manager.create(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?;
-        if spec.hardening.device_allowlist {
-            manager.restrict_devices(&mut cgroup)?;
-        }
+        let cgroup =
+            manager.create_for_birth(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?;
         let entry = CgroupEntry::open(&cgroup)?;
         let cgroup = Some(cgroup);
         crate::timeline::point(crate::timeline::Point::CgroupMade);
@@ -324,7 +340,7 @@ impl Container {
                 stderr.child.as_ref().map(AsRawFd::as_raw_fd),
             ],
             expected_ppid: (!spec.namespaces.pid).then(|| nix::unistd::getpid().as_raw()),
-            join_cgroup: entry.tasks.iter().map(AsRawFd::as_raw_fd).collect(),
+            root_before_go: mapping.is_none(),
             ids,
             unshare_cgroup: spec.namespaces.cgroup,
             time_offsets,
@@ -356,8 +372,6 @@ impl Container {
                 // A kernel (before 5.7) or cgroup that refuses to clone into
                 // it: the child writes "0" to the node's cgroup.procs instead.
                 fallback_procs = entry.open_v2_procs()?;
-                plan.join_cgroup
-                    .extend(fallback_procs.as_ref().map(AsRawFd::as_raw_fd));
                 // SAFETY: as above.
                 unsafe { sys::clone3(clone_flags(spec), true) }
             }
@@ -369,7 +383,7 @@ impl Container {
             Forked::Parent { pid, pidfd } => (pid, pidfd),
         };
         drop(plan);
-        drop((entry, fallback_procs));
+        drop(entry);
         drop(child_sock);
         drop((stdin.child, stdout.child, stderr.child));
         crate::timeline::point(crate::timeline::Point::Cloned);
@@ -396,24 +410,34 @@ impl Container {
             (NetworkMode::Bridge(att), true) => Some((att, opts.host_netns.take())),
             _ => None,
         };
-        container.handshake(
-            parent_sock.as_fd(),
-            &mut opts.parent_setup,
-            mapping.as_ref(),
+        let mut setup = ParentSetupPlan {
+            manager,
+            device_allowlist: spec.hardening.device_allowlist,
+            fallback_procs,
+            mapping: mapping.as_ref(),
             bridge,
-            &spec.limits,
-        )?;
+            limits: &spec.limits,
+        };
+        container.handshake(parent_sock.as_fd(), &mut opts.parent_setup, &mut setup)?;
         Ok(container)
     }
 
+    /// The parent's half, overlapping the child's root build: the cgroup
+    /// completed, oom_score_adj, the veth; then, once the child is
+    /// `Ready`, the hooks and the id maps, and `GO` with the cgroup files
+    /// the child joins through.
     fn handshake(
         &mut self,
         sock: BorrowedFd<'_>,
         hooks: &mut [ParentSetup],
-        mapping: Option<&UserMapping>,
-        bridge: Option<(&BridgeAttachment, Option<Netns>)>,
-        limits: &Limits,
+        setup: &mut ParentSetupPlan<'_>,
     ) -> Result<(), Error> {
+        let joins = match self.setup_alongside_child(setup) {
+            Ok(joins) => joins,
+            // A child that failed first (its netns gone under the veth,
+            // say) has the better story to tell.
+            Err(e) => return Err(self.child_failure_or(sock, e)),
+        };
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match receive(sock, deadline, "ready")? {
             Some(FromChild::Ready) => {}
@@ -421,14 +445,51 @@ impl Container {
             None => return Err(self.child_vanished("ready")),
         }
         crate::timeline::point(crate::timeline::Point::ChildReady);
-        // In its cgroup by now: born into the v2 node, and into the v1
-        // directories by its own first step (see `CgroupEntry`).
         let pid = self.init.pid();
+        for (index, hook) in hooks.iter_mut().enumerate() {
+            hook(pid).map_err(|message| Error::ParentSetup { index, message })?;
+        }
+        if let Some(m) = setup.mapping {
+            write_id_maps(pid, m)?;
+        }
+        crate::timeline::point(crate::timeline::Point::ParentSetupDone);
+        let fds: Vec<std::os::fd::RawFd> = joins.iter().map(AsRawFd::as_raw_fd).collect();
+        sys::send_with_fds(sock, &[GO], &fds).map_err(|e| Error::os("send go", e))?;
+        drop(joins);
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        match receive(sock, deadline, "exec")? {
+            // The socket is close-on-exec: EOF means execve succeeded (or
+            // the child died, which `wait` will show).
+            None => {
+                crate::timeline::point(crate::timeline::Point::Execed);
+                Ok(())
+            }
+            Some(other) => Err(self.child_failed(other.into_error("exec"))),
+        }
+    }
+
+    /// What the parent does while the child builds its root; returns the
+    /// files the child joins its cgroup through.
+    fn setup_alongside_child(
+        &mut self,
+        setup: &mut ParentSetupPlan<'_>,
+    ) -> Result<Vec<OwnedFd>, Error> {
+        let pid = self.init.pid();
+        let mut joins = Vec::new();
+        if let Some(cgroup) = self.cgroup.as_mut() {
+            setup.manager.complete(cgroup, setup.limits)?;
+            if setup.device_allowlist {
+                setup.manager.restrict_devices(cgroup)?;
+            }
+            joins = CgroupEntry::open_v1_tasks(cgroup)?;
+        }
+        joins.extend(setup.fallback_procs.take());
+        crate::timeline::point(crate::timeline::Point::CgroupCompleted);
         // oom_score_adj before it can run anything of its own (the rlimits
         // are the child's own last step before its confinement).
-        crate::rlimits::apply(pid, limits)?;
+        crate::rlimits::apply(pid, setup.limits)?;
         // The veth is created with its peer already in the child's netns.
-        if let Some((att, host)) = bridge {
+        if let Some((att, host)) = setup.bridge.take() {
             let host = match host {
                 Some(h) => h,
                 None => Netns::current()?,
@@ -439,23 +500,16 @@ impl Container {
             let hint = pid.to_string();
             self.network = Some(network::attach(&host, pid, att, &hint)?);
         }
-        for (index, hook) in hooks.iter_mut().enumerate() {
-            hook(pid).map_err(|message| Error::ParentSetup { index, message })?;
-        }
-        if let Some(m) = mapping {
-            write_id_maps(pid, m)?;
-        }
-        crate::timeline::point(crate::timeline::Point::ParentSetupDone);
-        sys::write_all(sock, &[GO]).map_err(|e| Error::os("send go", e))?;
-        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-        match receive(sock, deadline, "exec")? {
-            // The socket is close-on-exec: EOF means execve succeeded (or
-            // the child died, which `wait` will show).
-            None => {
-                crate::timeline::point(crate::timeline::Point::Execed);
-                Ok(())
+        Ok(joins)
+    }
+
+    /// The child's own failure when it already sent one, else `error`.
+    fn child_failure_or(&mut self, sock: BorrowedFd<'_>, error: Error) -> Error {
+        match receive(sock, Instant::now(), "its failure") {
+            Ok(Some(FromChild::Failed(f))) => {
+                self.child_failed(FromChild::Failed(f).into_error("ready"))
             }
-            Some(other) => Err(self.child_failed(other.into_error("exec"))),
+            _ => error,
         }
     }
 

@@ -33,8 +33,10 @@ pub struct SpawnOptions {
     pub stdin: StdioMode,
     pub stdout: StdioMode,
     pub stderr: StdioMode,
-    /// Run in order after clone; the first error aborts the spawn (the child
-    /// is killed and reaped).
+    /// Run in order once the child is `Ready` (its root built, unless it has
+    /// a user namespace, whose root waits for the id maps) and before it
+    /// joins its cgroup's v1 directories and is confined; the first error
+    /// aborts the spawn (the child is killed and reaped).
     pub parent_setup: Vec<ParentSetup>,
     /// The network namespace the bridge of a bridged container lives in
     /// ("the host"); `None` is the caller's own.

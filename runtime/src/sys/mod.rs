@@ -421,6 +421,89 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
+/// The most fds one message may carry (`send_with_fds`, `recv_with_fds`).
+pub const MAX_PASSED_FDS: usize = 16;
+
+/// One message with `fds` attached (SCM_RIGHTS): the handshake's GO with
+/// the cgroup files the child joins through, opened after clone.
+pub fn send_with_fds(sock: BorrowedFd<'_>, buf: &[u8], fds: &[RawFd]) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(Errno::E2BIG);
+    }
+    let iov = [std::io::IoSlice::new(buf)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(n) if n != buf.len() => return Err(Errno::EMSGSIZE),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// recvmsg(2) of one message into `buf` and the fds it carries into
+/// `fds` (close-on-exec), without allocating (the child calls it):
+/// returns the bytes and the fds received. A message whose fds did not
+/// fit is an error (its fds are lost to the kernel's truncation).
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut [RawFd; MAX_PASSED_FDS],
+) -> Result<(usize, usize), Errno> {
+    // Room for one SCM_RIGHTS header and MAX_PASSED_FDS ints, aligned for
+    // cmsghdr (16 bytes of header + 64 of fds on x86_64, with room spare).
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: zeroed msghdr is valid; every pointer set below outlives the
+    // call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    let n = loop {
+        // SAFETY: msg points at live buffers of the lengths it names.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    };
+    if msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0 {
+        return Err(Errno::EMSGSIZE);
+    }
+    let mut count = 0;
+    // SAFETY: the CMSG_* walk stays within msg_control/msg_controllen,
+    // which the kernel filled.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    if count == MAX_PASSED_FDS {
+                        return Err(Errno::EMSGSIZE);
+                    }
+                    fds[count] = std::ptr::read_unaligned(data.add(i));
+                    count += 1;
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n, count))
+}
+
 /// fchdir(2).
 pub fn fchdir(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     // SAFETY: plain syscall on an open fd.

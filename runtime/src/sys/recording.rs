@@ -111,6 +111,8 @@ pub struct RecordingSyscalls {
     pub roots: Vec<String>,
     /// The handshake read gets EOF (the parent died) instead of "go".
     pub parent_gone: bool,
+    /// The fds the parent's "go" carries (the cgroup's `tasks` files).
+    pub passed_fds: Vec<RawFd>,
     /// The capability state the calls act on, starting as root's.
     pub caps: CapModel,
 }
@@ -309,13 +311,19 @@ impl Syscalls for RecordingSyscalls {
     fn write_all(&mut self, _fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
         self.process("write", String::from_utf8_lossy(&buf[..buf.len().min(1)]))
     }
-    fn read(&mut self, _fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
-        self.process("read", "")?;
+    fn recv_with_fds(
+        &mut self,
+        _fd: RawFd,
+        buf: &mut [u8],
+        fds: &mut [RawFd; super::MAX_PASSED_FDS],
+    ) -> Result<(usize, usize), Errno> {
+        self.process("recvmsg", "")?;
         if self.parent_gone {
-            return Ok(0);
+            return Ok((0, 0));
         }
         buf[0] = b'G';
-        Ok(1)
+        fds[..self.passed_fds.len()].copy_from_slice(&self.passed_fds);
+        Ok((1, self.passed_fds.len()))
     }
     fn clear_groups(&mut self) -> Result<(), Errno> {
         self.process("setgroups", "[]")

@@ -33,7 +33,13 @@ pub trait Syscalls {
     fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), Errno>;
     /// One whole message on the handshake socket (or any fd).
     fn write_all(&mut self, fd: RawFd, buf: &[u8]) -> Result<(), Errno>;
-    fn read(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno>;
+    /// One message and the fds it carries (see `super::recv_with_fds`).
+    fn recv_with_fds(
+        &mut self,
+        fd: RawFd,
+        buf: &mut [u8],
+        fds: &mut [RawFd; super::MAX_PASSED_FDS],
+    ) -> Result<(usize, usize), Errno>;
     /// setgroups(2) with an empty list.
     fn clear_groups(&mut self) -> Result<(), Errno>;
     fn setresgid(&mut self, gid: u32) -> Result<(), Errno>;
@@ -313,9 +319,14 @@ impl Syscalls for RealSyscalls {
         // SAFETY: an fd the caller holds open for the call.
         super::write_all(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
     }
-    fn read(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    fn recv_with_fds(
+        &mut self,
+        fd: RawFd,
+        buf: &mut [u8],
+        fds: &mut [RawFd; super::MAX_PASSED_FDS],
+    ) -> Result<(usize, usize), Errno> {
         // SAFETY: an fd the caller holds open for the call.
-        read(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
+        super::recv_with_fds(unsafe { BorrowedFd::borrow_raw(fd) }, buf, fds)
     }
     // The id calls are raw syscalls, never glibc's wrappers: those apply
     // the change to every thread of the process (setxid signals each one
