@@ -20,6 +20,7 @@ use isocheck_runtime::caps::CapPlan;
 use isocheck_runtime::cgroups::CgroupManager;
 use isocheck_runtime::cgroups::ParentHold;
 use isocheck_runtime::network::{attach_netns, Bridge, Netns};
+use isocheck_runtime::reaper::Reaper;
 use isocheck_runtime::standin;
 use std::time::Duration;
 
@@ -36,10 +37,15 @@ struct Run {
     /// The runtime's `isocheck` parents stay for the whole run instead of
     /// being made and removed around every container (dropped last).
     _parents: Option<ParentHold>,
+    /// Dropped containers' temp dirs and cgroups are removed by its thread,
+    /// off the start path (`start/sustained` counts that work).
+    reaper: Option<Reaper>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
+        // Waits until every handed-over teardown is done.
+        drop(self.reaper.take());
         if let Some((_, bridge)) = self.net.take() {
             if let Err(e) = bridge.delete() {
                 eprintln!("isocheck-benches cleanup: {e}");
@@ -443,6 +449,13 @@ fn main() {
         run_id: format!("bench{}", std::process::id()),
         skipped: Vec::new(),
         _parents: CgroupManager::detect().ok().map(|m| m.hold_parents()),
+        reaper: match Reaper::start() {
+            Ok(reaper) => Some(reaper),
+            Err(e) => {
+                eprintln!("isocheck-benches: no reaper thread, teardown stays on the path: {e}");
+                None
+            }
+        },
     };
     match full::make_bridge() {
         Ok(net) => run.net = Some(net),

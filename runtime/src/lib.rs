@@ -15,6 +15,7 @@ pub mod network;
 pub mod owner;
 pub mod process;
 pub mod protection;
+pub mod reaper;
 mod rlimits;
 pub mod rootfs;
 pub mod seccomp;

@@ -677,8 +677,15 @@ impl Drop for Container {
                 tracing::warn!(error = %e, dir = %dir.display(), "detaching propagated mounts");
             }
         }
-        // `rootfs` (the temp dir) is removed after this, now that PID 1 and
-        // with it the mount namespace holding the overlay are gone.
+        // The temp dir, then the cgroup, now that PID 1 and with it the
+        // mount namespace holding the overlay are gone: by a `Reaper`'s
+        // thread when one lives, else here.
+        if self.init.reaped() {
+            let rest = (self.rootfs.take(), self.cgroup.take());
+            if let Err(rest) = crate::reaper::defer(Box::new(rest)) {
+                drop(rest);
+            }
+        }
     }
 }
 
