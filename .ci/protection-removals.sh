@@ -44,7 +44,7 @@ no-new-privs|runtime/src/process/child.rs|        step(Step::NoNewPrivs, b"", sy
 no-new-privs-exec|runtime/src/process/exec.rs|    if let Err(f) = confine(sys, confinement) {|    if let Err(f) = confine(sys, &Confinement { no_new_privs: false, ..confinement.clone() }) {|exec-confined
 seccomp|runtime/src/process/mod.rs|Some(policy) => Some(crate::seccomp::compile(policy, spec.namespaces.user)?),|Some(_) => None,|seccomp-default-filter
 seccomp-arch-check|runtime/src/seccomp.rs|program.splice(ARCH_CHECK_LEN..ARCH_CHECK_LEN, prefix);|program.splice(0..ARCH_CHECK_LEN, prefix);|seccomp-default-filter
-device-allowlist|runtime/src/process/mod.rs|        if spec.hardening.device_allowlist {|        if false {|device-allowlist
+device-allowlist|runtime/src/process/mod.rs|            if setup.device_allowlist {|            if false {|device-allowlist
 nosuid|runtime/src/mounts/mod.rs|    if plan.hardening.nosuid {|    if false {|nosuid-writable-mounts
 noexec|runtime/src/mounts/mod.rs|    if plan.hardening.noexec {|    if false {|noexec-dev-mounts
 nodev|runtime/src/mounts/mod.rs|    if plan.hardening.nodev {|    if false {|nodev-writable-mounts
