@@ -35,6 +35,14 @@ pub struct CapPlan {
     keep_mask: u64,
 }
 
+/// The capabilities this kernel knows, probed once per process (one
+/// PR_CAPBSET_READ each, 41 calls on every spawn otherwise): a property of
+/// the kernel, not of the calling thread's sets.
+fn supported() -> &'static [Capability] {
+    static SUPPORTED: std::sync::OnceLock<Vec<Capability>> = std::sync::OnceLock::new();
+    SUPPORTED.get_or_init(|| caps::runtime::thread_all_supported().into_iter().collect())
+}
+
 impl CapPlan {
     pub fn new(names: &[String]) -> Result<CapPlan, CapsError> {
         let mut keep = Vec::new();
@@ -48,9 +56,10 @@ impl CapPlan {
             }
         }
         keep.sort_by_key(|c| c.index());
-        let mut drop: Vec<Capability> = caps::runtime::thread_all_supported()
-            .into_iter()
+        let mut drop: Vec<Capability> = supported()
+            .iter()
             .filter(|c| !keep.contains(c))
+            .copied()
             .collect();
         drop.sort_by_key(|c| c.index());
         let keep_mask = keep.iter().fold(0u64, |m, c| m | (1 << c.index()));
