@@ -1,6 +1,7 @@
-//! A network namespace held by a file descriptor. Work inside a namespace runs
-//! on a short-lived scoped thread switched into it, so the caller's thread
-//! never changes namespace (a netns is a per-thread property).
+//! A network namespace held by a file descriptor. Work inside another
+//! namespace runs on a short-lived scoped thread switched into it, so the
+//! caller's thread never changes namespace (a netns is a per-thread
+//! property).
 
 use super::{NetworkError, TeardownErrors};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -68,6 +69,11 @@ impl Netns {
         F: FnOnce() -> T + Send,
         T: Send,
     {
+        // Already there (the caller's own namespace, the usual host): no
+        // thread needed; starting one costs more than most requests.
+        if self.is_the_calling_threads()? {
+            return Ok(f());
+        }
         let fd = self.0.as_fd();
         std::thread::scope(|scope| {
             scope
@@ -100,6 +106,16 @@ impl Netns {
             });
         }
         Ok(cmd)
+    }
+
+    /// Whether the calling thread is in this namespace.
+    fn is_the_calling_threads(&self) -> Result<bool, NetworkError> {
+        let path = "/proc/thread-self/ns/net";
+        let here = nix::sys::stat::stat(path).map_err(|source| NetworkError::OpenNetns {
+            path: PathBuf::from(path),
+            source: source.into(),
+        })?;
+        Ok(self.id()? == (here.st_dev, here.st_ino))
     }
 
     /// (device, inode) of the namespace file: equal for the same namespace.
