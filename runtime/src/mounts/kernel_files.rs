@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub(super) const DEV_NODES: [&[u8]; 6] = [b"null", b"zero", b"full", b"random", b"urandom", b"tty"];
+pub(super) const DEV_NODES: [&CStr; 6] = [c"null", c"zero", c"full", c"random", c"urandom", c"tty"];
 
 /// A tmpfs /dev with the host's harmless nodes bound in (mknod is not
 /// allowed in a user namespace; a bind is), a private devpts and /dev/shm.
@@ -13,27 +13,44 @@ pub(super) fn mount_dev<S: Syscalls>(
     plan: &RootPlan,
     root: &Root<'_, S::Fd>,
 ) -> Result<(), StepFailure> {
-    let dev = target(sys, root, b"/dev", Leaf::Dir, Step::MountDevTmpfs)?;
+    let under = target(sys, root, b"/dev", Leaf::Dir, Step::MountDevTmpfs)?;
     sys.mount(
         Some(c"tmpfs"),
-        dev.at(),
+        under.at(),
         Some(c"tmpfs"),
         nosuid(plan) | noexec(plan) | MsFlags::MS_STRICTATIME | nodev(plan),
         Some(c"mode=755,size=65536k"),
     )
     .map_err(|e| root.fail(Step::MountDevTmpfs, e, b"/dev"))?;
+    // The tmpfs now on top at /dev (the fd above is the directory under
+    // it), opened once: everything below is made in it by name.
+    let dev = resolve(sys, root, b"/dev", Leaf::Existing, Step::MountDevTmpfs)?;
 
     for node in DEV_NODES {
-        let mut host = [0u8; 32];
-        let host = join_small(&mut host, b"/dev/", node);
-        let mut rel = [0u8; 32];
-        let rel = join_small(&mut rel, b"/dev/", node).to_bytes();
-        let node = target(sys, root, rel, Leaf::File, Step::BindDevNode)?;
-        sys.mount(Some(host), node.at(), None, MsFlags::MS_BIND, None)
-            .map_err(|e| root.fail(Step::BindDevNode, e, rel))?;
+        let mut buf = [0u8; 32];
+        let host = join_small(&mut buf, b"/dev/", node.to_bytes());
+        let at = make_in(
+            sys,
+            root,
+            &dev,
+            node,
+            host.to_bytes(),
+            Leaf::File,
+            Step::BindDevNode,
+        )?;
+        sys.mount(Some(host), at.at(), None, MsFlags::MS_BIND, None)
+            .map_err(|e| root.fail(Step::BindDevNode, e, host.to_bytes()))?;
     }
 
-    let pts = target(sys, root, b"/dev/pts", Leaf::Dir, Step::MountDevPts)?;
+    let pts = make_in(
+        sys,
+        root,
+        &dev,
+        c"pts",
+        b"/dev/pts",
+        Leaf::Dir,
+        Step::MountDevPts,
+    )?;
     sys.mount(
         Some(c"devpts"),
         pts.at(),
@@ -43,7 +60,15 @@ pub(super) fn mount_dev<S: Syscalls>(
     )
     .map_err(|e| root.fail(Step::MountDevPts, e, b"/dev/pts"))?;
 
-    let shm = target(sys, root, b"/dev/shm", Leaf::Dir, Step::MountDevShm)?;
+    let shm = make_in(
+        sys,
+        root,
+        &dev,
+        c"shm",
+        b"/dev/shm",
+        Leaf::Dir,
+        Step::MountDevShm,
+    )?;
     sys.mount(
         Some(c"shm"),
         shm.at(),
@@ -53,8 +78,6 @@ pub(super) fn mount_dev<S: Syscalls>(
     )
     .map_err(|e| root.fail(Step::MountDevShm, e, b"/dev/shm"))?;
 
-    // In the tmpfs now on top at /dev (the fd above is the directory under it).
-    let dev = resolve(sys, root, b"/dev", Leaf::Existing, Step::DevSymlink)?;
     for (target, name, rel) in [
         (c"pts/ptmx", c"ptmx", &b"/dev/ptmx"[..]),
         (c"/proc/self/fd", c"fd", b"/dev/fd"),
@@ -78,12 +101,13 @@ pub(super) fn join_small<'a>(buf: &'a mut [u8; 32], a: &[u8], b: &[u8]) -> &'a C
     CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"")
 }
 
-/// A fresh procfs (it shows the container's pid namespace), /proc/sys
-/// read-only, and the two files that act on the host masked.
+/// A fresh procfs (it shows the container's pid namespace) and /proc/sys
+/// read-only (read back with the kernel paths).
 pub(super) fn mount_proc<S: Syscalls>(
     sys: &mut S,
     plan: &RootPlan,
     root: &Root<'_, S::Fd>,
+    read_back: &mut ReadBack,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
     let proc_ = target(sys, root, b"/proc", Leaf::Dir, Step::MountProc)?;
@@ -97,27 +121,31 @@ pub(super) fn mount_proc<S: Syscalls>(
     .map_err(|e| root.fail(Step::MountProc, e, b"/proc"))?;
 
     if plan.kernel_files.proc_sys_readonly {
-        bind_in_place_readonly(sys, root, b"/proc/sys", Step::ProcSysReadonly, scratch)?;
+        let step = Step::ProcSysReadonly;
+        bind_in_place_readonly(sys, root, b"/proc/sys", step, read_back, scratch)?;
     }
     Ok(())
 }
 
 /// The spec's read-only paths (/proc/bus, /proc/fs, /proc/irq,
 /// /proc/sysrq-trigger by default), each bound onto itself and made
-/// read-only with everything below it, then read back. A path this kernel
-/// lacks is skipped. Before the masks, so a path in both lists ends masked.
+/// read-only with everything below it (read back once, after the last). A
+/// path this kernel lacks is skipped. Before the masks, so a path in both
+/// lists ends masked.
 pub(super) fn readonly_kernel_paths<S: Syscalls>(
     sys: &mut S,
     plan: &RootPlan,
     root: &Root<'_, S::Fd>,
+    read_back: &mut ReadBack,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
     if !plan.kernel_files.readonly_paths {
         return Ok(());
     }
+    let step = Step::ReadonlyPath;
     for path in &plan.readonly_paths {
-        match bind_in_place_readonly(sys, root, path.to_bytes(), Step::ReadonlyPath, scratch) {
-            Err(f) if f.step == Step::ReadonlyPath && f.errno == Errno::ENOENT as i32 => {}
+        match bind_in_place_readonly(sys, root, path.to_bytes(), step, read_back, scratch) {
+            Err(f) if f.step == step && f.errno == Errno::ENOENT as i32 => {}
             other => other?,
         }
     }
@@ -125,13 +153,14 @@ pub(super) fn readonly_kernel_paths<S: Syscalls>(
 }
 
 /// `rel` (resolved in the root) bound onto itself with its submounts, then
-/// made read-only through and through and read back. A failing step is
-/// `step`.
+/// made read-only through and through and queued to be read back. A
+/// failing step is `step`.
 pub(super) fn bind_in_place_readonly<S: Syscalls>(
     sys: &mut S,
     root: &Root<'_, S::Fd>,
     rel: &[u8],
     step: Step,
+    read_back: &mut ReadBack,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
     let at = target(sys, root, rel, Leaf::Existing, step)?;
@@ -143,8 +172,10 @@ pub(super) fn bind_in_place_readonly<S: Syscalls>(
         None,
     )
     .map_err(|e| root.fail(step, e, rel))?;
+    // Opened again: the fd above reaches the mount under the bind.
     let bound = mounted(sys, root, rel, step)?;
-    make_readonly_recursive(sys, &bound, scratch)
+    set_readonly_recursive(sys, &bound, scratch)?;
+    read_back.push(sys, &bound, scratch)
 }
 
 /// The spec's masked paths: a file gets /dev/null bound over it (opening
@@ -195,11 +226,13 @@ pub(super) fn mask_kernel_paths<S: Syscalls>(
 }
 
 /// sysfs of our own network namespace, or (sharing the host's network, where
-/// a fresh sysfs is refused) the host's /sys bound in; read-only by default.
+/// a fresh sysfs is refused) the host's /sys bound in; read-only by default
+/// (read back with the kernel paths).
 pub(super) fn mount_sys<S: Syscalls>(
     sys: &mut S,
     plan: &RootPlan,
     root: &Root<'_, S::Fd>,
+    read_back: &mut ReadBack,
     scratch: &mut [u8],
 ) -> Result<(), StepFailure> {
     let ro = plan.kernel_files.sys_readonly;
@@ -212,8 +245,8 @@ pub(super) fn mount_sys<S: Syscalls>(
         sys.mount(Some(c"sysfs"), at.at(), Some(c"sysfs"), flags, None)
             .map_err(|e| root.fail(Step::MountSys, e, b"/sys"))?;
         if ro {
-            let m = mounted(sys, root, b"/sys", Step::VerifyReadonly)?;
-            verify_readonly(sys, m.point(), scratch)?;
+            let m = mounted_on(sys, root, at, b"/sys", Step::VerifyReadonly)?;
+            read_back.push(sys, &m, scratch)?;
         }
     } else {
         sys.mount(
@@ -226,7 +259,8 @@ pub(super) fn mount_sys<S: Syscalls>(
         .map_err(|e| root.fail(Step::BindHostSys, e, b"/sys"))?;
         if ro {
             let m = mounted(sys, root, b"/sys", Step::RemountReadonly)?;
-            make_readonly_recursive(sys, &m, scratch)?;
+            set_readonly_recursive(sys, &m, scratch)?;
+            read_back.push(sys, &m, scratch)?;
         }
     }
     Ok(())

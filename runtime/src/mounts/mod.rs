@@ -187,11 +187,15 @@ pub fn build_root<S: Syscalls>(
     let root = open_root(sys, plan)?;
     mount_dev(sys, plan, &root)?;
     crate::timeline::point(crate::timeline::Point::DevMounted);
-    mount_proc(sys, plan, &root, scratch)?;
+    let mut read_back = ReadBack::new();
+    mount_proc(sys, plan, &root, &mut read_back, scratch)?;
     crate::timeline::point(crate::timeline::Point::ProcMounted);
-    mount_sys(sys, plan, &root, scratch)?;
+    mount_sys(sys, plan, &root, &mut read_back, scratch)?;
     crate::timeline::point(crate::timeline::Point::SysMounted);
-    readonly_kernel_paths(sys, plan, &root, scratch)?;
+    readonly_kernel_paths(sys, plan, &root, &mut read_back, scratch)?;
+    // /proc/sys, /sys and the read-only paths in one mountinfo read, before
+    // the masks put writable mounts among them.
+    read_back.verify(sys, scratch)?;
     crate::timeline::point(crate::timeline::Point::KernelPathsReadonly);
     mask_kernel_paths(sys, plan, &root)?;
     crate::timeline::point(crate::timeline::Point::KernelPathsMasked);

@@ -54,15 +54,12 @@ pub(super) fn ascii_u64(s: &[u8]) -> Option<u64> {
     })
 }
 
-/// Undoes mountinfo's octal escapes (\040 for space...) into a C string.
-pub(super) fn unescape<'b>(field: &[u8], buf: &'b mut [u8; PATH_MAX]) -> Option<&'b CStr> {
+/// The bytes of a mountinfo field with its octal escapes (\040 for
+/// space...) undone.
+fn unescaped(field: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let mut i = 0;
-    let mut n = 0;
-    while i < field.len() {
-        if n + 1 >= PATH_MAX {
-            return None;
-        }
-        let b = field[i];
+    std::iter::from_fn(move || {
+        let b = *field.get(i)?;
         if b == b'\\'
             && i + 3 < field.len()
             && field[i + 1..i + 4]
@@ -70,12 +67,23 @@ pub(super) fn unescape<'b>(field: &[u8], buf: &'b mut [u8; PATH_MAX]) -> Option<
                 .all(|d| (b'0'..=b'7').contains(d))
         {
             let v = (field[i + 1] - b'0') * 64 + (field[i + 2] - b'0') * 8 + (field[i + 3] - b'0');
-            buf[n] = v;
             i += 4;
+            Some(v)
         } else {
-            buf[n] = b;
             i += 1;
+            Some(b)
         }
+    })
+}
+
+/// Undoes mountinfo's octal escapes into a C string.
+pub(super) fn unescape<'b>(field: &[u8], buf: &'b mut [u8; PATH_MAX]) -> Option<&'b CStr> {
+    let mut n = 0;
+    for b in unescaped(field) {
+        if n + 1 >= PATH_MAX {
+            return None;
+        }
+        buf[n] = b;
         n += 1;
     }
     buf[n] = 0;
@@ -94,8 +102,8 @@ pub fn subtree_ids(
         let Some(m) = MountLine::parse(line) else {
             continue;
         };
-        let mut buf = [0u8; PATH_MAX];
-        if unescape(m.mount_point, &mut buf).is_some_and(|p| p.to_bytes() == target) {
+        // Compared as decoded, without a copy: this runs for every line.
+        if unescaped(m.mount_point).eq(target.iter().copied()) {
             // Later lines are mounted over earlier ones at the same place.
             top = Some(m.id);
         }

@@ -102,18 +102,21 @@ pub(super) fn resolve<S: Syscalls>(
         let last = rel[end..].iter().all(|&b| b == b'/');
         let dir = !last || leaf == Leaf::Dir;
         let prefix = &rel[..end];
-        let fd = match sys.open_in_root(&root.fd, c_in(&mut buf, prefix)?, dir) {
+        // The whole path did not resolve just above: its last part is made
+        // without being tried again (unless `..`, which the walk may just
+        // have made resolvable).
+        let opened = if last && name != b".." {
+            Err(Errno::ENOENT)
+        } else {
+            sys.open_in_root(&root.fd, c_in(&mut buf, prefix)?, dir)
+        };
+        let fd = match opened {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
                 let at = parent.as_ref().unwrap_or(&root.fd);
                 let mut name_buf = [0u8; PATH_MAX];
                 let name = c_in(&mut name_buf, name)?;
-                let made = if dir {
-                    sys.mkdirat(at, name, 0o755)
-                } else {
-                    sys.create_file_at(at, name, 0o644)
-                };
-                match made {
+                match make(sys, at, name, dir) {
                     Ok(()) => {}
                     // There, yet it did not resolve: a dangling symlink.
                     Err(Errno::EEXIST) => return Err(root.fail(step, Errno::ENOENT, prefix)),
@@ -127,6 +130,35 @@ pub(super) fn resolve<S: Syscalls>(
         parent = Some(fd);
     }
     parent.ok_or_else(|| root.fail(step, Errno::ENOENT, rel))
+}
+
+/// An empty directory or file `name` in `dir`.
+fn make<S: Syscalls>(sys: &mut S, dir: &S::Fd, name: &CStr, is_dir: bool) -> Result<(), Errno> {
+    if is_dir {
+        sys.mkdirat(dir, name, 0o755)
+    } else {
+        sys.create_file_at(dir, name, 0o644)
+    }
+}
+
+/// `name` made in `dir` and opened there, ready to mount on. Only for a
+/// directory of a tmpfs we just mounted (/dev): it is empty, so nothing in
+/// it can be there already or be a link, and the root need not be walked
+/// again for each entry. `rel` names it in errors.
+pub(super) fn make_in<S: Syscalls>(
+    sys: &mut S,
+    root: &Root<'_, S::Fd>,
+    dir: &S::Fd,
+    name: &CStr,
+    rel: &[u8],
+    leaf: Leaf,
+    step: Step,
+) -> Result<Target<S::Fd>, StepFailure> {
+    let is_dir = leaf == Leaf::Dir;
+    make(sys, dir, name, is_dir).map_err(|e| root.fail(step, e, rel))?;
+    sys.open_in_root(dir, name, is_dir)
+        .map(Target::new)
+        .map_err(|e| root.fail(step, e, rel))
 }
 
 /// A resolved target and the /proc/self/fd path the syscalls act through
@@ -178,6 +210,20 @@ pub(super) fn mounted<S: Syscalls>(
     step: Step,
 ) -> Result<Mounted<S::Fd>, StepFailure> {
     let target = target(sys, root, rel, Leaf::Existing, step)?;
+    mounted_on(sys, root, target, rel, step)
+}
+
+/// The mount just made on `target`, which was resolved before it: its fd
+/// still reaches what is under the new mount, but its path is the one
+/// mountinfo shows the new mount at (enough for a read-back, not for a
+/// remount).
+pub(super) fn mounted_on<S: Syscalls>(
+    sys: &mut S,
+    root: &Root<'_, S::Fd>,
+    target: Target<S::Fd>,
+    rel: &[u8],
+    step: Step,
+) -> Result<Mounted<S::Fd>, StepFailure> {
     let mut point = [0u8; PATH_MAX];
     sys.fd_path(&target._fd, &mut point)
         .map_err(|e| root.fail(step, e, rel))?;

@@ -441,6 +441,153 @@ fn a_writable_submount_fails_the_read_back() {
     );
 }
 
+/// The test plan with three read-only kernel paths, and its mountinfo
+/// (every mount `ro` unless listed in `rw`; /proc/fs has a submount).
+fn plan_with_kernel_paths(rw: &[&str]) -> (RootPlan, RecordingSyscalls) {
+    let mut p = plan();
+    p.readonly_paths = vec![c"/proc/bus".into(), c"/proc/fs".into(), c"/proc/irq".into()];
+    let mut info = mountinfo(rw);
+    for (id, parent, mp) in [
+        (40, 10, "/proc/bus"),
+        (41, 10, "/proc/fs"),
+        (42, 41, "/proc/fs/nfsd"),
+        (43, 10, "/proc/irq"),
+    ] {
+        let opts = if rw.contains(&mp) { "rw" } else { "ro" };
+        info.push_str(&format!(
+            "{id} {parent} 0:{id} / {ROOT}{mp} {opts},nosuid - proc proc rw\n"
+        ));
+    }
+    let sys = RecordingSyscalls {
+        mountinfo: info,
+        ..Default::default()
+    };
+    (p, sys)
+}
+
+fn made_readonly(calls: &[Call], rel: &str) -> bool {
+    let t = format!("{ROOT}{rel}");
+    calls
+        .iter()
+        .any(|c| matches!(c, Call::MountSetattrReadonly { target } if *target == t))
+}
+
+#[rstest::rstest]
+#[case::first_path("/proc/bus")]
+#[case::below_a_path("/proc/fs/nfsd")]
+#[case::proc_sys("/proc/sys")]
+#[case::sys("/sys")]
+fn one_read_back_after_the_last_kernel_path_names_what_is_writable(#[case] rw: &str) {
+    let (p, mut sys) = plan_with_kernel_paths(&[rw]);
+    let err = run(&mut sys, &p).expect_err("verification fails");
+    assert_eq!(err.step, Step::VerifyReadonly);
+    assert_eq!(err.errno, 0, "the check failed, not a call");
+    assert_eq!(err.path(), format!("{ROOT}{rw}").as_bytes());
+    // Read back once, after the last path was made read-only: a check per
+    // path would have stopped before /proc/irq.
+    assert!(made_readonly(&sys.calls, "/proc/irq"), "{:#?}", sys.calls);
+    let masked = format!("{ROOT}/proc/kmsg");
+    assert!(
+        !sys.calls
+            .iter()
+            .any(|c| is_mount_at(c, &masked) || matches!(c, Call::PivotRoot { .. })),
+        "stops before the masks"
+    );
+
+    let (p, mut sys) = plan_with_kernel_paths(&[]);
+    run(&mut sys, &p).expect("all read-only: builds");
+}
+
+#[test]
+fn a_failed_mountinfo_read_proves_nothing() {
+    let (p, mut sys) = plan_with_kernel_paths(&[]);
+    // Too small for the mountinfo text: the double's read fails (ENOBUFS).
+    let mut scratch = [0u8; 64];
+    let err = build_root(&mut sys, &p, &mut scratch).expect_err("nothing read back");
+    assert_eq!(
+        (err.step, Errno::from_raw(err.errno)),
+        (Step::ReadMountinfo, Errno::ENOBUFS)
+    );
+    assert!(made_readonly(&sys.calls, "/proc/irq"));
+    assert!(!sys
+        .calls
+        .iter()
+        .any(|c| matches!(c, Call::PivotRoot { .. })));
+}
+
+#[rstest::rstest]
+#[case::read_back_when_full(0)]
+#[case::read_back_at_the_end(149)]
+fn a_full_read_back_queue_is_read_back_and_refilled(#[case] rw: usize) {
+    // 150 paths of 80 bytes each: more than the queue holds at once.
+    let rel = |i: usize| format!("/proc/p{i:03}{}", "x".repeat(46));
+    let mut p = plan();
+    p.readonly_paths = (0..150)
+        .map(|i| CString::new(rel(i)).expect("no NUL"))
+        .collect();
+    let mut info = mountinfo(&[]);
+    for i in 0..150 {
+        let opts = if i == rw { "rw" } else { "ro" };
+        info.push_str(&format!(
+            "{} 10 0:1 / {ROOT}{} {opts} - proc proc rw\n",
+            100 + i,
+            rel(i)
+        ));
+    }
+    let mut sys = RecordingSyscalls {
+        mountinfo: info.clone(),
+        ..Default::default()
+    };
+    let err = run(&mut sys, &p).expect_err("verification fails");
+    assert_eq!(err.step, Step::VerifyReadonly);
+    assert_eq!(err.path(), format!("{ROOT}{}", rel(rw)).as_bytes());
+    // The first path is read back when the queue fills, before the last
+    // is made read-only; the last, in the read after it.
+    assert_eq!(made_readonly(&sys.calls, &rel(149)), rw == 149);
+
+    let mut sys = RecordingSyscalls {
+        mountinfo: info.replace(" rw - proc", " ro - proc"),
+        ..Default::default()
+    };
+    run(&mut sys, &p).expect("all read-only: builds");
+}
+
+#[test]
+fn dev_is_opened_once_and_filled_by_name() {
+    let mut sys = RecordingSyscalls {
+        mountinfo: mountinfo(&[]),
+        ..Default::default()
+    };
+    run(&mut sys, &plan()).expect("builds");
+    let dev = format!("{ROOT}/dev");
+    // The directory the tmpfs goes on, then the tmpfs.
+    assert_eq!(sys.fds.iter().filter(|p| **p == dev).count(), 2);
+    for node in DEV_NODES {
+        let node = format!("{dev}/{}", node.to_str().expect("ascii"));
+        assert!(sys.calls.contains(&Call::CreateFile { path: node.clone() }));
+        let bind = sys.calls.iter().any(|c| {
+            matches!(c, Call::Mount { source: Some(s), target, flags, .. }
+                if *s == node.strip_prefix(ROOT).unwrap_or("") && *target == node
+                    && *flags == MsFlags::MS_BIND)
+        });
+        assert!(bind, "{node} bound from the host");
+    }
+    for (d, fstype) in [("pts", "devpts"), ("shm", "tmpfs")] {
+        let at = format!("{dev}/{d}");
+        assert!(sys.calls.contains(&Call::Mkdir {
+            path: at.clone(),
+            mode: 0o755
+        }));
+        assert!(sys.calls.iter().any(
+            |c| matches!(c, Call::Mount { fstype: Some(t), target, .. } if t == fstype && *target == at)
+        ));
+    }
+    assert!(sys.calls.contains(&Call::Symlink {
+        target: "pts/ptmx".into(),
+        link: format!("{dev}/ptmx")
+    }));
+}
+
 #[test]
 fn chroot_only_skips_pivot_root() {
     let mut p = plan();
@@ -495,6 +642,11 @@ fn subtree_takes_the_mount_on_top() {
     let n = subtree_ids(info, b"/m", &mut ids).expect("found");
     assert_eq!(&ids[..n], &[6, 7]);
     assert_eq!(subtree_ids(info, b"/nope", &mut ids), Err(Errno::ENOENT));
+    // Mount points are compared as decoded.
+    let info = b"1 0 0:1 / / rw - x x rw\n9 1 0:9 / /a\\040b ro - x x rw\n10 1 0:10 / /a\\040bc ro - x x rw\n";
+    let n = subtree_ids(info, b"/a b", &mut ids).expect("found");
+    assert_eq!(&ids[..n], &[9]);
+    assert_eq!(subtree_ids(info, b"/a\\040b", &mut ids), Err(Errno::ENOENT));
 }
 
 #[test]
