@@ -52,8 +52,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let mut starter = FullStarter::new(spec, &run_id, "t", net);
-    // (position, from -> to) -> interval in ms, over every start.
-    let mut intervals: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
+    // (side, position, from -> to) -> interval in ms, over every start.
+    // The parent and the child run at once (the parent completes the
+    // cgroup while the child builds its root), so each side's marks are
+    // chained on their own.
+    let mut intervals: BTreeMap<(&str, usize, String), Vec<f64>> = BTreeMap::new();
     let mut starts = Vec::with_capacity(n);
     for _ in 0..n {
         timeline::take();
@@ -63,20 +66,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop(started);
         starts.push(t.elapsed().as_secs_f64() * 1e3);
         let marks = timeline::take();
-        for (i, pair) in marks.windows(2).enumerate() {
-            let key = format!(
-                "{} -> {}",
-                timeline::name(pair[0].0),
-                timeline::name(pair[1].0)
-            );
-            let ms = pair[1].1.saturating_sub(pair[0].1) as f64 / 1e6;
-            intervals.entry((i, key)).or_default().push(ms);
+        for side in ["parent", "child"] {
+            let mine: Vec<_> = marks
+                .iter()
+                .filter(|m| (side == "parent") == timeline::is_parent(m.0))
+                .collect();
+            for (i, pair) in mine.windows(2).enumerate() {
+                let key = format!(
+                    "{} -> {}",
+                    timeline::name(pair[0].0),
+                    timeline::name(pair[1].0)
+                );
+                let ms = pair[1].1.saturating_sub(pair[0].1) as f64 / 1e6;
+                intervals.entry((side, i, key)).or_default().push(ms);
+            }
         }
     }
-    // Parent and child interleave a little differently from start to
-    // start; an interval seen in fewer than half of them is left out.
+    // A side interleaves a little differently from start to start; an
+    // interval seen in fewer than half of them is left out.
     println!("median ms  interval (in {n} starts)");
-    for ((_, key), v) in intervals.into_iter().filter(|(_, v)| v.len() * 2 >= n) {
+    let mut shown = "";
+    for ((side, _, key), v) in intervals.into_iter().filter(|(_, v)| v.len() * 2 >= n) {
+        if side != shown {
+            println!("{side}:");
+            shown = side;
+        }
         println!("{:9.3}  {key}", median(v));
     }
 

@@ -52,6 +52,12 @@ pub fn name(code: u8) -> &'static str {
     }
 }
 
+/// Whether a recorded code is one of the parent's marks (the first run of
+/// [`Point`]s; the child's are its [`Step`]s and the root's points).
+pub fn is_parent(code: u8) -> bool {
+    (Point::SpawnStart as u8..Point::RootStart as u8).contains(&code)
+}
+
 #[inline(always)]
 pub(crate) fn point(p: Point) {
     imp::mark(p as u8);
