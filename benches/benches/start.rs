@@ -373,7 +373,15 @@ fn ready_peers(run: &mut Run) -> Vec<Peer> {
         ),
         (
             "peers/youki",
-            Peer::oci("peers/youki", "youki", &run.root, &run.cgroups),
+            if std::env::var_os("ISOCHECK_BENCH_YOUKI").is_some() {
+                Peer::oci("peers/youki", "youki", &run.root, &run.cgroups)
+            } else {
+                Err(peers::PeerError::OptIn {
+                    reason: "youki 0.7 now and then misses its container's exit and waits \
+                             forever (the probe left a zombie under it), which would end the \
+                             run; set ISOCHECK_BENCH_YOUKI=1 to include it",
+                })
+            },
         ),
         ("peers/bwrap", Peer::bwrap(&run.root)),
         ("peers/unshare-chroot", Peer::unshare_chroot(&run.root)),

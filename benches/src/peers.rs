@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 pub enum PeerError {
     #[error("`{program}` is not installed (not found in PATH)")]
     NotInstalled { program: &'static str },
+    #[error("not run unless asked: {reason}")]
+    OptIn { reason: &'static str },
     #[error("building it: {0}")]
     Build(String),
     #[error("preparing the bundle: {0}")]
@@ -26,6 +28,11 @@ pub enum PeerError {
     Spawn {
         command: String,
         source: std::io::Error,
+    },
+    #[error("{command} did not exit within {after:?} (killed); youki 0.7 now and then misses its container's exit and waits forever")]
+    Hung {
+        command: String,
+        after: std::time::Duration,
     },
     #[error("{command} exited with {status}: {stderr}")]
     Failed {
@@ -235,16 +242,41 @@ impl Peer {
 /// Run a command with stdout discarded and stderr captured for the error.
 /// `label` names the command in errors (`runc run`), without temp paths.
 fn run(label: &str, command: &mut Command) -> Result<(), PeerError> {
+    run_within(label, command, PEER_TIMEOUT)
+}
+
+/// How long one peer start may take before it counts as hung.
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// [`run`] that kills the command after `timeout` and reports it hung,
+/// rather than hanging the whole bench run.
+fn run_within(
+    label: &str,
+    command: &mut Command,
+    timeout: std::time::Duration,
+) -> Result<(), PeerError> {
     let rendered = label.to_string();
-    let output = command
+    let spawn_error = |source| PeerError::Spawn {
+        command: rendered.clone(),
+        source,
+    };
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
-        .map_err(|source| PeerError::Spawn {
-            command: rendered.clone(),
-            source,
-        })?;
+        .spawn()
+        .map_err(spawn_error)?;
+    // A pidfd polled with the timeout: two syscalls, no thread and no
+    // sleep loop in the timed path. (stderr is small: an error message.)
+    if !exits_within(child.id(), timeout).map_err(spawn_error)? {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(PeerError::Hung {
+            command: rendered,
+            after: timeout,
+        });
+    }
+    let output = child.wait_with_output().map_err(spawn_error)?;
     if output.status.success() {
         Ok(())
     } else {
@@ -256,9 +288,42 @@ fn run(label: &str, command: &mut Command) -> Result<(), PeerError> {
     }
 }
 
+/// Whether process `pid` (a child of ours, not yet reaped) exits within
+/// `timeout`.
+fn exits_within(pid: u32, timeout: std::time::Duration) -> std::io::Result<bool> {
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        match isocheck_runtime::sys::poll_readable(pidfd.as_fd(), ms) {
+            Ok(ready) => return Ok(ready),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_that_does_not_exit_in_time_is_killed_and_reported_hung() {
+        let err = run_within(
+            "sleep",
+            Command::new("sleep").arg("30"),
+            std::time::Duration::from_millis(200),
+        )
+        .expect_err("must time out");
+        assert!(matches!(err, PeerError::Hung { .. }), "{err}");
+        assert!(run_within("true", &mut Command::new("true"), PEER_TIMEOUT).is_ok());
+    }
 
     #[test]
     fn which_finds_sh_and_not_a_made_up_name() {
