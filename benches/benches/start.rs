@@ -71,6 +71,18 @@ impl Run {
     }
 }
 
+/// Waits for an idle machine before `next` is timed: what the benches
+/// before left the kernel to tear down must not be timed as its own (see
+/// `isocheck_benches::settle`).
+fn quiet(next: &str) {
+    if let Err(busy) = isocheck_benches::settle::settle(Duration::from_secs(30)) {
+        eprintln!(
+            "isocheck-benches: before {next}: the CPUs were still {:.0} % busy after 30 s",
+            busy * 100.0
+        );
+    }
+}
+
 /// Slow starts (milliseconds each): flat sampling, fewer samples, so a
 /// full run stays in minutes.
 fn slow_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
@@ -270,6 +282,7 @@ fn bench_full(c: &mut Criterion, run: &mut Run) {
     let mut group = slow_group(c, "start");
     for (name, with_net) in [("full", false), ("full-net", true)] {
         let prefix = if with_net { "net" } else { "full" };
+        quiet(&format!("start/{name}"));
         match tried_starter(run, prefix, with_net) {
             Ok(mut starter) => {
                 group.bench_function(name, |b| b.iter(|| starter.run_once().expect("full start")));
@@ -342,6 +355,7 @@ fn bench_scale(c: &mut Criterion, run: &mut Run) {
         // Started on first use: criterion calls the routine only when the
         // id passes the command line's filter, so a filtered run does not
         // start a hundred containers for nothing.
+        quiet(&format!("scale/running/{n}"));
         let mut fleet: Option<Fleet> = None;
         group.bench_with_input(BenchmarkId::new("running", n), &n, |b, &n| {
             if fleet.is_none() {
@@ -404,6 +418,7 @@ fn bench_peers(c: &mut Criterion, run: &mut Run) {
     let mut group = slow_group(c, "peers");
     for peer in &mut ready {
         let name = peer.id.trim_start_matches("peers/").to_string();
+        quiet(peer.id);
         group.bench_function(name, |b| b.iter(|| peer.run_once().expect("peer start")));
     }
     group.finish();
@@ -477,16 +492,23 @@ fn main() {
     let mut criterion = Criterion::default()
         .output_directory(&criterion_dir)
         .configure_from_args();
-    bench_floor(&mut criterion, &run);
-    bench_namespaces(&mut criterion, &run);
-    bench_cgroup(&mut criterion, &mut run);
-    bench_net_attach(&mut criterion, &mut run);
-    bench_stages(&mut criterion, &mut run);
-    bench_full(&mut criterion, &mut run);
-    bench_sustained(&mut criterion, &mut run);
-    bench_peers(&mut criterion, &mut run);
-    bench_cli(&mut criterion, &mut run, &workspace);
-    bench_scale(&mut criterion, &mut run);
+    type Group = fn(&mut Criterion, &mut Run, &std::path::Path);
+    let groups: [(&str, Group); 10] = [
+        ("start/floor", |c, run, _| bench_floor(c, run)),
+        ("ns", |c, run, _| bench_namespaces(c, run)),
+        ("cgroup", |c, run, _| bench_cgroup(c, run)),
+        ("net", |c, run, _| bench_net_attach(c, run)),
+        ("rootfs, caps", |c, run, _| bench_stages(c, run)),
+        ("start/full", |c, run, _| bench_full(c, run)),
+        ("start/sustained", |c, run, _| bench_sustained(c, run)),
+        ("peers", |c, run, _| bench_peers(c, run)),
+        ("cli", bench_cli),
+        ("scale", |c, run, _| bench_scale(c, run)),
+    ];
+    for (name, group) in groups {
+        quiet(name);
+        group(&mut criterion, &mut run, &workspace);
+    }
     criterion.final_summary();
 
     if let Err(e) = summary::write_skipped(&criterion_dir, &run.skipped) {

@@ -5,9 +5,10 @@
 //! namespaces, exec, wait) measured in the same run.
 //!
 //! `cargo run --release -p isocheck-benches --features timeline --example
-//! start-timeline [N] [--net]` (as root; it enters a stand-in host first,
-//! as the benches do). `--net` times `start/full-net`'s container: a veth
-//! to a bridge made in the stand-in.
+//! start-timeline [N] [--net] [--reaper]` (as root; it enters a stand-in
+//! host first, as the benches do). `--net` times `start/full-net`'s
+//! container: a veth to a bridge made in the stand-in; `--reaper` hands
+//! teardown to a reaper thread, as the benches do.
 
 use isocheck_benches::full::{self, FullStarter, NetPlan};
 use isocheck_benches::probe;
@@ -27,7 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     standin::enter()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let with_net = args.iter().any(|a| a == "--net");
-    let n: usize = match args.iter().find(|a| *a != "--net") {
+    let with_reaper = args.iter().any(|a| a == "--reaper");
+    let n: usize = match args.iter().find(|a| !a.starts_with("--")) {
         Some(a) => a.parse().map_err(|e| format!("N: {a:?}: {e}"))?,
         None => 200,
     };
@@ -39,6 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("no workspace dir")?;
     let root = MinimalRootfs::new(&probe::find_or_build(workspace)?)?;
     let _parents = CgroupManager::detect()?.hold_parents();
+    // As the benches run: teardown on the reaper's thread.
+    let reaper = with_reaper
+        .then(isocheck_runtime::reaper::Reaper::start)
+        .transpose()?;
     timeline::enable()?;
 
     let run_id = format!("timeline{}", std::process::id());
@@ -108,6 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "start {full:.3} ms, floor {floor:.3} ms, start / floor {:.2}",
         full / floor
     );
+    drop(reaper);
     if let Some((_, bridge)) = bridge {
         bridge.delete()?;
     }

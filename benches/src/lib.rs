@@ -11,6 +11,7 @@ pub mod oci;
 pub mod peers;
 pub mod probe;
 pub mod rootfs;
+pub mod settle;
 pub mod spawn;
 pub mod stage;
 pub mod stages;
