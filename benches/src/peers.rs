@@ -29,7 +29,7 @@ pub enum PeerError {
         command: String,
         source: std::io::Error,
     },
-    #[error("{command} did not exit within {after:?} (killed); youki 0.7 now and then misses its container's exit and waits forever")]
+    #[error("{command} did not exit within {after:?} (killed)")]
     Hung {
         command: String,
         after: std::time::Duration,
@@ -291,22 +291,11 @@ fn run_within(
 /// Whether process `pid` (a child of ours, not yet reaped) exits within
 /// `timeout`.
 fn exits_within(pid: u32, timeout: std::time::Duration) -> std::io::Result<bool> {
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    use isocheck_runtime::sys::{pidfd_open, poll_readable};
+    use std::os::fd::AsFd;
+    let pidfd = pidfd_open(pid as i32)?;
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    loop {
-        match isocheck_runtime::sys::poll_readable(pidfd.as_fd(), ms) {
-            Ok(ready) => return Ok(ready),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(poll_readable(pidfd.as_fd(), ms)?)
 }
 
 #[cfg(test)]
