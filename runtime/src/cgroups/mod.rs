@@ -408,10 +408,9 @@ impl CgroupManager {
     /// and the limits. The caller's first process joins those directories
     /// afterwards, through [`Cgroup::self_attach`]'s `tasks` files.
     pub fn complete(&self, cgroup: &mut Cgroup, limits: &Limits) -> Result<(), CgroupError> {
-        let name = cgroup.name.clone();
         self.backend
             .get()
-            .create_rest(&name, limits, &mut cgroup.nodes)
+            .create_rest(&cgroup.name, limits, &mut cgroup.nodes)
     }
 
     /// The existing cgroup `isocheck/<name>` made by someone else; an error
@@ -553,11 +552,9 @@ impl CgroupManager {
 /// See [`Cgroup::self_attach`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelfAttach {
-    /// The `tasks` file of every v1 directory.
+    /// The `tasks` file of every v1 directory. (The v2 node, to clone
+    /// into, is [`Cgroup::unified_path`].)
     pub v1_tasks: Vec<PathBuf>,
-    /// The v2 node, to clone into (or, where that is refused, to write "0"
-    /// to its cgroup.procs).
-    pub v2_node: Option<PathBuf>,
 }
 
 /// A cgroup of ours: `isocheck/<name>` in each hierarchy used. Dropping it
@@ -650,7 +647,8 @@ impl Cgroup {
     /// each v1 directory by writing "0" to its `tasks` file (a thread that
     /// moves itself is spared the kernel's global threadgroup lock, whose
     /// write side waits out an RCU grace period: 5 to 30 ms here, against
-    /// 0.3 ms), the v2 node at birth (clone3 with CLONE_INTO_CGROUP).
+    /// 0.3 ms), the v2 node at birth (clone3 with CLONE_INTO_CGROUP into
+    /// [`Cgroup::unified_path`]).
     pub fn self_attach(&self) -> SelfAttach {
         let unified = self.nodes.unified.as_deref();
         SelfAttach {
@@ -661,7 +659,6 @@ impl Cgroup {
                 .filter(|d| Some(d.as_path()) != unified)
                 .map(|d| d.join("tasks"))
                 .collect(),
-            v2_node: self.nodes.unified.clone(),
         }
     }
 

@@ -18,7 +18,7 @@ use super::child::{confine, set_ids, step, Confinement, ExecArgs, Ids};
 use super::handshake::{self, receive, seqpacket_pair, FromChild, HANDSHAKE_TIMEOUT};
 use super::options::{stdio, StdioMode};
 use super::pidfd::{ExitStatus, PidfdChild};
-use super::{libc_flags, open_path, CgroupEntry, Container};
+use super::{libc_flags, open_path, open_v1_tasks, open_v2_procs, Container};
 use crate::error::Error;
 use crate::step::{Step, StepFailure};
 use crate::sys::{self, Forked, RealSyscalls, Syscalls};
@@ -60,9 +60,8 @@ impl Container {
         // through cgroup.procs (see `Cgroup::self_attach`).
         let mut procs: Vec<OwnedFd> = Vec::new();
         if let Some(cgroup) = &self.cgroup {
-            let entry = CgroupEntry::open(cgroup)?;
-            procs.extend(CgroupEntry::open_v1_tasks(cgroup)?);
-            procs.extend(entry.open_v2_procs()?);
+            procs.extend(open_v1_tasks(cgroup)?);
+            procs.extend(open_v2_procs(cgroup)?);
         }
         let helper = ExecHelper {
             sock: child_sock.as_raw_fd(),

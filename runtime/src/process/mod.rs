@@ -61,7 +61,6 @@ mod libc_flags {
 
 /// What the parent does for the child between clone and `GO`.
 struct ParentSetupPlan<'a> {
-    manager: &'static CgroupManager,
     device_allowlist: bool,
     /// The v2 node's cgroup.procs when clone3 refused to clone into it.
     fallback_procs: Option<OwnedFd>,
@@ -81,54 +80,45 @@ fn cgroup_manager() -> Result<&'static CgroupManager, CgroupError> {
     Ok(MANAGER.get_or_init(|| m))
 }
 
-/// The files the first process joins its cgroup through (see
-/// [`Cgroup::self_attach`]): the v2 node it is born into, opened before
-/// clone, and each v1 directory's `tasks` file, opened once those are made
-/// (after clone, while the child builds its root) and handed to it with
-/// `GO`; it writes "0" to each. Cheaper than the parent writing its pid
-/// to cgroup.procs.
-struct CgroupEntry {
-    v2_node: Option<OwnedFd>,
-    v2_path: Option<std::path::PathBuf>,
+// The files the first process joins its cgroup through (see
+// [`Cgroup::self_attach`]): the v2 node it is born into, opened before
+// clone, and each v1 directory's `tasks` file, opened once those are made
+// (after clone, while the child builds its root) and handed to it with
+// `GO`; it writes "0" to each. Cheaper than the parent writing its pid to
+// cgroup.procs.
+
+/// The v2 node to clone into; `None` without one.
+fn open_v2_node(cgroup: &Cgroup) -> Result<Option<OwnedFd>, Error> {
+    cgroup
+        .unified_path()
+        .map(|n| open_path(n, libc_flags::PATH_DIR, "open the cgroup2 node"))
+        .transpose()
 }
 
-impl CgroupEntry {
-    fn open(cgroup: &Cgroup) -> Result<CgroupEntry, Error> {
-        let v2_path = cgroup.self_attach().v2_node;
-        Ok(CgroupEntry {
-            v2_node: match &v2_path {
-                Some(n) => Some(open_path(n, libc_flags::PATH_DIR, "open the cgroup2 node")?),
-                None => None,
-            },
-            v2_path,
+/// The v1 `tasks` files of the completed cgroup.
+fn open_v1_tasks(cgroup: &Cgroup) -> Result<Vec<OwnedFd>, Error> {
+    cgroup
+        .self_attach()
+        .v1_tasks
+        .iter()
+        .map(|t| open_path(t, libc_flags::WRONLY, "open the cgroup's tasks file"))
+        .collect()
+}
+
+/// The v2 node's cgroup.procs, for a process that joins it by writing "0"
+/// there (the slower way in; see `Cgroup::self_attach`); `None` without a
+/// v2 node.
+fn open_v2_procs(cgroup: &Cgroup) -> Result<Option<OwnedFd>, Error> {
+    cgroup
+        .unified_path()
+        .map(|node| {
+            open_path(
+                &node.join("cgroup.procs"),
+                libc_flags::WRONLY,
+                "open the cgroup2 node's cgroup.procs",
+            )
         })
-    }
-
-    /// The v1 `tasks` files of the completed cgroup.
-    fn open_v1_tasks(cgroup: &Cgroup) -> Result<Vec<OwnedFd>, Error> {
-        cgroup
-            .self_attach()
-            .v1_tasks
-            .iter()
-            .map(|t| open_path(t, libc_flags::WRONLY, "open the cgroup's tasks file"))
-            .collect()
-    }
-
-    /// The v2 node's cgroup.procs, for a process that joins it by writing
-    /// "0" there (the slower way in; see `Cgroup::self_attach`); `None`
-    /// without a v2 node.
-    fn open_v2_procs(&self) -> Result<Option<OwnedFd>, Error> {
-        self.v2_path
-            .as_deref()
-            .map(|node| {
-                open_path(
-                    &node.join("cgroup.procs"),
-                    libc_flags::WRONLY,
-                    "open the cgroup2 node's cgroup.procs",
-                )
-            })
-            .transpose()
-    }
+        .transpose()
 }
 
 /// open(2) of a path of ours; the error names `step` and the path.
@@ -287,8 +277,7 @@ impl Container {
         let manager = cgroup_manager()?;
         let cgroup =
             manager.create_for_birth(&format!("{}-{}", opts.run_id, opts.name), &spec.limits)?;
-        let entry = CgroupEntry::open(&cgroup)?;
-        let cgroup = Some(cgroup);
+        let v2_node = open_v2_node(&cgroup)?;
         crate::timeline::point(crate::timeline::Point::CgroupMade);
 
         let stdin = stdio(opts.stdin, true)?;
@@ -360,7 +349,7 @@ impl Container {
         };
 
         crate::timeline::point(crate::timeline::Point::ChildPlanBuilt);
-        let into = entry.v2_node.as_ref().map(AsFd::as_fd);
+        let into = v2_node.as_ref().map(AsFd::as_fd);
         let mut fallback_procs = None;
         // SAFETY: the child runs only `child_main`, which uses what `plan`
         // prepared, avoids allocating (see the module docs) and ends in
@@ -371,7 +360,7 @@ impl Container {
             {
                 // A kernel (before 5.7) or cgroup that refuses to clone into
                 // it: the child writes "0" to the node's cgroup.procs instead.
-                fallback_procs = entry.open_v2_procs()?;
+                fallback_procs = open_v2_procs(&cgroup)?;
                 // SAFETY: as above.
                 unsafe { sys::clone3(clone_flags(spec), true) }
             }
@@ -383,7 +372,7 @@ impl Container {
             Forked::Parent { pid, pidfd } => (pid, pidfd),
         };
         drop(plan);
-        drop(entry);
+        drop(v2_node);
         drop(child_sock);
         drop((stdin.child, stdout.child, stderr.child));
         crate::timeline::point(crate::timeline::Point::Cloned);
@@ -403,7 +392,7 @@ impl Container {
             hardening: spec.hardening,
             env: spec.env.clone(),
             rootfs,
-            cgroup,
+            cgroup: Some(cgroup),
             network: None,
         };
         let bridge = match (&spec.network, spec.namespaces.net) {
@@ -411,7 +400,6 @@ impl Container {
             _ => None,
         };
         let mut setup = ParentSetupPlan {
-            manager,
             device_allowlist: spec.hardening.device_allowlist,
             fallback_procs,
             mapping: mapping.as_ref(),
@@ -477,11 +465,12 @@ impl Container {
         let pid = self.init.pid();
         let mut joins = Vec::new();
         if let Some(cgroup) = self.cgroup.as_mut() {
-            setup.manager.complete(cgroup, setup.limits)?;
+            let manager = cgroup_manager()?;
+            manager.complete(cgroup, setup.limits)?;
             if setup.device_allowlist {
-                setup.manager.restrict_devices(cgroup)?;
+                manager.restrict_devices(cgroup)?;
             }
-            joins = CgroupEntry::open_v1_tasks(cgroup)?;
+            joins = open_v1_tasks(cgroup)?;
         }
         joins.extend(setup.fallback_procs.take());
         crate::timeline::point(crate::timeline::Point::CgroupCompleted);
@@ -506,8 +495,8 @@ impl Container {
     /// The child's own failure when it already sent one, else `error`.
     fn child_failure_or(&mut self, sock: BorrowedFd<'_>, error: Error) -> Error {
         match receive(sock, Instant::now(), "its failure") {
-            Ok(Some(FromChild::Failed(f))) => {
-                self.child_failed(FromChild::Failed(f).into_error("ready"))
+            Ok(Some(failed @ FromChild::Failed(_))) => {
+                self.child_failed(failed.into_error("ready"))
             }
             _ => error,
         }
