@@ -203,9 +203,10 @@ pub enum Interaction {
     ThenCompanion,
     /// Once the container says ready, the `outside` probe runs as a client.
     OutsideClient,
-    /// Probe says ready; harness reads the cgroup's CPU usage counter and
-    /// says go; after exit it reads it again: `host.usage_cpus` is the usage
-    /// over the window divided by the probe's `wall_s`.
+    /// Probe says ready; harness says go, reads the cgroup's CPU usage
+    /// counter twice while the probe burns (`measure::usage_rate`), then
+    /// says go again to stop it: `host.usage_cpus` is the usage between the
+    /// reads over the time between them.
     UsageWindow,
     /// Once the container says ready, the harness measures its cgroup's CPU
     /// usage over a window, pauses it (`Container::pause`), measures a

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sched::{sched_getaffinity, sched_getcpu, CpuSet};
@@ -128,14 +129,15 @@ pub fn reap_exited_children() {
     }
 }
 
-/// Spins until `deadline`, returning the CPUs it ran on.
-fn spin_until(deadline: Instant) -> BTreeSet<usize> {
+/// Spins until `deadline` or until `stop` is set, returning the CPUs it
+/// ran on.
+fn spin_until(deadline: Instant, stop: &AtomicBool) -> BTreeSet<usize> {
     let mut cpus = BTreeSet::new();
     let mut next_sample = Instant::now();
     let mut work: u64 = 1;
     loop {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || stop.load(Ordering::Relaxed) {
             return cpus;
         }
         if now >= next_sample {
@@ -166,8 +168,10 @@ pub fn burn(mut args: Args) -> Result<Observation, ProbeError> {
     let threads: usize = args.required("threads")?;
     let threads = bounded("threads", threads, MAX_THREADS)?;
     let seconds = args.seconds("seconds")?;
-    // `go`: say ready and burn only once the harness says go, so it can read
-    // the cgroup's usage counter just before the window opens.
+    // `go`: say ready and burn only once the harness says go, then until it
+    // says go again (or closes stdin), `seconds` being only a cap: the
+    // harness reads the cgroup's usage counter twice while the burners spin,
+    // in their steady state, and stops them after its second read.
     let on_go = match args.optional::<String>("start")?.as_deref() {
         None | Some("now") => false,
         Some("go") => true,
@@ -187,8 +191,17 @@ pub fn burn(mut args: Args) -> Result<Observation, ProbeError> {
     }
     let start = Instant::now();
     let deadline = start + seconds;
+    // Static: the stdin watcher may still be blocked on its read when the
+    // burn ends at the cap, and the process exits under it.
+    static STOP: AtomicBool = AtomicBool::new(false);
+    if on_go {
+        std::thread::spawn(|| {
+            output::wait_for_go();
+            STOP.store(true, Ordering::Relaxed);
+        });
+    }
     let burners: Vec<_> = (0..threads)
-        .map(|_| std::thread::spawn(move || spin_until(deadline)))
+        .map(|_| std::thread::spawn(move || spin_until(deadline, &STOP)))
         .collect();
     let mut cpus_seen = BTreeSet::new();
     for burner in burners {
@@ -210,6 +223,14 @@ pub fn burn(mut args: Args) -> Result<Observation, ProbeError> {
     let usage_cpus = if wall_s > 0.0 { cpu_s / wall_s } else { 0.0 };
     Ok(Observation::new()
         .with("wall_s", wall_s)
+        .with(
+            "stopped_by",
+            if STOP.load(Ordering::Relaxed) {
+                "harness"
+            } else {
+                "cap"
+            },
+        )
         .with("cpu_s", cpu_s)
         .with("usage_cpus", usage_cpus)
         .with("cpus_seen", cpus_seen.into_iter().collect::<Vec<_>>())
@@ -495,7 +516,7 @@ pub fn burn_procs(mut args: Args) -> Result<Observation, ProbeError> {
     let mut children = Vec::new();
     for _ in 0..procs {
         children.push(fork_child(|| {
-            black_box(spin_until(deadline));
+            black_box(spin_until(deadline, &AtomicBool::new(false)));
         })?);
     }
     output::print_ready().map_err(|e| ProbeError::internal("print ready", e))?;

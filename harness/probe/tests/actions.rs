@@ -222,6 +222,43 @@ fn two_phase_action_waits_for_go() {
 }
 
 #[test]
+fn burn_on_go_spins_until_a_second_go() {
+    let mut probe = spawn_piped(&["burn", "--threads", "1", "--seconds", "10", "--start", "go"]);
+    let mut out = BufReader::new(probe.stdout.take().expect("stdout"));
+    let mut stdin = probe.stdin.take().expect("stdin");
+    assert_eq!(read_json_line(&mut out)["phase"], "ready");
+    stdin.write_all(b"go\n").expect("say go");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stdin.write_all(b"go\n").expect("say stop");
+    let obs = read_json_line(&mut out);
+    assert_eq!(obs["stopped_by"], "harness", "{obs}");
+    // Stopped by the second go, long before the 10 s cap.
+    let wall = obs["wall_s"].as_f64().expect("wall_s");
+    assert!((0.2..2.0).contains(&wall), "{obs}");
+    assert!(probe.wait().expect("exits").success());
+}
+
+#[test]
+fn burn_on_go_stops_at_its_cap_without_a_second_go() {
+    let mut probe = spawn_piped(&[
+        "burn",
+        "--threads",
+        "1",
+        "--seconds",
+        "0.2",
+        "--start",
+        "go",
+    ]);
+    let mut out = BufReader::new(probe.stdout.take().expect("stdout"));
+    let mut stdin = probe.stdin.take().expect("stdin");
+    assert_eq!(read_json_line(&mut out)["phase"], "ready");
+    stdin.write_all(b"go\n").expect("say go");
+    let obs = read_json_line(&mut out);
+    assert_eq!(obs["stopped_by"], "cap", "{obs}");
+    assert!(probe.wait().expect("exits").success());
+}
+
+#[test]
 fn trap_reports_the_signal_and_exits_128_plus_it() {
     use nix::sys::signal::{kill, Signal};
     for sig in [Signal::SIGTERM, Signal::SIGUSR2] {

@@ -3,7 +3,7 @@
 //! exit, the companions, then what the stand-in host sees afterwards.
 
 use super::error::ObserveError;
-use super::host_view::{cgroup_stats, host_clocks, host_marker_dir, own_mounts_under, usage_usec};
+use super::host_view::{cgroup_stats, host_clocks, host_marker_dir, own_mounts_under};
 use super::probe_output::{last_json, tail, wait_until, LineReader};
 use super::state::{testbed, Half, HalfFixtures};
 use super::{address_only, child_stdout, NetHalf, OciSpawned, Runner, Spawned, Which};
@@ -272,9 +272,6 @@ impl Runner {
             json!({ "code": status.code, "signal": status.signal, "timed_out": timed_out }),
         );
         doc.insert("cgroup".into(), cgroup_stats(&container));
-        if half.s.interaction == Interaction::UsageWindow {
-            usage_window_end(half, usage_usec(&container)?);
-        }
         if !stderr.trim().is_empty() {
             half.doc.insert("stderr".into(), json!(tail(&stderr, 800)));
         }
@@ -387,15 +384,6 @@ impl Runner {
                 "exit".into(),
                 json!({ "code": finished.exit_code, "signal": finished.exit_signal, "timed_out": finished.timed_out }),
             );
-            if half.s.interaction == Interaction::UsageWindow {
-                let after =
-                    finished.cgroup["cpu_usage_usec"]
-                        .as_u64()
-                        .ok_or(ObserveError::Missing(
-                            "the cgroup has no CPU usage counter (cpuacct / cpu.stat)",
-                        ))?;
-                usage_window_end(half, after);
-            }
             half.doc.insert("cgroup".into(), finished.cgroup);
             half.doc.insert("namespaces".into(), json!(namespaces));
         }
@@ -477,23 +465,6 @@ fn read_host_vars(vars: &mut BTreeMap<String, String>) -> Result<(), ObserveErro
     vars.insert("host.root_ino".into(), root.st_ino.to_string());
     vars.insert("host.boottime".into(), format!("{:.3}", clocks.1));
     Ok(())
-}
-
-/// The cgroup's own counter over exactly the burn window: read just before
-/// go (`usage_window_start`), and `after` the burner is done.
-fn usage_window_end(half: &mut Half, after: u64) {
-    half.host.insert("usage_usec_after".into(), json!(after));
-    let wall = half
-        .doc
-        .get("probe")
-        .and_then(|p| p.get("wall_s"))
-        .and_then(Value::as_f64)
-        .filter(|w| *w > 0.0);
-    let before = half.host["usage_usec_before"].as_u64();
-    if let (Some(wall), Some(before)) = (wall, before) {
-        let used = after.saturating_sub(before) as f64 / 1e6;
-        half.host.insert("usage_cpus".into(), json!(used / wall));
-    }
 }
 
 /// A half through an OCI runtime that did not run: the runtime's refusal

@@ -82,20 +82,3 @@ pub(super) fn cgroup_stats(container: &Container) -> Value {
         None => json!({ "error": "the container has no cgroup" }),
     }
 }
-
-/// The cgroup's own CPU usage counter (cpuacct.usage / cpu.stat usage_usec).
-pub(super) fn usage_usec(container: &Container) -> Result<u64, ObserveError> {
-    let cgroup = container
-        .cgroup()
-        .ok_or(ObserveError::Missing("the container has no cgroup"))?;
-    cgroup
-        .stats()
-        .map_err(|source| ObserveError::Cgroup {
-            step: "read the cgroup's CPU usage",
-            source,
-        })?
-        .cpu_usage_usec
-        .ok_or(ObserveError::Missing(
-            "the cgroup has no CPU usage counter (cpuacct / cpu.stat)",
-        ))
-}

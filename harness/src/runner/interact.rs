@@ -3,7 +3,7 @@
 //! its "go", or around its exit.
 
 use super::error::ObserveError;
-use super::host_view::{cgroup_stats, host_marker_dir, own_mounts_contain, usage_usec};
+use super::host_view::{cgroup_stats, host_marker_dir, own_mounts_contain};
 use super::probe_output::{last_json, say_go, tail, wait_until, LineReader};
 use super::state::{testbed, Half};
 use super::{NetHalf, OciSpawned, Runner, Spawned};
@@ -12,7 +12,7 @@ use crate::proof::expand_all;
 use crate::scenario::Interaction;
 use isocheck_runtime::spec::{ContainerSpec, NetworkMode};
 use isocheck_runtime::StdioMode;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::fs::File;
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -35,7 +35,12 @@ impl Runner {
             Interaction::KillAfterOutput => kill_after_output(half, c),
             Interaction::PauseResume => pause_resume(half, c),
             Interaction::CpuTwin => self.cpu_twin(half, c, spec),
-            Interaction::UsageWindow => usage_window_start(half, c),
+            Interaction::UsageWindow => {
+                let container = &c.container;
+                usage_window(half, &mut c.out, &mut c.stdin, |host| {
+                    crate::measure::usage_rate(container, host)
+                })
+            }
             Interaction::OutsideClient => self.outside_client(half, &mut c.out, &mut c.stdin),
         }
     }
@@ -57,16 +62,15 @@ impl Runner {
             Interaction::Exec => oci_exec_companion(half, c),
             Interaction::KillAfterOutput => oci_kill_after_output(half, c, spec),
             Interaction::UsageWindow => {
-                c.out.wait_ready(half.deadline)?;
-                let before =
-                    c.running.cgroup()["cpu_usage_usec"]
-                        .as_u64()
-                        .ok_or(ObserveError::Missing(
-                            "the cgroup has no CPU usage counter (cpuacct / cpu.stat)",
-                        ))?;
-                half.host.insert("usage_usec_before".into(), json!(before));
-                say_go(&mut c.stdin);
-                Ok(())
+                let running = &c.running;
+                usage_window(half, &mut c.out, &mut c.stdin, |host| {
+                    let usage = || {
+                        running.cgroup()["cpu_usage_usec"]
+                            .as_u64()
+                            .ok_or(MeasureError::NoUsage)
+                    };
+                    crate::measure::usage_rate_of(usage, host)
+                })
             }
             Interaction::OutsideClient => self.outside_client(half, &mut c.out, &mut c.stdin),
             Interaction::CpuTwin => self.oci_cpu_twin(half, c, spec),
@@ -374,14 +378,19 @@ fn pause_resume(half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
         .map_err(ObserveError::container("kill the burner"))
 }
 
-/// The cgroup's usage counter read just before go; `usage_window_end`
-/// reads it again when the burner is done.
-fn usage_window_start(half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
-    c.out.wait_ready(half.deadline)?;
-    let before = usage_usec(&c.container)?;
-    half.host.insert("usage_usec_before".into(), json!(before));
-    say_go(&mut c.stdin);
-    Ok(())
+/// The burner's rate under its quota (`measure::usage_rate_of`), read
+/// from its cgroup between go and a second go that stops it.
+fn usage_window(
+    half: &mut Half,
+    out: &mut LineReader,
+    stdin: &mut Option<File>,
+    measure: impl FnOnce(&mut Map<String, Value>) -> Result<(), MeasureError>,
+) -> Result<(), ObserveError> {
+    out.wait_ready(half.deadline)?;
+    say_go(stdin);
+    let measured = measure(&mut half.host);
+    say_go(stdin);
+    Ok(measured?)
 }
 
 /// `exec` of the companion probe through the runtime, after noting PID 1's
