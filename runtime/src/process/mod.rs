@@ -426,6 +426,21 @@ impl Container {
             // say) has the better story to tell.
             Err(e) => return Err(self.child_failure_or(sock, e)),
         };
+        let fds: Vec<std::os::fd::RawFd> = joins.iter().map(AsRawFd::as_raw_fd).collect();
+        let send_go =
+            |sock| sys::send_with_fds(sock, &[GO], &fds).map_err(|e| Error::os("send go", e));
+        // With nothing to do between `Ready` and `GO` (no hooks, no id
+        // maps), `GO` is queued at once: the child finds it as soon as its
+        // root is built instead of waiting a round trip for it. Its failure
+        // still comes instead of `Ready`.
+        let go_early = hooks.is_empty() && setup.mapping.is_none();
+        if go_early {
+            // A child that failed while building its root has closed its
+            // end already: its failure is waiting in the socket.
+            if let Err(e) = send_go(sock) {
+                return Err(self.child_failure_or(sock, e));
+            }
+        }
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match receive(sock, deadline, "ready")? {
             Some(FromChild::Ready) => {}
@@ -433,16 +448,17 @@ impl Container {
             None => return Err(self.child_vanished("ready")),
         }
         crate::timeline::point(crate::timeline::Point::ChildReady);
-        let pid = self.init.pid();
-        for (index, hook) in hooks.iter_mut().enumerate() {
-            hook(pid).map_err(|message| Error::ParentSetup { index, message })?;
+        if !go_early {
+            let pid = self.init.pid();
+            for (index, hook) in hooks.iter_mut().enumerate() {
+                hook(pid).map_err(|message| Error::ParentSetup { index, message })?;
+            }
+            if let Some(m) = setup.mapping {
+                write_id_maps(pid, m)?;
+            }
+            crate::timeline::point(crate::timeline::Point::ParentSetupDone);
+            send_go(sock)?;
         }
-        if let Some(m) = setup.mapping {
-            write_id_maps(pid, m)?;
-        }
-        crate::timeline::point(crate::timeline::Point::ParentSetupDone);
-        let fds: Vec<std::os::fd::RawFd> = joins.iter().map(AsRawFd::as_raw_fd).collect();
-        sys::send_with_fds(sock, &[GO], &fds).map_err(|e| Error::os("send go", e))?;
         drop(joins);
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match receive(sock, deadline, "exec")? {

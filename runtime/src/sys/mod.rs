@@ -434,8 +434,10 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, buf: &[u8], fds: &[RawFd]) -> Result<
     let iov = [std::io::IoSlice::new(buf)];
     let rights = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+    // A peer that is gone is an error to report (EPIPE), not a SIGPIPE to
+    // a caller that may not ignore it.
     loop {
-        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None) {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
             Ok(n) if n != buf.len() => return Err(Errno::EMSGSIZE),
