@@ -36,10 +36,10 @@ pub const RATIO_WINDOW: Duration = Duration::from_millis(600);
 const SETTLE: Duration = Duration::from_millis(100);
 /// Time a burner under a CPU quota runs before the first reading: the quota
 /// of the period it starts in, fresh after its idle wait, is spent by then.
-pub const QUOTA_SETTLE: Duration = Duration::from_millis(300);
+const QUOTA_SETTLE: Duration = Duration::from_millis(300);
 /// The window over which a burner's rate under a quota is measured: 20 of
 /// the runtime's 100 ms periods.
-pub const QUOTA_WINDOW: Duration = Duration::from_secs(2);
+const QUOTA_WINDOW: Duration = Duration::from_secs(2);
 
 /// The cgroup's CPU usage so far, in µs.
 fn usage_us(container: &Container) -> Result<u64, MeasureError> {

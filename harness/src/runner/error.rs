@@ -33,11 +33,8 @@ pub enum ObserveError {
         step: &'static str,
         source: CgroupError,
     },
-    #[error("the probe never said {phase}; it printed: {printed:?}")]
-    NeverSaid {
-        phase: &'static str,
-        printed: String,
-    },
+    #[error("the probe never said ready; it printed: {0:?}")]
+    NeverReady(String),
     #[error("the probe printed no observation; it printed: {0:?}")]
     NoObservation(String),
     /// The scenario file asks for an interaction without what it needs
@@ -126,11 +123,7 @@ mod tests {
             "stat the stand-in's /: EACCES: Permission denied"
         );
         assert_eq!(
-            ObserveError::NeverSaid {
-                phase: "ready",
-                printed: "oops".into()
-            }
-            .to_string(),
+            ObserveError::NeverReady("oops".into()).to_string(),
             "the probe never said ready; it printed: \"oops\""
         );
         assert_eq!(ObserveError::Interrupted.to_string(), "interrupted");

@@ -64,12 +64,7 @@ impl Runner {
             Interaction::UsageWindow => {
                 let running = &c.running;
                 usage_window(half, &mut c.out, &mut c.stdin, |host| {
-                    let usage = || {
-                        running.cgroup()["cpu_usage_usec"]
-                            .as_u64()
-                            .ok_or(MeasureError::NoUsage)
-                    };
-                    crate::measure::usage_rate_of(usage, host)
+                    crate::measure::usage_rate_of(|| oci_usage_us(running), host)
                 })
             }
             Interaction::OutsideClient => self.outside_client(half, &mut c.out, &mut c.stdin),
@@ -84,11 +79,7 @@ impl Runner {
                     }
                 };
                 crate::measure::pause_resume_of(
-                    || {
-                        r.cgroup()["cpu_usage_usec"]
-                            .as_u64()
-                            .ok_or(MeasureError::NoUsage)
-                    },
+                    || oci_usage_us(r),
                     || r.pause(true).map_err(runtime("pause")),
                     || r.pause(false).map_err(runtime("resume")),
                     &mut half.host,
@@ -222,10 +213,9 @@ impl Runner {
         let mut twin = self.oci_start(half, &twin_spec, &runtime, "twin")?;
         c.out.wait_ready(half.deadline)?;
         twin.out.wait_ready(half.deadline)?;
-        let usage = |r: &crate::oci::RunningHalf| r.cgroup()["cpu_usage_usec"].as_u64();
         crate::measure::usage_ratio_of(
-            || usage(&c.running),
-            || usage(&twin.running),
+            || oci_usage_us(&c.running).ok(),
+            || oci_usage_us(&twin.running).ok(),
             &mut half.host,
         )?;
         // Both measured: the rest of the burns shows nothing more.
@@ -376,6 +366,14 @@ fn pause_resume(half: &mut Half, c: &mut Spawned) -> Result<(), ObserveError> {
     c.container
         .kill()
         .map_err(ObserveError::container("kill the burner"))
+}
+
+/// The CPU usage counter of an OCI runtime's container, read from its
+/// cgroup by the host.
+fn oci_usage_us(running: &crate::oci::RunningHalf) -> Result<u64, MeasureError> {
+    running.cgroup()["cpu_usage_usec"]
+        .as_u64()
+        .ok_or(MeasureError::NoUsage)
 }
 
 /// The burner's rate under its quota (`measure::usage_rate_of`), read

@@ -113,31 +113,15 @@ impl LineReader {
 
     /// Until the probe prints its ready marker.
     pub(super) fn wait_ready(&mut self, deadline: Instant) -> Result<(), ObserveError> {
-        self.wait_phase("ready", deadline)
-    }
-
-    /// Until the probe prints the marker of `phase`.
-    pub(super) fn wait_phase(
-        &mut self,
-        phase: &'static str,
-        deadline: Instant,
-    ) -> Result<(), ObserveError> {
         while let Some(line) = self.next_line(deadline) {
             if serde_json::from_str::<Value>(line.trim())
                 .ok()
-                .is_some_and(|v| v["phase"] == phase)
+                .is_some_and(|v| v["phase"] == "ready")
             {
                 return Ok(());
             }
         }
-        Err(self.never_said(phase))
-    }
-
-    fn never_said(&self, phase: &'static str) -> ObserveError {
-        ObserveError::NeverSaid {
-            phase,
-            printed: tail(&self.seen, 400),
-        }
+        Err(ObserveError::NeverReady(tail(&self.seen, 400)))
     }
 
     /// A server says ready, or prints its observation at once when it fails.
@@ -147,7 +131,7 @@ impl LineReader {
                 return Ok(());
             }
         }
-        Err(self.never_said("ready"))
+        Err(ObserveError::NeverReady(tail(&self.seen, 400)))
     }
 
     /// The first observation the probe prints (phase markers skipped).
