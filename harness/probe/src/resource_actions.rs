@@ -130,15 +130,18 @@ pub fn reap_exited_children() {
 }
 
 /// Spins until `deadline` or until `stop` is set, returning the CPUs it
-/// ran on.
-fn spin_until(deadline: Instant, stop: &AtomicBool) -> BTreeSet<usize> {
+/// ran on and whether `stop` ended it (not the deadline).
+fn spin_until(deadline: Instant, stop: &AtomicBool) -> (BTreeSet<usize>, bool) {
     let mut cpus = BTreeSet::new();
     let mut next_sample = Instant::now();
     let mut work: u64 = 1;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return (cpus, true);
+        }
         let now = Instant::now();
-        if now >= deadline || stop.load(Ordering::Relaxed) {
-            return cpus;
+        if now >= deadline {
+            return (cpus, false);
         }
         if now >= next_sample {
             if let Ok(cpu) = sched_getcpu() {
@@ -204,11 +207,15 @@ pub fn burn(mut args: Args) -> Result<Observation, ProbeError> {
         .map(|_| std::thread::spawn(move || spin_until(deadline, &STOP)))
         .collect();
     let mut cpus_seen = BTreeSet::new();
+    // Told to stop by the harness only if every burner was: one that hit
+    // the cap first ended the window early, whatever came after.
+    let mut stopped_by_harness = true;
     for burner in burners {
-        let seen = burner
+        let (seen, stopped) = burner
             .join()
             .map_err(|_| ProbeError::internal("join a burner thread", "it panicked"))?;
         cpus_seen.extend(seen);
+        stopped_by_harness &= stopped;
     }
     if cpus_seen.is_empty() {
         return Err(ProbeError::internal(
@@ -225,11 +232,7 @@ pub fn burn(mut args: Args) -> Result<Observation, ProbeError> {
         .with("wall_s", wall_s)
         .with(
             "stopped_by",
-            if STOP.load(Ordering::Relaxed) {
-                "harness"
-            } else {
-                "cap"
-            },
+            if stopped_by_harness { "harness" } else { "cap" },
         )
         .with("cpu_s", cpu_s)
         .with("usage_cpus", usage_cpus)
