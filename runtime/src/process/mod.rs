@@ -426,20 +426,13 @@ impl Container {
             // say) has the better story to tell.
             Err(e) => return Err(self.child_failure_or(sock, e)),
         };
-        let fds: Vec<std::os::fd::RawFd> = joins.iter().map(AsRawFd::as_raw_fd).collect();
-        let send_go =
-            |sock| sys::send_with_fds(sock, &[GO], &fds).map_err(|e| Error::os("send go", e));
         // With nothing to do between `Ready` and `GO` (no hooks, no id
         // maps), `GO` is queued at once: the child finds it as soon as its
         // root is built instead of waiting a round trip for it. Its failure
         // still comes instead of `Ready`.
         let go_early = hooks.is_empty() && setup.mapping.is_none();
         if go_early {
-            // A child that failed while building its root has closed its
-            // end already: its failure is waiting in the socket.
-            if let Err(e) = send_go(sock) {
-                return Err(self.child_failure_or(sock, e));
-            }
+            self.send_go(sock, &joins)?;
         }
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         match receive(sock, deadline, "ready")? {
@@ -457,7 +450,7 @@ impl Container {
                 write_id_maps(pid, m)?;
             }
             crate::timeline::point(crate::timeline::Point::ParentSetupDone);
-            send_go(sock)?;
+            self.send_go(sock, &joins)?;
         }
         drop(joins);
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
@@ -506,6 +499,15 @@ impl Container {
             self.network = Some(network::attach(&host, pid, att, &hint)?);
         }
         Ok(joins)
+    }
+
+    /// `GO`, with the files the child joins its cgroup through. A child
+    /// that failed has closed its end (EPIPE here): its failure, waiting in
+    /// the socket, is the error.
+    fn send_go(&mut self, sock: BorrowedFd<'_>, joins: &[OwnedFd]) -> Result<(), Error> {
+        let fds: Vec<std::os::fd::RawFd> = joins.iter().map(AsRawFd::as_raw_fd).collect();
+        sys::send_with_fds(sock, &[GO], &fds)
+            .map_err(|e| self.child_failure_or(sock, Error::os("send go", e)))
     }
 
     /// The child's own failure when it already sent one, else `error`.
