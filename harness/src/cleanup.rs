@@ -6,7 +6,10 @@
 //! `isocheck/<run_id>-<name>` has `/run/isocheck/cgroups/<name>`. A resource
 //! is a leftover when its record vouches for it and its owner (pid *and*
 //! start time) is dead; one whose owner lives is in use; one without a valid
-//! record is not ours, whatever its name, and is reported and left alone.
+//! record is not ours, whatever its name, and is reported and left alone,
+//! with one exception: an empty `isocheck-<run_id>-*` dir of a run that
+//! left dead records and no live one (a kill between a temp dir's mkdir and
+//! its record, or its record and its rmdir).
 //! Mounts, interfaces, the nft table and SysV objects of a run live in its
 //! stand-in namespaces and die with its processes; the container processes
 //! die with the runner (parent-death signal) or are killed with their cgroup
@@ -71,12 +74,52 @@ fn standing(record: Result<owner::Owner, owner::OwnerError>) -> Standing {
     match record {
         Ok(o) if o.alive() => Standing::InUse,
         Ok(_) => Standing::Leftover,
-        Err(owner::OwnerError::Read { error, .. })
-            if error.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Standing::NotOurs("no owner record".into())
-        }
+        Err(e) if unrecorded(&e) => Standing::NotOurs(NO_RECORD.into()),
         Err(e) => Standing::NotOurs(e.to_string()),
+    }
+}
+
+const NO_RECORD: &str = "no owner record";
+
+/// The resource has no record at all (rather than a bad one).
+fn unrecorded(e: &owner::OwnerError) -> bool {
+    matches!(e, owner::OwnerError::Read { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// The run ids the records seen in one pass name: of dead owners, and of
+/// live ones.
+#[derive(Default)]
+struct RunIds {
+    dead: std::collections::BTreeSet<String>,
+    alive: std::collections::BTreeSet<String>,
+}
+
+impl RunIds {
+    fn note(&mut self, record: &Result<owner::Owner, owner::OwnerError>) {
+        if let Ok(o) = record {
+            let ids = if o.alive() {
+                &mut self.alive
+            } else {
+                &mut self.dead
+            };
+            ids.insert(o.run_id.clone());
+        }
+    }
+
+    /// An empty `isocheck-<run_id>-*` dir without a record, of a run that
+    /// left records of dead owners and none of a live one: a temp dir made
+    /// or being removed when its run was killed, in the moment between the
+    /// mkdir and the record (or the record and the rmdir). It holds
+    /// nothing, and its run can no longer finish it.
+    fn vouch_for_empty(&self, dir: &Path) -> bool {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let of_run = |id: &String| name.starts_with(&format!("{RUN_DIR_PREFIX}{id}-"));
+        self.dead.iter().any(of_run)
+            && !self.alive.iter().any(of_run)
+            && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
     }
 }
 
@@ -115,13 +158,20 @@ fn temp_dirs(tmp: &Path) -> Vec<PathBuf> {
 /// `tmps`: the directories our temp dirs may be in.
 fn find_in(tmps: &[PathBuf], manager: Option<&CgroupManager>) -> Found {
     let mut found = Found::default();
+    let mut runs = RunIds::default();
+    let mut unrecorded_dirs = Vec::new();
     for dir in tmps.iter().flat_map(|tmp| temp_dirs(tmp)) {
         let record = owner::dir_owner(&dir);
-        found.sort(dir, record, Leftover::RunDir);
+        runs.note(&record);
+        match record {
+            Err(e) if unrecorded(&e) => unrecorded_dirs.push(dir),
+            record => found.sort(dir, record, Leftover::RunDir),
+        }
     }
     if let Some(manager) = manager {
         for path in manager.leftovers() {
             let record = manager.owner_of(&path);
+            runs.note(&record);
             found.sort(path, record, Leftover::Cgroup);
         }
         found.leftovers.extend(
@@ -130,6 +180,17 @@ fn find_in(tmps: &[PathBuf], manager: Option<&CgroupManager>) -> Found {
                 .into_iter()
                 .map(Leftover::OwnerRecord),
         );
+    }
+    // Once every record of the pass is known.
+    for dir in unrecorded_dirs {
+        if runs.vouch_for_empty(&dir) {
+            found.leftovers.push(Leftover::RunDir(dir));
+        } else {
+            found.not_ours.push(NotOurs {
+                path: dir,
+                why: NO_RECORD.into(),
+            });
+        }
     }
     found
 }
@@ -227,14 +288,25 @@ pub fn remove(leftovers: &[Leftover]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// A directory `name` made in `tmp`.
+    fn mk(tmp: &tempfile::TempDir, name: &str) -> PathBuf {
+        let d = tmp.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        d
+    }
+
+    /// `dir`'s record, of run `run_id`, naming an owner that is dead.
+    fn mark_dead(dir: &Path, run_id: &str) {
+        let name = dir.file_name().unwrap().to_string_lossy();
+        let mut gone = owner::Owner::current(&name, run_id).unwrap();
+        gone.pid = i32::MAX;
+        gone.write(&dir.join(owner::MARKER_FILE)).unwrap();
+    }
+
     #[test]
     fn only_marked_dirs_of_dead_owners_are_leftovers() {
         let tmp = tempfile::tempdir().unwrap();
-        let mk = |name: &str| {
-            let d = tmp.path().join(name);
-            std::fs::create_dir(&d).unwrap();
-            d
-        };
+        let mk = |name: &str| mk(&tmp, name);
         let dead = mk("isocheck-dead1");
         let live = mk("isocheck-live1-run-1-x");
         let notes = mk("isocheck-notes");
@@ -245,9 +317,7 @@ mod tests {
         // An old run's pid file proves nothing any more.
         std::fs::write(old_style.join("owner"), "2147483647").unwrap();
         owner::mark_dir(&live, "live1").unwrap();
-        let mut gone = owner::Owner::current("isocheck-dead1", "dead1").unwrap();
-        gone.pid = i32::MAX;
-        gone.write(&dead.join(owner::MARKER_FILE)).unwrap();
+        mark_dead(&dead, "dead1");
         // A dead owner's record copied into another directory.
         std::fs::copy(
             dead.join(owner::MARKER_FILE),
@@ -264,6 +334,39 @@ mod tests {
             "{:?}",
             found.not_ours
         );
+    }
+
+    #[test]
+    fn an_empty_unrecorded_dir_of_a_dead_run_is_a_leftover() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mk = |name: &str| mk(&tmp, name);
+        let run_dir = mk("isocheck-dead2");
+        mark_dead(&run_dir, "dead2");
+        // Killed between the mkdir and the record.
+        let empty = mk("isocheck-dead2-run-1-aB3dE9");
+        // Not empty: something else may have put it there.
+        let full = mk("isocheck-dead2-run-2-xY7zQ1");
+        std::fs::write(full.join("notes.txt"), "mine").unwrap();
+        // Empty, but no dead record names its run.
+        let stranger = mk("isocheck-other3-run-1-kL4mN2");
+        // Empty, of a run that also has a live record: it may be mid-mkdir.
+        let live_dir = mk("isocheck-live4");
+        owner::mark_dir(&live_dir, "live4").unwrap();
+        let dead4 = mk("isocheck-live4-a-pQ8rS5");
+        mark_dead(&dead4, "live4");
+        let young = mk("isocheck-live4-b-tU6vW7");
+
+        let found = find_in(&[tmp.path().to_path_buf()], None);
+        assert_eq!(
+            found.leftovers,
+            vec![
+                Leftover::RunDir(run_dir),
+                Leftover::RunDir(dead4),
+                Leftover::RunDir(empty)
+            ]
+        );
+        let not_ours: Vec<_> = found.not_ours.iter().map(|n| n.path.clone()).collect();
+        assert_eq!(not_ours, vec![full, young, stranger]);
     }
 
     #[test]

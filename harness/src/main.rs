@@ -37,7 +37,8 @@ enum Command {
     /// Run the guarantee suite (each scenario and its control) and report.
     Run(RunArgs),
     /// Remove what a crashed run of ours left: only temp dirs and cgroups
-    /// whose owner record shows a dead owner; look-alikes are left alone.
+    /// whose owner record shows a dead owner, and empty temp dirs of such a
+    /// run caught before their record; look-alikes are left alone.
     Cleanup,
     /// One container by hand.
     #[command(subcommand)]

@@ -170,6 +170,8 @@ struct Killed {
     mounts_before: Vec<String>,
     /// Its containers' and decoy's processes, (pid, start time).
     processes: Vec<(u32, u64)>,
+    /// The run ids its temp dirs' records name.
+    run_ids: Vec<String>,
 }
 
 /// Starts `isocheck run --only id`, waits until its first container exists,
@@ -203,6 +205,13 @@ fn kill_mid_run(id: &str, delay_ms: u64) -> Option<Killed> {
         .collect();
     let mounts_before = mounts_under(&dirs);
     let processes = processes_of(child.id(), &owned);
+    let mut run_ids: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| isocheck_runtime::owner::dir_owner(d).ok())
+        .map(|o| o.run_id)
+        .collect();
+    run_ids.sort();
+    run_ids.dedup();
     if child.try_wait().unwrap().is_some() {
         return None;
     }
@@ -213,6 +222,7 @@ fn kill_mid_run(id: &str, delay_ms: u64) -> Option<Killed> {
         owned,
         mounts_before,
         processes,
+        run_ids,
     })
 }
 
@@ -315,6 +325,26 @@ fn kill_9_mid_run_then_cleanup_leaves_nothing() {
         assert!(left.is_empty(), "{id}: left after cleanup: {left:?}");
         let left = resources_of(killed.pid);
         assert!(left.is_empty(), "{id}: left after cleanup: {left:?}");
+        // By name too: a temp dir the kill caught between its mkdir and its
+        // owner record (or its record and its rmdir) carries no record.
+        let left = named_after(&killed.run_ids);
+        assert!(left.is_empty(), "{id}: left after cleanup: {left:?}");
         foreign.assert_untouched(id, &said);
     }
+}
+
+/// Every `isocheck-<run_id>` or `isocheck-<run_id>-*` entry of the temp
+/// bases, for any of `run_ids`.
+fn named_after(run_ids: &[String]) -> Vec<PathBuf> {
+    isocheck_runtime::rootfs::temp_bases()
+        .into_iter()
+        .flat_map(|base| std::fs::read_dir(base).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            run_ids.iter().any(|id| {
+                name == format!("isocheck-{id}") || name.starts_with(&format!("isocheck-{id}-"))
+            })
+        })
+        .collect()
 }
