@@ -110,7 +110,15 @@ pub(crate) fn receive(
     }
     // One byte more than any message, so an oversized one is not cut to fit.
     let mut buf = [0u8; MAX_LEN + 1];
-    let n = sys::read(sock, &mut buf).map_err(|e| Error::os("read handshake socket", e))?;
+    let n = match sys::read(sock, &mut buf) {
+        // A child that closed its end with `GO` still unread in it (it
+        // failed before reading it) resets ours: the kernel reports that
+        // once, ahead of the messages the child sent before it went, and
+        // the next read returns them.
+        Err(Errno::ECONNRESET) => sys::read(sock, &mut buf),
+        other => other,
+    }
+    .map_err(|e| Error::os("read handshake socket", e))?;
     if n == 0 {
         return Ok(None);
     }
@@ -182,6 +190,22 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let got = receive(parent.as_fd(), deadline, "pid").expect("receive");
         assert_eq!(got, Some(FromChild::Pid(7)));
+        assert_eq!(receive(parent.as_fd(), deadline, "eof").expect("eof"), None);
+    }
+
+    #[test]
+    fn a_failure_sent_before_go_was_read_still_arrives() {
+        // The early GO: the parent's GO is still unread when the child
+        // fails and closes its end, which resets the parent's.
+        let (parent, child) = seqpacket_pair().expect("socketpair");
+        use std::os::fd::{AsFd, AsRawFd};
+        sys::send_with_fds(parent.as_fd(), &[GO], &[]).expect("send go");
+        let failed = FromChild::Failed(StepFailure::new(Step::MountProc, Errno::EPERM, b"/proc"));
+        send(&mut sys::RealSyscalls, child.as_raw_fd(), &failed).expect("send");
+        drop(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let got = receive(parent.as_fd(), deadline, "ready").expect("receive");
+        assert_eq!(got, Some(failed));
         assert_eq!(receive(parent.as_fd(), deadline, "eof").expect("eof"), None);
     }
 }
