@@ -87,9 +87,11 @@ fn container_run(extra: &[&str], action: &str) -> (Child, Vec<PathBuf>) {
 fn assert_nothing_left(pid: u32, seen: &[PathBuf], what: &str) {
     assert!(
         cgroups(seen) > 0
-            && seen
-                .iter()
-                .any(|p| p.starts_with(isocheck_runtime::rootfs::temp_base())),
+            && seen.iter().any(|p| {
+                isocheck_runtime::rootfs::temp_bases()
+                    .iter()
+                    .any(|base| p.starts_with(base))
+            }),
         "{what}: saw no cgroup or temp dir of the run while it ran: {seen:?}"
     );
     let left: Vec<_> = seen.iter().filter(|p| p.exists()).collect();
