@@ -8,11 +8,12 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
+use isocheck_benches::bare_root::BareRoot;
 use isocheck_benches::cgroup_tree::{BenchCgroups, CGROUP_ROOT};
 use isocheck_benches::full::{self, Fleet, FullStarter, NetPlan};
 use isocheck_benches::peers::{self, Peer};
 use isocheck_benches::probe::{self, NOOP_ARG};
-use isocheck_benches::rootfs::MinimalRootfs;
+use isocheck_benches::rootfs::{MinimalRootfs, PROBE_IN_ROOT};
 use isocheck_benches::spawn::{all_container_flags, IdleChild, PreparedExec, CONTAINER_NAMESPACES};
 use isocheck_benches::stages;
 use isocheck_benches::{summary, workspace_root};
@@ -96,8 +97,9 @@ fn slow_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTi
 }
 
 /// `start/floor`: clone3 with the six namespaces of a full container, exec
-/// the probe's no-op, wait.
-fn bench_floor(c: &mut Criterion, run: &Run) {
+/// the probe's no-op, wait; `start/floor-mounts`: the same with the root's
+/// mounts made bare between clone and exec (`bare_root`).
+fn bench_floor(c: &mut Criterion, run: &mut Run) {
     let exec = PreparedExec::new(&run.root.probe(), &[NOOP_ARG]).expect("prepare the probe's exec");
     let flags = all_container_flags();
     exec.clone_exec_wait(flags)
@@ -106,6 +108,22 @@ fn bench_floor(c: &mut Criterion, run: &Run) {
     group.bench_function("floor", |b| {
         b.iter(|| exec.clone_exec_wait(flags).expect("floor start"))
     });
+    let bare = BareRoot::new(
+        run.root.path(),
+        std::path::Path::new(PROBE_IN_ROOT),
+        &[NOOP_ARG],
+    );
+    match bare.and_then(|bare| bare.clone_build_exec_wait(flags).map(|()| bare)) {
+        Err(e) => run.skip("start/floor-mounts", e.to_string()),
+        Ok(bare) => {
+            group.bench_function("floor-mounts", |b| {
+                b.iter(|| {
+                    bare.clone_build_exec_wait(flags)
+                        .expect("floor-mounts start")
+                })
+            });
+        }
+    }
     group.finish();
 }
 

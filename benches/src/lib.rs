@@ -5,6 +5,7 @@
 //! The bench binary (`benches/start.rs`) wires these modules together; the
 //! `bench-summary` binary prints medians, p95s and the issue-7 ratios.
 
+pub mod bare_root;
 pub mod cgroup_tree;
 pub mod full;
 pub mod oci;

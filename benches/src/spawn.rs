@@ -67,7 +67,7 @@ pub enum SpawnError {
     Clone3 { flags: u64, source: std::io::Error },
     #[error("waiting for child {pid}: {source}")]
     Wait { pid: i32, source: nix::Error },
-    #[error("child {pid} (flags {flags:#x}) ended with {status:?}; exit 127 means execve failed")]
+    #[error("child {pid} (flags {flags:#x}) ended with {status:?}; exit 127 means execve failed, 126 a step before it")]
     ChildFailed {
         pid: i32,
         flags: u64,
@@ -113,11 +113,26 @@ impl PreparedExec {
 
     /// clone3(flags) + execve + waitpid; Ok only when the child exited 0.
     pub fn clone_exec_wait(&self, flags: u64) -> Result<(), SpawnError> {
+        self.clone_run_exec_wait(flags, || true)
+    }
+
+    /// The same with `before_exec` run in the child first; when it returns
+    /// false the child exits 126. It must keep to what the child may do: no
+    /// allocation, no lock another thread may hold.
+    pub fn clone_run_exec_wait<F: Fn() -> bool>(
+        &self,
+        flags: u64,
+        before_exec: F,
+    ) -> Result<(), SpawnError> {
         // SAFETY: the child branch only calls async-signal-safe functions on
         // memory prepared before clone (NUL-terminated strings and NULL-ended
-        // pointer arrays), then execs or _exits; it never returns.
+        // pointer arrays), and `before_exec` under the contract above, then
+        // execs or _exits; it never returns.
         match unsafe { sys::clone3(flags, false) } {
             Ok(Forked::Child) => {
+                if !before_exec() {
+                    sys::exit_now(126)
+                }
                 let _ = sys::dup2(self.dev_null.as_raw_fd(), 1);
                 sys::execve(&self.path, &self.argv_ptrs, &self.envp_ptrs);
                 sys::exit_now(127)

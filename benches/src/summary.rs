@@ -53,8 +53,9 @@ pub struct Measurement {
 }
 
 /// The ids in the order the summary lists them; others follow by name.
-pub const KNOWN_IDS: [&str; 26] = [
+pub const KNOWN_IDS: [&str; 27] = [
     "start/floor",
+    "start/floor-mounts",
     "start/full",
     "start/full-net",
     "start/sustained",
@@ -251,24 +252,36 @@ pub enum Outcome {
     NotAvailable(String),
 }
 
+/// Ratios with no target, printed under the targets. `start/floor-mounts`
+/// is the floor plus `start/full`'s root mounts made bare (`bare_root`):
+/// the least any runtime that makes those mounts can reach here.
+pub const REFERENCES: [(&str, &str); 1] = [("start/floor-mounts", "start/floor")];
+
 pub fn evaluate(ratio: &Ratio, measurements: &[Measurement]) -> Outcome {
+    match ratio_of(ratio.numerator, ratio.denominator, measurements) {
+        Ok(value) => Outcome::Value {
+            value,
+            met: ratio.target.met(value),
+        },
+        Err(why) => Outcome::NotAvailable(why),
+    }
+}
+
+/// numerator's median ÷ denominator's, or why there is none.
+fn ratio_of(
+    numerator: &str,
+    denominator: &str,
+    measurements: &[Measurement],
+) -> Result<f64, String> {
     let find = |id: &str| measurements.iter().find(|m| m.id == id);
-    let missing: Vec<&str> = [ratio.numerator, ratio.denominator]
+    let missing: Vec<&str> = [numerator, denominator]
         .into_iter()
         .filter(|id| find(id).is_none())
         .collect();
-    match (find(ratio.numerator), find(ratio.denominator)) {
-        (Some(num), Some(den)) if den.median_ns > 0.0 => {
-            let value = num.median_ns / den.median_ns;
-            Outcome::Value {
-                value,
-                met: ratio.target.met(value),
-            }
-        }
-        (Some(_), Some(_)) => {
-            Outcome::NotAvailable(format!("{} has a zero median", ratio.denominator))
-        }
-        _ => Outcome::NotAvailable(format!("no result for {}", missing.join(", "))),
+    match (find(numerator), find(denominator)) {
+        (Some(num), Some(den)) if den.median_ns > 0.0 => Ok(num.median_ns / den.median_ns),
+        (Some(_), Some(_)) => Err(format!("{denominator} has a zero median")),
+        _ => Err(format!("no result for {}", missing.join(", "))),
     }
 }
 
@@ -316,6 +329,17 @@ pub fn render(measurements: &[Measurement], skipped: &[(String, String)]) -> Str
             }
             Outcome::NotAvailable(why) => {
                 let _ = writeln!(out, "{name:<40} {:>8} {target:>8}  n/a ({why})", "-");
+            }
+        }
+    }
+    for (numerator, denominator) in REFERENCES {
+        let name = format!("{numerator} / {denominator}");
+        match ratio_of(numerator, denominator, measurements) {
+            Ok(value) => {
+                let _ = writeln!(out, "{name:<40} {value:>8.2} {:>8}  reference", "-");
+            }
+            Err(why) => {
+                let _ = writeln!(out, "{name:<40} {:>8} {:>8}  n/a ({why})", "-", "-");
             }
         }
     }
@@ -547,6 +571,21 @@ mod tests {
         assert!(text.contains("n/a (no result for peers/runc)"), "{text}");
         assert!(
             text.contains("peers/crun") && text.contains("skipped: refused"),
+            "{text}"
+        );
+        assert!(
+            text.contains("start/floor-mounts / start/floor")
+                && text.contains("n/a (no result for start/floor-mounts)"),
+            "{text}"
+        );
+        let ms = [m("start/floor", 2.0e6), m("start/floor-mounts", 2.5e6)];
+        let text = render(&ms, &[]);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("start/floor-mounts / start/floor"))
+            .unwrap_or_default();
+        assert!(
+            line.contains("1.25") && line.ends_with("reference"),
             "{text}"
         );
     }
