@@ -12,6 +12,7 @@
 //! plain syscalls (no allocation, no lock).
 
 use crate::spawn::{PreparedExec, SpawnError};
+use isocheck_runtime::mounts::DEV_NODES;
 use isocheck_runtime::spec::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use isocheck_runtime::sys::{RealSyscalls, Syscalls};
 use nix::errno::Errno;
@@ -22,8 +23,6 @@ use std::ffi::{CString, NulError};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// The host's device nodes `start/full` binds into its /dev.
-const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// /dev's symlinks (target, name), as `start/full` makes them.
 const DEV_LINKS: [(&str, &str); 5] = [
     ("pts/ptmx", "ptmx"),
@@ -108,6 +107,7 @@ impl BareRoot {
             )?,
         ];
         for node in DEV_NODES {
+            let node = node.to_string_lossy();
             ops.push(Op::Node {
                 host: c(&format!("/dev/{node}"))?,
                 target: at(&format!("/dev/{node}"))?,

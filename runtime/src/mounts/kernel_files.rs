@@ -4,7 +4,8 @@
 
 use super::*;
 
-pub(super) const DEV_NODES: [&CStr; 6] = [c"null", c"zero", c"full", c"random", c"urandom", c"tty"];
+/// The host device nodes bound into every container's /dev.
+pub const DEV_NODES: [&CStr; 6] = [c"null", c"zero", c"full", c"random", c"urandom", c"tty"];
 
 /// A tmpfs /dev with the host's harmless nodes bound in (mknod is not
 /// allowed in a user namespace; a bind is), a private devpts and /dev/shm.
