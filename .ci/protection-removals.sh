@@ -116,6 +116,15 @@ tree=$scratch/tree
 [ -d "$repo/target" ] && { cp -a "$repo/target" "$tree/target" 2>/dev/null || true; }
 bin=$tree/target/x86_64-unknown-linux-gnu/release/isocheck
 
+# What of ours is on the machine (as .ci/run lists it).
+ours() {
+  {
+    find /sys/fs/cgroup/*/isocheck -mindepth 1 -type d 2>/dev/null || true
+    find /tmp /dev/shm -maxdepth 1 -name 'isocheck-*' 2>/dev/null || true
+  } | sort
+}
+before=$(ours)
+
 stale=0 survived=0 caught=0
 printf '%-24s %-8s %s\n' removal result detail
 while IFS='|' read -r name file from to scenarios; do
@@ -137,11 +146,19 @@ while IFS='|' read -r name file from to scenarios; do
   fi
   out=$("$bin" run --only "$scenarios" --scenarios "$tree/scenarios" 2>&1 || true)
   red=$(printf '%s\n' "$out" | grep -E '^[a-z0-9-]+ +FAIL ' | awk '{print $1}' | paste -sd, - || true)
+  # A removal can break the teardown as well: say what its run left, and
+  # clear it (every owner is dead by now) so the next removal starts clean.
+  leak=
+  left=$(comm -13 <(echo "$before") <(ours) | wc -l)
+  if [ "$left" -gt 0 ]; then
+    "$bin" cleanup >/dev/null 2>&1 || true
+    leak=" (its run left $left cgroups or temp dirs; after cleanup $(comm -13 <(echo "$before") <(ours) | wc -l))"
+  fi
   if [ -n "$red" ]; then
-    printf '%-24s %-8s %s\n' "$name" caught "red: $red"
+    printf '%-24s %-8s %s\n' "$name" caught "red: $red$leak"
     caught=$((caught + 1))
   else
-    printf '%-24s %-8s %s\n' "$name" SURVIVED "all green: $scenarios"
+    printf '%-24s %-8s %s\n' "$name" SURVIVED "all green: $scenarios$leak"
     survived=$((survived + 1))
   fi
 done <<<"$REMOVALS"
