@@ -12,7 +12,7 @@
 //! plain syscalls (no allocation, no lock).
 
 use crate::spawn::{PreparedExec, SpawnError};
-use isocheck_runtime::mounts::DEV_NODES;
+use isocheck_runtime::mounts::{DEV_LINKS, DEV_NODES};
 use isocheck_runtime::spec::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use isocheck_runtime::sys::{RealSyscalls, Syscalls};
 use nix::errno::Errno;
@@ -22,15 +22,6 @@ use nix::sys::stat::Mode;
 use std::ffi::{CString, NulError};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-
-/// /dev's symlinks (target, name), as `start/full` makes them.
-const DEV_LINKS: [(&str, &str); 5] = [
-    ("pts/ptmx", "ptmx"),
-    ("/proc/self/fd", "fd"),
-    ("/proc/self/fd/0", "stdin"),
-    ("/proc/self/fd/1", "stdout"),
-    ("/proc/self/fd/2", "stderr"),
-];
 
 /// One step of the bare root, every path absolute (the root's path first).
 #[derive(Debug)]
@@ -125,8 +116,8 @@ impl BareRoot {
         ops.push(tmpfs(at("/dev/shm")?, hidden, "mode=1777,size=65536k")?);
         for (target, name) in DEV_LINKS {
             ops.push(Op::Symlink {
-                target: c(target)?,
-                link: at(&format!("/dev/{name}"))?,
+                target: target.to_owned(),
+                link: at(&format!("/dev/{}", name.to_string_lossy()))?,
             });
         }
         ops.push(Op::Mount {
@@ -150,7 +141,8 @@ impl BareRoot {
         for path in DEFAULT_MASKED_PATHS {
             ops.push(Op::Mask(at(path)?));
         }
-        ops.push(tmpfs(at("/tmp")?, hidden, "mode=1777,size=65536k")?);
+        let tmp_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        ops.push(tmpfs(at("/tmp")?, tmp_flags, "mode=1777")?);
         Ok(BareRoot {
             root: CString::new(base)?,
             ops,

@@ -7,6 +7,15 @@ use super::*;
 /// The host device nodes bound into every container's /dev.
 pub const DEV_NODES: [&CStr; 6] = [c"null", c"zero", c"full", c"random", c"urandom", c"tty"];
 
+/// The symlinks made in every container's /dev: (target, name).
+pub const DEV_LINKS: [(&CStr, &CStr); 5] = [
+    (c"pts/ptmx", c"ptmx"),
+    (c"/proc/self/fd", c"fd"),
+    (c"/proc/self/fd/0", c"stdin"),
+    (c"/proc/self/fd/1", c"stdout"),
+    (c"/proc/self/fd/2", c"stderr"),
+];
+
 /// A tmpfs /dev with the host's harmless nodes bound in (mknod is not
 /// allowed in a user namespace; a bind is), a private devpts and /dev/shm.
 pub(super) fn mount_dev<S: Syscalls>(
@@ -79,15 +88,12 @@ pub(super) fn mount_dev<S: Syscalls>(
     )
     .map_err(|e| root.fail(Step::MountDevShm, e, b"/dev/shm"))?;
 
-    for (target, name, rel) in [
-        (c"pts/ptmx", c"ptmx", &b"/dev/ptmx"[..]),
-        (c"/proc/self/fd", c"fd", b"/dev/fd"),
-        (c"/proc/self/fd/0", c"stdin", b"/dev/stdin"),
-        (c"/proc/self/fd/1", c"stdout", b"/dev/stdout"),
-        (c"/proc/self/fd/2", c"stderr", b"/dev/stderr"),
-    ] {
-        sys.symlinkat(target, &dev, name)
-            .map_err(|e| root.fail(Step::DevSymlink, e, rel))?;
+    for (target, name) in DEV_LINKS {
+        sys.symlinkat(target, &dev, name).map_err(|e| {
+            let mut buf = [0u8; 32];
+            let rel = join_small(&mut buf, b"/dev/", name.to_bytes());
+            root.fail(Step::DevSymlink, e, rel.to_bytes())
+        })?;
     }
     Ok(())
 }

@@ -40,7 +40,7 @@ use crate::sys::{ProcFdPath, Syscalls};
 
 mod entry;
 mod kernel_files;
-pub use kernel_files::DEV_NODES;
+pub use kernel_files::{DEV_LINKS, DEV_NODES};
 mod mountinfo;
 mod readonly;
 mod resolve;
