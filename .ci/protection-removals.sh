@@ -116,14 +116,8 @@ tree=$scratch/tree
 [ -d "$repo/target" ] && { cp -a "$repo/target" "$tree/target" 2>/dev/null || true; }
 bin=$tree/target/x86_64-unknown-linux-gnu/release/isocheck
 
-# What of ours is on the machine (as .ci/run lists it).
-ours() {
-  {
-    find /sys/fs/cgroup/*/isocheck -mindepth 1 -type d 2>/dev/null || true
-    find /tmp /dev/shm -maxdepth 1 -name 'isocheck-*' 2>/dev/null || true
-  } | sort
-}
-before=$(ours)
+source "$repo/.ci/leftovers.sh"
+before=$(leftovers)
 
 stale=0 survived=0 caught=0
 printf '%-24s %-8s %s\n' removal result detail
@@ -149,10 +143,10 @@ while IFS='|' read -r name file from to scenarios; do
   # A removal can break the teardown as well: say what its run left, and
   # clear it (every owner is dead by now) so the next removal starts clean.
   leak=
-  left=$(comm -13 <(echo "$before") <(ours) | wc -l)
+  left=$(comm -13 <(echo "$before") <(leftovers) | wc -l)
   if [ "$left" -gt 0 ]; then
     "$bin" cleanup >/dev/null 2>&1 || true
-    leak=" (its run left $left cgroups or temp dirs; after cleanup $(comm -13 <(echo "$before") <(ours) | wc -l))"
+    leak=" (its run left $left cgroups or temp dirs; after cleanup $(comm -13 <(echo "$before") <(leftovers) | wc -l))"
   fi
   if [ -n "$red" ]; then
     printf '%-24s %-8s %s\n' "$name" caught "red: $red$leak"
