@@ -85,13 +85,9 @@ fn container_run(extra: &[&str], action: &str) -> (Child, Vec<PathBuf>) {
 }
 
 fn assert_nothing_left(pid: u32, seen: &[PathBuf], what: &str) {
+    let bases = isocheck_runtime::rootfs::temp_bases();
     assert!(
-        cgroups(seen) > 0
-            && seen.iter().any(|p| {
-                isocheck_runtime::rootfs::temp_bases()
-                    .iter()
-                    .any(|base| p.starts_with(base))
-            }),
+        cgroups(seen) > 0 && seen.iter().any(|p| bases.iter().any(|b| p.starts_with(b))),
         "{what}: saw no cgroup or temp dir of the run while it ran: {seen:?}"
     );
     let left: Vec<_> = seen.iter().filter(|p| p.exists()).collect();
